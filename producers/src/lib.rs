@@ -1,0 +1,8 @@
+//! The hospital edge: a simulator that looks like the region's hospitals, and (with the ingest
+//! stage) the adapter that turns what hospitals send into canonical, pseudonymised events.
+
+mod error;
+pub mod pseudonym;
+pub mod simulator;
+
+pub use error::ProducerError;

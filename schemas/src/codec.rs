@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::SchemaError;
-use crate::records::{AlertAck, Alert, ClinicalEvent, DeadLetter, PatientStatus};
+use crate::records::{Alert, AlertAck, ClinicalEvent, DeadLetter, PatientStatus};
 
 /// The two bytes that open every single-object encoded message (Avro spec).
 pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -164,10 +164,14 @@ impl<T: WireRecord> AvroCodec<T> {
     /// Decodes one message written under the current or any older schema of `T`.
     pub fn decode(&self, bytes: &[u8]) -> Result<T, SchemaError> {
         if bytes.len() < HEADER_LEN {
-            return Err(SchemaError::NotSingleObject("shorter than the 10-byte header"));
+            return Err(SchemaError::NotSingleObject(
+                "shorter than the 10-byte header",
+            ));
         }
         if bytes[..2] != SINGLE_OBJECT_MAGIC {
-            return Err(SchemaError::NotSingleObject("missing the C3 01 magic bytes"));
+            return Err(SchemaError::NotSingleObject(
+                "missing the C3 01 magic bytes",
+            ));
         }
         let mut fp = [0u8; 8];
         fp.copy_from_slice(&bytes[2..HEADER_LEN]);

@@ -15,7 +15,10 @@ pub enum SchemaError {
     NotSingleObject(&'static str),
     /// The header names a schema this build does not know (written by a newer producer?).
     #[error("unknown writer schema fingerprint {fingerprint:016x} for {record}")]
-    UnknownWriterSchema { record: &'static str, fingerprint: u64 },
+    UnknownWriterSchema {
+        record: &'static str,
+        fingerprint: u64,
+    },
     /// The bytes do not decode under the writer schema they claim.
     #[error("malformed {record} datum: {source}")]
     Decode {

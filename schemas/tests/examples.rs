@@ -51,11 +51,22 @@ where
             .expect("generic reader builds")
             .read_value(&mut body)
             .unwrap_or_else(|e| panic!("{}: generic decoder rejects datum: {e}", path.display()));
-        assert!(body.is_empty(), "{}: trailing bytes after datum", path.display());
-        assert!(generic.validate(&schemas.current), "{}: value does not validate", path.display());
+        assert!(
+            body.is_empty(),
+            "{}: trailing bytes after datum",
+            path.display()
+        );
+        assert!(
+            generic.validate(&schemas.current),
+            "{}: value does not validate",
+            path.display()
+        );
 
         // The fixture written by the current schema must be committed and decode to the example.
-        let stem = path.file_stem().and_then(|s| s.to_str()).expect("utf-8 name");
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("utf-8 name");
         let fixture = dir.join(format!("{stem}.{current}.bin"));
         if write_fixtures && !fixture.exists() {
             fs::write(&fixture, &bytes).expect("fixture written");
@@ -68,7 +79,10 @@ where
         });
         assert_eq!(codec.decode(&committed).expect("fixture decodes"), value);
     }
-    assert!(seen >= min_examples, "{record_dir}: expected at least {min_examples} examples, found {seen}");
+    assert!(
+        seen >= min_examples,
+        "{record_dir}: expected at least {min_examples} examples, found {seen}"
+    );
 
     // Fixtures from older writer schemas: still readable, and stable once re-encoded.
     for entry in fs::read_dir(&dir).expect("examples dir exists") {
@@ -80,7 +94,9 @@ where
         let decoded = codec
             .decode(&bytes)
             .unwrap_or_else(|e| panic!("{} no longer decodes: {e}", path.display()));
-        let again = codec.decode(&codec.encode(&decoded).expect("re-encodes")).expect("decodes");
+        let again = codec
+            .decode(&codec.encode(&decoded).expect("re-encodes"))
+            .expect("decodes");
         assert_eq!(again, decoded);
     }
 }
@@ -122,9 +138,13 @@ fn rejects_garbage_with_clear_errors() {
     let msg = codec.decode(&unknown).unwrap_err().to_string();
     assert!(msg.contains("unknown writer schema"), "{msg}");
     // A valid header followed by a truncated body.
-    let example = fs::read_to_string(examples_dir("clinical_event").join("lab_result.json")).unwrap();
+    let example =
+        fs::read_to_string(examples_dir("clinical_event").join("lab_result.json")).unwrap();
     let event: ClinicalEvent = serde_json::from_str(&example).unwrap();
     let bytes = codec.encode(&event).unwrap();
-    let msg = codec.decode(&bytes[..bytes.len() - 5]).unwrap_err().to_string();
+    let msg = codec
+        .decode(&bytes[..bytes.len() - 5])
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("malformed"), "{msg}");
 }

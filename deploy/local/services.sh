@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Local services for Vigil: a Kafka-API broker (Tansu 0.6.0 on SQLite storage) and ClickHouse,
+# both on loopback, with their data under $VIGIL_HOME. Idempotent: installs what is missing,
+# starts what is not running, and leaves alone what already runs.
+#
+#   deploy/local/services.sh install   install ClickHouse (Debian package) and build Tansu (cached)
+#   deploy/local/services.sh start     install if needed, start both, wait until they answer
+#   deploy/local/services.sh stop      stop both
+#   deploy/local/services.sh status    say what runs where
+#   deploy/local/services.sh env       print the environment variables that point Vigil at them
+#
+# Settings (environment):
+#   VIGIL_HOME                     data, logs and pid files        (default: <repo>/.vigil)
+#   VIGIL_CACHE                    where the Tansu build is kept   (default: ~/.cache/vigil)
+#   VIGIL_KAFKA_PORT               broker port                     (default: 9092)
+#   VIGIL_CLICKHOUSE_HTTP_PORT     ClickHouse HTTP port            (default: 8123)
+#   VIGIL_CLICKHOUSE_TCP_PORT      ClickHouse native port          (default: 9000)
+#   VIGIL_CLICKHOUSE_INTERSERVER_PORT                              (default: 9009)
+#   VIGIL_KAFKA_STORAGE            Tansu storage engine            (default: sqlite://tansu.db)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+home=${VIGIL_HOME:-$repo/.vigil}
+cache=${VIGIL_CACHE:-$HOME/.cache/vigil}
+kafka_port=${VIGIL_KAFKA_PORT:-9092}
+ch_http=${VIGIL_CLICKHOUSE_HTTP_PORT:-8123}
+ch_tcp=${VIGIL_CLICKHOUSE_TCP_PORT:-9000}
+ch_inter=${VIGIL_CLICKHOUSE_INTERSERVER_PORT:-9009}
+# sqlite://tansu.db keeps acknowledged records across crashes; memory:// is for throughput
+# benchmarks only (a consumer resuming inside a record batch misses records).
+kafka_storage=${VIGIL_KAFKA_STORAGE:-sqlite://tansu.db}
+
+tansu_version=0.6.0
+tansu_root=$cache/tansu-$tansu_version
+tansu_bin=$tansu_root/bin/tansu
+ch_config=$repo/deploy/clickhouse/server/config.xml
+
+say() { printf 'vigil services: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else die "installing ClickHouse needs root: run '$*' as root, then try again"
+  fi
+}
+
+install_clickhouse() {
+  if command -v clickhouse-server >/dev/null 2>&1 && command -v clickhouse-client >/dev/null 2>&1; then
+    return
+  fi
+  say "installing ClickHouse from Debian's packages (clickhouse-server, clickhouse-client)"
+  as_root apt-get update -qq >/dev/null ||
+    die "apt-get update failed; check that Debian's package mirror is reachable"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null ||
+    die "apt-get install clickhouse-server clickhouse-client failed; see the messages above"
+}
+
+install_tansu() {
+  if [ -x "$tansu_bin" ]; then
+    return
+  fi
+  command -v cargo >/dev/null 2>&1 || die "building Tansu needs cargo (the Rust toolchain)"
+  say "building Tansu $tansu_version once into $tansu_root (about 10 minutes on 2 cores)"
+  mkdir -p "$cache"
+  # --locked matters: without it the build picks newer dependencies and fails.
+  # Build into a scratch root and move it into place, so an interrupted build is never mistaken
+  # for a finished one.
+  local scratch
+  scratch=$(mktemp -d "$cache/tansu-build.XXXXXX")
+  if ! cargo install --locked "tansu@$tansu_version" --features dynostore,libsql \
+      --root "$scratch" >"$cache/tansu-build.log" 2>&1; then
+    tail -20 "$cache/tansu-build.log" >&2
+    rm -rf "$scratch"
+    die "building Tansu failed; the full log is $cache/tansu-build.log"
+  fi
+  rm -rf "$tansu_root"
+  mv "$scratch" "$tansu_root"
+}
+
+wait_for() { # name, seconds, command...
+  local name=$1 seconds=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@"; do
+    if [ $SECONDS -ge $deadline ]; then
+      die "$name did not come up within ${seconds}s; its log is in $home"
+    fi
+    sleep 0.2
+  done
+}
+
+# Succeeds once the service answers; fails the whole script at once if its process died.
+alive_and() { # pidfile, log, command...
+  local pidfile=$1 log=$2; shift 2
+  if ! pid_alive "$pidfile"; then
+    tail -5 "$log" >&2 2>/dev/null || true
+    rm -f "$pidfile"
+    die "the service exited at start; its log is $log"
+  fi
+  "$@"
+}
+alive_and_listening() { alive_and "$1" "$3" port_open "$2"; }
+
+clickhouse_ready() {
+  [ "$(curl -fsS "http://127.0.0.1:$ch_http/ping" 2>/dev/null)" = "Ok." ]
+}
+
+start_clickhouse() {
+  local pidfile=$home/clickhouse.pid dir=$home/clickhouse
+  if pid_alive "$pidfile"; then
+    say "ClickHouse already runs (pid $(cat "$pidfile")) on http://127.0.0.1:$ch_http"
+    return
+  fi
+  for port in "$ch_http" "$ch_tcp" "$ch_inter"; do
+    port_open "$port" && die "port $port is taken by another program; set VIGIL_CLICKHOUSE_HTTP_PORT, VIGIL_CLICKHOUSE_TCP_PORT or VIGIL_CLICKHOUSE_INTERSERVER_PORT to free ports"
+  done
+  mkdir -p "$dir"/{data,tmp,user_files,format_schemas}
+  # The server reads users.xml relative to the config file: keep both together in $dir.
+  cp "$ch_config" "$dir/config.xml"
+  cp "$(dirname "$ch_config")/users.xml" "$dir/users.xml"
+  (cd "$dir" && exec clickhouse-server --config-file="$dir/config.xml" -- \
+      --path="$dir/data/" --tmp_path="$dir/tmp/" --user_files_path="$dir/user_files/" \
+      --format_schema_path="$dir/format_schemas/" \
+      --logger.log="$dir/clickhouse-server.log" --logger.errorlog="$dir/clickhouse-server.err.log" \
+      --http_port="$ch_http" --tcp_port="$ch_tcp" --interserver_http_port="$ch_inter" \
+      >"$dir/stdout.log" 2>&1) &
+  echo $! >"$pidfile"
+  wait_for "ClickHouse" 60 alive_and "$pidfile" "$dir/clickhouse-server.err.log" clickhouse_ready
+  say "ClickHouse runs on http://127.0.0.1:$ch_http (native port $ch_tcp), data in $dir"
+}
+
+start_tansu() {
+  local pidfile=$home/tansu.pid dir=$home/tansu
+  if pid_alive "$pidfile"; then
+    say "Tansu already runs (pid $(cat "$pidfile")) on 127.0.0.1:$kafka_port"
+    return
+  fi
+  port_open "$kafka_port" && die "port $kafka_port is taken by another program; set VIGIL_KAFKA_PORT to a free port"
+  mkdir -p "$dir"
+  # Tansu resolves a sqlite:// path against its working directory, so run it from $dir.
+  (cd "$dir" && exec "$tansu_bin" broker \
+      --storage-engine "$kafka_storage" \
+      --listener-url "tcp://127.0.0.1:$kafka_port" \
+      --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
+      >"$dir/tansu.log" 2>&1) &
+  echo $! >"$pidfile"
+  wait_for "Tansu" 30 alive_and_listening "$pidfile" "$kafka_port" "$dir/tansu.log"
+  say "Tansu runs on 127.0.0.1:$kafka_port with $kafka_storage storage, data in $dir"
+}
+
+stop_one() { # name, pidfile
+  local name=$1 pidfile=$2
+  if ! pid_alive "$pidfile"; then
+    rm -f "$pidfile"
+    return
+  fi
+  local pid
+  pid=$(cat "$pidfile")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+  say "stopped $name"
+}
+
+print_env() {
+  cat <<EOF
+export VIGIL_KAFKA__BROKERS=127.0.0.1:$kafka_port
+export VIGIL_CLICKHOUSE__URL=http://127.0.0.1:$ch_http
+export VIGIL_TEST_KAFKA_BROKERS=127.0.0.1:$kafka_port
+export VIGIL_TEST_CLICKHOUSE_URL=http://127.0.0.1:$ch_http
+EOF
+}
+
+case "${1:-}" in
+  install)
+    install_clickhouse
+    install_tansu
+    ;;
+  start)
+    install_clickhouse
+    install_tansu
+    mkdir -p "$home"
+    start_clickhouse
+    start_tansu
+    ;;
+  stop)
+    stop_one Tansu "$home/tansu.pid"
+    stop_one ClickHouse "$home/clickhouse.pid"
+    ;;
+  status)
+    pid_alive "$home/tansu.pid" && say "Tansu runs on 127.0.0.1:$kafka_port" || say "Tansu is stopped"
+    pid_alive "$home/clickhouse.pid" && say "ClickHouse runs on http://127.0.0.1:$ch_http" || say "ClickHouse is stopped"
+    ;;
+  env)
+    print_env
+    ;;
+  *)
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac

@@ -1,0 +1,35 @@
+use thiserror::Error;
+
+/// Failures of the shared plumbing. `is_retryable` tells a stage whether waiting can help.
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error("Kafka {operation} failed: {source}")]
+    Kafka {
+        operation: &'static str,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// The broker did not acknowledge every record of a batch: the batch must not be committed.
+    #[error("{failed} record(s) were not acknowledged by the broker; first error: {first_error}")]
+    Delivery { failed: u64, first_error: String },
+    #[error("ClickHouse {operation} failed: {source}")]
+    ClickHouse {
+        operation: &'static str,
+        #[source]
+        source: ::clickhouse::error::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl RuntimeError {
+    /// Whether the same operation may succeed if tried again later (a service was unreachable or
+    /// busy), as opposed to a defect in the request or the data.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RuntimeError::Kafka { .. } | RuntimeError::Delivery { .. } => true,
+            RuntimeError::ClickHouse { source, .. } => crate::clickhouse::is_transient(source),
+            RuntimeError::Config(_) => false,
+        }
+    }
+}
