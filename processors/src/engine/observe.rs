@@ -1,0 +1,429 @@
+//! Applying one clinical event to one patient's state: validation of values and units, then an
+//! upsert (create, update, snapshot) or a retraction (delete) of the record it names. Reports
+//! what changed so the alert rules know what to look at.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashSet;
+use vigil_schemas::{ClinicalEvent, Condition, Operation, Payload, Sex};
+
+use crate::clinical::{
+    classify_icd10, classify_loinc, egfr_ckd_epi_2021, Complication, DiagnosisClass, Observation,
+    CREATININE_UMOL_L_PER_MG_DL, GLUCOSE_MG_DL_PER_MMOL_L,
+};
+use crate::state::{
+    condition_index, record_hash, retract, upsert, BpReading, ComplicationRecord, FollowUp,
+    Patient, Reading, BP_HISTORY, EGFR_HISTORY, FOLLOW_UP_HISTORY, FOLLOW_UP_RETENTION_MS,
+    GLUCOSE_HISTORY, HBA1C_HISTORY,
+};
+
+/// What an event changed, for the rules to react to.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Change {
+    /// The latest reading of the kind is different now (new latest, or the latest retracted).
+    pub bp: bool,
+    pub glucose: bool,
+    pub hba1c: bool,
+    pub egfr: bool,
+    /// A follow-up for this condition was added, corrected or retracted.
+    pub follow_up: Option<Condition>,
+    /// A complication was diagnosed for the first time.
+    pub new_complication: Option<Complication>,
+    /// Registration, enrolment or death changed.
+    pub registration: bool,
+    /// The patient died (newly recorded).
+    pub died: bool,
+}
+
+type Invalid = (&'static str, String);
+
+fn out_of_range(what: &str, value: f64, low: f64, high: f64) -> Result<(), Invalid> {
+    if value.is_finite() && (low..=high).contains(&value) {
+        Ok(())
+    } else {
+        Err((
+            "value_out_of_range",
+            format!("{what} {value} is outside the plausible range {low}..{high}"),
+        ))
+    }
+}
+
+/// Checks values, units and codes before anything is applied.
+pub fn validate(event: &ClinicalEvent) -> Result<(), Invalid> {
+    match &event.payload {
+        Payload::PatientRegistration(r) => {
+            out_of_range("birth year", r.birth_year as f64, 1900.0, 2100.0)?;
+            if r.programmes
+                .iter()
+                .any(|p| p.enrolled_time_ms < 631_152_000_000)
+            {
+                return Err((
+                    "value_out_of_range",
+                    "programme enrolment before 1990".into(),
+                ));
+            }
+        }
+        Payload::Diagnosis(d) => {
+            if d.icd10.trim().is_empty() {
+                return Err(("missing_field", "diagnosis without an ICD-10 code".into()));
+            }
+        }
+        Payload::LabResult(lab) => {
+            if let Some((observation, value)) = normalise_lab(&lab.loinc, lab.value, &lab.unit)? {
+                let (low, high) = plausible(observation);
+                out_of_range(&lab.loinc, value, low, high)?;
+            }
+        }
+        Payload::VitalSign(v) => {
+            check_bp(v.systolic_mmhg, v.diastolic_mmhg)?;
+            if let Some(hr) = v.heart_rate_bpm {
+                out_of_range("heart rate", hr, 20.0, 250.0)?;
+            }
+            if let Some(w) = v.weight_kg {
+                out_of_range("weight", w, 2.0, 400.0)?;
+            }
+            if let Some(h) = v.height_cm {
+                out_of_range("height", h, 40.0, 250.0)?;
+            }
+        }
+        Payload::FollowUpVisit(f) => {
+            check_bp(f.systolic_mmhg, f.diastolic_mmhg)?;
+            if let Some(g) = f.fasting_glucose_mmol_l {
+                let (low, high) = plausible(Observation::Glucose);
+                out_of_range("fasting glucose", g, low, high)?;
+            }
+            if let Some(a) = f.hba1c_percent {
+                let (low, high) = plausible(Observation::Hba1c);
+                out_of_range("HbA1c", a, low, high)?;
+            }
+        }
+        Payload::Encounter(_) | Payload::Prescription(_) => {}
+    }
+    Ok(())
+}
+
+fn check_bp(systolic: Option<f64>, diastolic: Option<f64>) -> Result<(), Invalid> {
+    if let Some(s) = systolic {
+        out_of_range("systolic BP", s, 50.0, 300.0)?;
+    }
+    if let Some(d) = diastolic {
+        out_of_range("diastolic BP", d, 20.0, 200.0)?;
+    }
+    if let (Some(s), Some(d)) = (systolic, diastolic) {
+        if s <= d {
+            return Err((
+                "value_out_of_range",
+                format!("systolic {s} is not above diastolic {d}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Physiologically possible values in canonical units (wider than any alert threshold).
+fn plausible(observation: Observation) -> (f64, f64) {
+    match observation {
+        Observation::Hba1c => (3.0, 20.0),
+        Observation::FastingGlucose | Observation::Glucose => (0.5, 60.0),
+        Observation::Creatinine => (10.0, 3_000.0),
+        Observation::Egfr => (1.0, 200.0),
+        Observation::UrineAcr => (0.0, 10_000.0),
+        Observation::Systolic => (50.0, 300.0),
+        Observation::Diastolic => (20.0, 200.0),
+    }
+}
+
+/// The observation and its value in the canonical unit, or None for tests no rule uses.
+/// The unit string decides the conversion; a unit that does not fit the test is an error.
+pub fn normalise_lab(
+    loinc: &str,
+    value: f64,
+    unit: &str,
+) -> Result<Option<(Observation, f64)>, Invalid> {
+    let Some((observation, _)) = classify_loinc(loinc) else {
+        return Ok(None);
+    };
+    let unit_key: String = unit
+        .trim()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let factor = match (observation, unit_key.as_str()) {
+        (Observation::FastingGlucose | Observation::Glucose, "mmol/l") => Some(1.0),
+        (Observation::FastingGlucose | Observation::Glucose, "mg/dl") => {
+            Some(1.0 / GLUCOSE_MG_DL_PER_MMOL_L)
+        }
+        (Observation::Creatinine, "umol/l" | "µmol/l" | "μmol/l") => Some(1.0),
+        (Observation::Creatinine, "mg/dl") => Some(CREATININE_UMOL_L_PER_MG_DL),
+        (Observation::Hba1c, "%") => Some(1.0),
+        (Observation::Egfr, u) if u.starts_with("ml/min") => Some(1.0),
+        (Observation::UrineAcr, "mg/g") => Some(1.0),
+        (Observation::UrineAcr, "mg/mmol") => Some(8.84),
+        (Observation::Systolic | Observation::Diastolic, "mm[hg]" | "mmhg") => Some(1.0),
+        _ => None,
+    };
+    // HbA1c in IFCC units (mmol/mol) converts by the NGSP master equation.
+    if observation == Observation::Hba1c && unit_key == "mmol/mol" {
+        return Ok(Some((observation, 0.09148 * value + 2.152)));
+    }
+    match factor {
+        Some(factor) => Ok(Some((observation, value * factor))),
+        None => Err((
+            "unexpected_unit",
+            format!("unit '{unit}' does not fit LOINC {loinc}"),
+        )),
+    }
+}
+
+fn intern(interner: &mut FxHashSet<Arc<str>>, text: &str) -> Arc<str> {
+    if let Some(existing) = interner.get(text) {
+        return existing.clone();
+    }
+    let value: Arc<str> = Arc::from(text);
+    interner.insert(value.clone());
+    value
+}
+
+/// Applies a validated event to the patient.
+pub fn apply(
+    patient: &mut Patient,
+    event: &ClinicalEvent,
+    interner: &mut FxHashSet<Arc<str>>,
+) -> Change {
+    let mut change = Change::default();
+    let time = event.event_time_ms;
+    let record = record_hash(&event.record_id);
+    let retraction = event.operation == Operation::Delete;
+    patient.last_event_ms = patient.last_event_ms.max(time);
+    match &event.payload {
+        Payload::PatientRegistration(r) => {
+            change.registration = true;
+            if retraction {
+                if patient.registration_record == record {
+                    patient.enrolled_ms = [None, None];
+                }
+                return change;
+            }
+            patient.sex = Some(r.sex);
+            patient.birth_year = r.birth_year.clamp(0, i16::MAX as i32) as i16;
+            patient.region = intern(interner, &r.region_code);
+            patient.hospital = intern(interner, &event.hospital_id);
+            patient.registration_record = record;
+            let mut enrolled = [None, None];
+            for programme in &r.programmes {
+                let slot = &mut enrolled[condition_index(programme.condition)];
+                *slot = Some(slot.map_or(programme.enrolled_time_ms, |t: i64| {
+                    t.min(programme.enrolled_time_ms)
+                }));
+            }
+            patient.enrolled_ms = enrolled;
+            change.died = r.death_time_ms.is_some() && patient.death_ms.is_none();
+            patient.death_ms = r.death_time_ms;
+        }
+        Payload::Encounter(_) | Payload::Prescription(_) => {}
+        Payload::Diagnosis(d) => {
+            if let DiagnosisClass::Complication(complication) = classify_icd10(&d.icd10) {
+                apply_complication(patient, complication, time, record, retraction, &mut change);
+            }
+        }
+        Payload::LabResult(lab) => {
+            // Validation ran before: a failure here means a test no rule uses.
+            if let Ok(Some((observation, value))) = normalise_lab(&lab.loinc, lab.value, &lab.unit)
+            {
+                apply_lab(
+                    patient,
+                    observation,
+                    value,
+                    time,
+                    record,
+                    retraction,
+                    &mut change,
+                );
+            }
+        }
+        Payload::VitalSign(v) => {
+            if retraction {
+                change.bp = retract(&mut patient.bp, record);
+            } else if let (Some(s), Some(d)) = (v.systolic_mmhg, v.diastolic_mmhg) {
+                let reading = BpReading {
+                    time_ms: time,
+                    systolic: s as f32,
+                    diastolic: d as f32,
+                    record,
+                };
+                change.bp = upsert(&mut patient.bp, reading, BP_HISTORY);
+            }
+        }
+        Payload::FollowUpVisit(f) => {
+            change.follow_up = Some(f.condition);
+            if retraction {
+                retract(&mut patient.follow_ups, record);
+                change.bp = retract(&mut patient.bp, record);
+                change.glucose = retract(&mut patient.glucose, record);
+                change.hba1c = retract(&mut patient.hba1c, record);
+                return change;
+            }
+            let follow_up = FollowUp {
+                time_ms: time,
+                record,
+                condition: f.condition,
+                face_to_face: f.visit_mode.is_face_to_face(),
+                systolic: f.systolic_mmhg.map_or(f32::NAN, |v| v as f32),
+                diastolic: f.diastolic_mmhg.map_or(f32::NAN, |v| v as f32),
+                fasting_glucose: f.fasting_glucose_mmol_l.map_or(f32::NAN, |v| v as f32),
+            };
+            upsert(&mut patient.follow_ups, follow_up, FOLLOW_UP_HISTORY);
+            let newest = patient.follow_ups.last().map_or(time, |f| f.time_ms);
+            patient
+                .follow_ups
+                .retain(|f| f.time_ms >= newest - FOLLOW_UP_RETENTION_MS);
+            if let (Some(s), Some(d)) = (f.systolic_mmhg, f.diastolic_mmhg) {
+                let reading = BpReading {
+                    time_ms: time,
+                    systolic: s as f32,
+                    diastolic: d as f32,
+                    record,
+                };
+                change.bp = upsert(&mut patient.bp, reading, BP_HISTORY);
+            }
+            if let Some(g) = f.fasting_glucose_mmol_l {
+                change.glucose = upsert(
+                    &mut patient.glucose,
+                    Reading {
+                        time_ms: time,
+                        value: g as f32,
+                        record,
+                    },
+                    GLUCOSE_HISTORY,
+                );
+            }
+            if let Some(a) = f.hba1c_percent {
+                change.hba1c = upsert(
+                    &mut patient.hba1c,
+                    Reading {
+                        time_ms: time,
+                        value: a as f32,
+                        record,
+                    },
+                    HBA1C_HISTORY,
+                );
+            }
+        }
+    }
+    change
+}
+
+fn apply_complication(
+    patient: &mut Patient,
+    complication: Complication,
+    time: i64,
+    record: u32,
+    retraction: bool,
+    change: &mut Change,
+) {
+    let code = complication as u8;
+    let existing = patient
+        .complications
+        .iter()
+        .position(|c| c.complication == code);
+    match (existing, retraction) {
+        (Some(i), true) => {
+            if patient.complications[i].record == record {
+                patient.complications.remove(i);
+            }
+        }
+        (None, true) => {}
+        (Some(i), false) => {
+            // A diagnosis dated earlier than the one known moves the first diagnosis back.
+            if time < patient.complications[i].time_ms {
+                patient.complications[i] = ComplicationRecord {
+                    complication: code,
+                    time_ms: time,
+                    record,
+                };
+            }
+        }
+        (None, false) => {
+            patient.complications.push(ComplicationRecord {
+                complication: code,
+                time_ms: time,
+                record,
+            });
+            change.new_complication = Some(complication);
+        }
+    }
+}
+
+fn apply_lab(
+    patient: &mut Patient,
+    observation: Observation,
+    value: f64,
+    time: i64,
+    record: u32,
+    retraction: bool,
+    change: &mut Change,
+) {
+    let reading = Reading {
+        time_ms: time,
+        value: value as f32,
+        record,
+    };
+    match observation {
+        Observation::Hba1c => {
+            change.hba1c = if retraction {
+                retract(&mut patient.hba1c, record)
+            } else {
+                upsert(&mut patient.hba1c, reading, HBA1C_HISTORY)
+            };
+        }
+        Observation::FastingGlucose | Observation::Glucose => {
+            change.glucose = if retraction {
+                retract(&mut patient.glucose, record)
+            } else {
+                upsert(&mut patient.glucose, reading, GLUCOSE_HISTORY)
+            };
+        }
+        Observation::Egfr => apply_egfr(patient, reading, retraction, change),
+        Observation::Creatinine => {
+            if retraction {
+                change.egfr = retract(&mut patient.egfr, record);
+                return;
+            }
+            let year = vigil_runtime::time::civil_from_days((time / 86_400_000) as i32).0;
+            let (Some(age), Some(sex)) = (patient.age_in(year), patient.sex) else {
+                return; // no age or sex yet: eGFR cannot be derived
+            };
+            if sex == Sex::Unknown {
+                return;
+            }
+            if let Some(egfr) = egfr_ckd_epi_2021(value, age as f64, sex) {
+                apply_egfr(
+                    patient,
+                    Reading {
+                        time_ms: time,
+                        value: egfr as f32,
+                        record,
+                    },
+                    false,
+                    change,
+                );
+            }
+        }
+        Observation::UrineAcr | Observation::Systolic | Observation::Diastolic => {}
+    }
+}
+
+/// One blood draw yields one eGFR: a lab-reported value and one derived from the same draw's
+/// creatinine (within an hour) replace each other instead of counting twice.
+fn apply_egfr(patient: &mut Patient, reading: Reading, retraction: bool, change: &mut Change) {
+    if retraction {
+        change.egfr = retract(&mut patient.egfr, reading.record);
+        return;
+    }
+    const SAME_DRAW_MS: i64 = 3_600_000;
+    patient.egfr.retain(|r| {
+        r.record == reading.record || (r.time_ms - reading.time_ms).abs() > SAME_DRAW_MS
+    });
+    change.egfr = upsert(&mut patient.egfr, reading, EGFR_HISTORY);
+}

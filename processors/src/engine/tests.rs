@@ -1,0 +1,869 @@
+//! Rule and status behaviour, table-driven, with no broker: the engine is a pure function.
+
+use vigil_schemas::*;
+
+use super::*;
+use crate::rules::RuleSet;
+
+const DAY: i64 = 86_400_000;
+/// 2025-01-01T00:00:00Z
+const T0: i64 = 1_735_689_600_000;
+const P: &str = "3f9a1c0e5b7d2f4a6c8e0b1d3f5a7c9e1b3d5f7a9c0e2b4d6f8a0c2e4b6d8f0a";
+
+struct Harness {
+    engine: Engine,
+    state: PartitionState,
+    alerts: Vec<Alert>,
+    next_record: u32,
+    patient: String,
+}
+
+fn day(d: f64) -> i64 {
+    T0 + (d * DAY as f64) as i64
+}
+
+impl Harness {
+    fn new() -> Self {
+        Harness {
+            engine: Engine::new(RuleSet::defaults().unwrap(), EngineConfig::default()),
+            state: PartitionState::new(),
+            alerts: Vec::new(),
+            next_record: 0,
+            patient: P.to_string(),
+        }
+    }
+
+    fn event_with(
+        &mut self,
+        record_id: &str,
+        d: f64,
+        op: Operation,
+        payload: Payload,
+    ) -> Disposition {
+        let event = ClinicalEvent {
+            event_id: format!("e-{record_id}-{op:?}-{d}"),
+            hospital_id: "H0001".into(),
+            source_system: "test".into(),
+            operation: op,
+            event_time_ms: day(d),
+            ingest_time_ms: day(d),
+            patient_pseudonym: self.patient.clone(),
+            record_id: record_id.into(),
+            schema_version: 1,
+            payload,
+        };
+        self.engine
+            .apply_event(&mut self.state, &event, day(d) + DAY, &mut self.alerts)
+    }
+
+    fn event(&mut self, d: f64, payload: Payload) -> Disposition {
+        self.next_record += 1;
+        let record = format!("r{}", self.next_record);
+        self.event_with(&record, d, Operation::Create, payload)
+    }
+
+    fn register(&mut self, d: f64, conditions: &[Condition]) {
+        let programmes = conditions
+            .iter()
+            .map(|c| ProgrammeEnrolment {
+                condition: *c,
+                enrolled_time_ms: day(d),
+            })
+            .collect();
+        let payload = Payload::PatientRegistration(PatientRegistration {
+            sex: Sex::Male,
+            birth_year: 1960,
+            region_code: "330106".into(),
+            programmes,
+            death_time_ms: None,
+        });
+        assert_eq!(
+            self.event_with("patient/1", d, Operation::Create, payload),
+            Disposition::Applied
+        );
+    }
+
+    fn bp(&mut self, d: f64, s: f64, dia: f64) -> Disposition {
+        self.event(
+            d,
+            Payload::VitalSign(VitalSign {
+                systolic_mmhg: Some(s),
+                diastolic_mmhg: Some(dia),
+                ..VitalSign::default()
+            }),
+        )
+    }
+
+    fn lab(&mut self, d: f64, loinc: &str, value: f64, unit: &str) -> Disposition {
+        self.event(
+            d,
+            Payload::LabResult(LabResult {
+                loinc: loinc.into(),
+                value,
+                unit: unit.into(),
+                local_code: String::new(),
+                encounter_id: None,
+            }),
+        )
+    }
+
+    fn follow_up(
+        &mut self,
+        d: f64,
+        condition: Condition,
+        mode: VisitMode,
+        bp: Option<(f64, f64)>,
+        fpg: Option<f64>,
+    ) -> Disposition {
+        self.event(
+            d,
+            Payload::FollowUpVisit(FollowUpVisit {
+                condition,
+                visit_mode: mode,
+                systolic_mmhg: bp.map(|b| b.0),
+                diastolic_mmhg: bp.map(|b| b.1),
+                fasting_glucose_mmol_l: fpg,
+                hba1c_percent: None,
+                next_visit_time_ms: None,
+                clinician_id: "D-1".into(),
+            }),
+        )
+    }
+
+    fn diagnose(&mut self, d: f64, icd10: &str) -> Disposition {
+        self.event(
+            d,
+            Payload::Diagnosis(Diagnosis {
+                icd10: icd10.into(),
+                is_primary: true,
+                department_code: "NEURO".into(),
+                encounter_id: None,
+            }),
+        )
+    }
+
+    fn advance(&mut self, d: f64) {
+        self.engine
+            .advance_watermark(&mut self.state, day(d), &mut self.alerts);
+    }
+
+    /// (rule id, status) of the alerts since the last call.
+    fn take(&mut self) -> Vec<(String, AlertStatus)> {
+        self.alerts
+            .drain(..)
+            .map(|a| (a.rule_id, a.status))
+            .collect()
+    }
+
+    fn take_full(&mut self) -> Vec<Alert> {
+        self.alerts.drain(..).collect()
+    }
+
+    fn status(&mut self) -> Vec<PatientStatus> {
+        let mut out = Vec::new();
+        self.engine.drain_status(&mut self.state, &mut out);
+        out
+    }
+}
+
+fn raised(rule: &str) -> Vec<(String, AlertStatus)> {
+    vec![(rule.to_string(), AlertStatus::Raised)]
+}
+
+#[test]
+fn hypertensive_crisis_boundaries() {
+    let cases = [
+        ((179.0, 109.0), false),
+        ((179.9, 109.9), false),
+        ((180.0, 80.0), true),
+        ((120.0, 110.0), true),
+        ((200.0, 120.0), true),
+    ];
+    for ((s, d), fires) in cases {
+        let mut h = Harness::new();
+        h.bp(0.0, s, d);
+        let expected = if fires {
+            raised("hypertensive_crisis")
+        } else {
+            vec![]
+        };
+        assert_eq!(h.take(), expected, "{s}/{d}");
+    }
+}
+
+#[test]
+fn an_episode_raises_once_renotifies_after_its_interval_and_resolves() {
+    let mut h = Harness::new();
+    h.bp(0.0, 186.0, 104.0);
+    let first = h.take_full();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].status, AlertStatus::Raised);
+    assert!(first[0].message.contains("186/104"), "{}", first[0].message);
+    assert_eq!(first[0].threshold, "SBP >= 180 mmHg or DBP >= 110 mmHg");
+    // Still high an hour later: same episode, no new alert (re-notify after 6 h).
+    h.bp(1.0 / 24.0, 190.0, 100.0);
+    assert_eq!(h.take(), vec![]);
+    h.bp(0.3, 185.0, 100.0);
+    let renotified = h.take_full();
+    assert_eq!(renotified.len(), 1);
+    assert_eq!(renotified[0].status, AlertStatus::Renotified);
+    assert_eq!(renotified[0].episode_id, first[0].episode_id);
+    assert_ne!(renotified[0].alert_id, first[0].alert_id);
+    // Back in range: resolved.
+    h.bp(0.5, 150.0, 90.0);
+    assert_eq!(
+        h.take(),
+        vec![("hypertensive_crisis".into(), AlertStatus::Resolved)]
+    );
+    // A new crisis is a new episode.
+    h.bp(1.0, 182.0, 90.0);
+    let again = h.take_full();
+    assert_eq!(again[0].status, AlertStatus::Raised);
+    assert_ne!(again[0].episode_id, first[0].episode_id);
+}
+
+#[test]
+fn a_late_normal_reading_does_not_resolve_a_newer_crisis() {
+    let mut h = Harness::new();
+    h.bp(2.0, 190.0, 100.0);
+    assert_eq!(h.take(), raised("hypertensive_crisis"));
+    h.bp(1.0, 120.0, 80.0); // measured earlier, arrives later
+    assert_eq!(h.take(), vec![]);
+    // ...and a late crisis reading behind a newer normal one raises nothing.
+    let mut h = Harness::new();
+    h.bp(2.0, 120.0, 80.0);
+    h.bp(1.0, 195.0, 100.0);
+    assert_eq!(h.take(), vec![]);
+}
+
+#[test]
+fn retracting_the_crisis_reading_resolves_its_episode() {
+    let mut h = Harness::new();
+    h.bp(0.0, 130.0, 80.0);
+    let vitals = Payload::VitalSign(VitalSign {
+        systolic_mmhg: Some(185.0),
+        diastolic_mmhg: Some(95.0),
+        ..VitalSign::default()
+    });
+    h.event_with("vitals/9", 1.0, Operation::Create, vitals.clone());
+    assert_eq!(h.take(), raised("hypertensive_crisis"));
+    // The HIS deletes the erroneous reading (Debezium op d).
+    h.event_with("vitals/9", 1.1, Operation::Delete, vitals);
+    assert_eq!(
+        h.take(),
+        vec![("hypertensive_crisis".into(), AlertStatus::Resolved)]
+    );
+    // A correction (op u) of a normal reading into a crisis raises.
+    let corrected = Payload::VitalSign(VitalSign {
+        systolic_mmhg: Some(181.0),
+        diastolic_mmhg: Some(90.0),
+        ..VitalSign::default()
+    });
+    h.event_with(
+        "vitals/10",
+        2.0,
+        Operation::Create,
+        Payload::VitalSign(VitalSign {
+            systolic_mmhg: Some(120.0),
+            diastolic_mmhg: Some(80.0),
+            ..VitalSign::default()
+        }),
+    );
+    h.event_with("vitals/10", 2.0, Operation::Update, corrected);
+    assert_eq!(h.take(), raised("hypertensive_crisis"));
+}
+
+#[test]
+fn glucose_rule_boundaries_and_level_2_supersedes_level_1() {
+    let cases: [(f64, &[&str]); 7] = [
+        (16.6, &[]),
+        (16.7, &["hyperglycaemic_crisis"]),
+        (3.9, &[]),
+        (3.8, &["hypoglycaemia_level_1"]),
+        (3.0, &["hypoglycaemia_level_1"]),
+        (2.9, &["hypoglycaemia_level_2"]),
+        (7.0, &[]),
+    ];
+    for (value, expected) in cases {
+        let mut h = Harness::new();
+        h.lab(0.0, "14749-6", value, "mmol/L");
+        let got: Vec<String> = h.take().into_iter().map(|(r, _)| r).collect();
+        assert_eq!(
+            got,
+            expected.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            "{value}"
+        );
+    }
+    // mg/dL is converted: 301 mg/dL = 16.7 mmol/L.
+    let mut h = Harness::new();
+    h.lab(0.0, "2345-7", 301.0, "mg/dL");
+    assert_eq!(h.take(), raised("hyperglycaemic_crisis"));
+    // Level 1 then level 2: level 1 stays open, level 2 raises; recovery resolves both.
+    let mut h = Harness::new();
+    h.lab(0.0, "14749-6", 3.5, "mmol/L");
+    h.lab(0.1, "14749-6", 2.5, "mmol/L");
+    h.lab(0.2, "14749-6", 6.0, "mmol/L");
+    let got = h.take();
+    assert_eq!(
+        got[0],
+        ("hypoglycaemia_level_1".into(), AlertStatus::Raised)
+    );
+    assert_eq!(
+        got[1],
+        ("hypoglycaemia_level_2".into(), AlertStatus::Raised)
+    );
+    assert!(got[2..].contains(&("hypoglycaemia_level_1".into(), AlertStatus::Resolved)));
+    assert!(got[2..].contains(&("hypoglycaemia_level_2".into(), AlertStatus::Resolved)));
+}
+
+#[test]
+fn hba1c_boundaries() {
+    for (value, fires) in [(9.0, false), (9.1, true), (12.0, true)] {
+        let mut h = Harness::new();
+        h.lab(0.0, "4548-4", value, "%");
+        assert_eq!(!h.take().is_empty(), fires, "{value}");
+    }
+    // IFCC mmol/mol: 80 mmol/mol = 9.47%.
+    let mut h = Harness::new();
+    h.lab(0.0, "4548-4", 80.0, "mmol/mol");
+    assert_eq!(h.take(), raised("poor_glycaemic_control"));
+    h.lab(90.0, "4548-4", 8.5, "%");
+    assert_eq!(
+        h.take(),
+        vec![("poor_glycaemic_control".into(), AlertStatus::Resolved)]
+    );
+}
+
+#[test]
+fn uncontrolled_follow_up_expects_a_revisit_within_two_weeks() {
+    let mut h = Harness::new();
+    h.register(0.0, &[Condition::Hypertension]);
+    h.take();
+    h.follow_up(
+        1.0,
+        Condition::Hypertension,
+        VisitMode::Clinic,
+        Some((140.0, 80.0)),
+        None,
+    );
+    h.take();
+    h.advance(14.9);
+    assert_eq!(h.take(), vec![]);
+    h.advance(15.0);
+    let overdue = h.take_full();
+    assert_eq!(overdue.len(), 1);
+    assert_eq!(overdue[0].rule_id, "uncontrolled_bp_revisit_overdue");
+    assert_eq!(overdue[0].event_time_ms, day(15.0));
+    assert!(
+        overdue[0].message.contains("140/80"),
+        "{}",
+        overdue[0].message
+    );
+    // The re-visit happens: resolved.
+    h.follow_up(
+        20.0,
+        Condition::Hypertension,
+        VisitMode::Clinic,
+        Some((132.0, 80.0)),
+        None,
+    );
+    assert!(h.take().contains(&(
+        "uncontrolled_bp_revisit_overdue".into(),
+        AlertStatus::Resolved
+    )));
+    // Controlled follow-ups set no re-visit deadline; 139/89 is controlled.
+    let mut h = Harness::new();
+    h.register(0.0, &[Condition::Hypertension]);
+    h.follow_up(
+        1.0,
+        Condition::Hypertension,
+        VisitMode::Clinic,
+        Some((139.0, 89.0)),
+        None,
+    );
+    h.advance(30.0);
+    assert!(h
+        .take()
+        .iter()
+        .all(|(r, _)| r != "uncontrolled_bp_revisit_overdue"));
+}
+
+#[test]
+fn two_consecutive_uncontrolled_follow_ups_expect_a_referral() {
+    let mut h = Harness::new();
+    h.register(0.0, &[Condition::Hypertension]);
+    h.follow_up(
+        1.0,
+        Condition::Hypertension,
+        VisitMode::Clinic,
+        Some((150.0, 95.0)),
+        None,
+    );
+    assert!(h
+        .take()
+        .iter()
+        .all(|(r, _)| r != "uncontrolled_bp_referral"));
+    h.follow_up(
+        10.0,
+        Condition::Hypertension,
+        VisitMode::Clinic,
+        Some((135.0, 91.0)),
+        None,
+    );
+    assert!(h
+        .take()
+        .contains(&("uncontrolled_bp_referral".into(), AlertStatus::Raised)));
+    h.follow_up(
+        20.0,
+        Condition::Hypertension,
+        VisitMode::Clinic,
+        Some((130.0, 80.0)),
+        None,
+    );
+    assert!(h
+        .take()
+        .contains(&("uncontrolled_bp_referral".into(), AlertStatus::Resolved)));
+}
+
+#[test]
+fn missed_follow_up_fires_after_100_days_renotifies_and_resolves() {
+    let mut h = Harness::new();
+    h.register(0.0, &[Condition::Hypertension]);
+    h.follow_up(
+        10.0,
+        Condition::Hypertension,
+        VisitMode::Clinic,
+        Some((130.0, 80.0)),
+        None,
+    );
+    // A phone follow-up is not face-to-face: it does not reset the clock.
+    h.follow_up(
+        60.0,
+        Condition::Hypertension,
+        VisitMode::Phone,
+        Some((130.0, 80.0)),
+        None,
+    );
+    h.take();
+    h.advance(109.9);
+    assert_eq!(h.take(), vec![]);
+    h.advance(110.0);
+    let missed = h.take_full();
+    assert_eq!(missed.len(), 1);
+    assert_eq!(missed[0].rule_id, "missed_quarterly_follow_up");
+    assert!(
+        missed[0].message.contains("100 days"),
+        "{}",
+        missed[0].message
+    );
+    assert_eq!(missed[0].hospital_id, "H0001");
+    h.advance(139.0);
+    assert_eq!(h.take(), vec![]);
+    h.advance(140.0);
+    assert_eq!(
+        h.take(),
+        vec![("missed_quarterly_follow_up".into(), AlertStatus::Renotified)]
+    );
+    h.follow_up(
+        150.0,
+        Condition::Hypertension,
+        VisitMode::Home,
+        Some((130.0, 80.0)),
+        None,
+    );
+    assert!(h
+        .take()
+        .contains(&("missed_quarterly_follow_up".into(), AlertStatus::Resolved)));
+    // The clock restarts from the home visit.
+    h.advance(249.0);
+    assert_eq!(h.take(), vec![]);
+    h.advance(250.0);
+    assert_eq!(h.take(), raised("missed_quarterly_follow_up"));
+}
+
+#[test]
+fn kidney_decline_follows_kdigo() {
+    let cases: [(&[(f64, f64)], bool, &str); 5] = [
+        // G2 -> G3a with a 28% fall: certain drop.
+        (&[(0.0, 70.0), (100.0, 50.0)], true, "category drop"),
+        // Same category, 3.6 per year: no.
+        (&[(0.0, 70.0), (200.0, 68.0)], false, "slow"),
+        // 62 -> 60 over 100 days is 7.3 per year: rapid progression.
+        (&[(0.0, 62.0), (100.0, 60.0)], true, "rapid"),
+        // A big fall within 30 days has no baseline 90 days back yet.
+        (&[(0.0, 70.0), (30.0, 40.0)], false, "too soon"),
+        // G3a -> G3b with only 10%: no certain drop; 5 in 0.55 y = 9/y: rapid.
+        (
+            &[(0.0, 49.0), (200.0, 44.0)],
+            true,
+            "rapid across a boundary",
+        ),
+    ];
+    for (readings, fires, label) in cases {
+        let mut h = Harness::new();
+        for (d, egfr) in readings {
+            h.lab(*d, "98979-8", *egfr, "mL/min/{1.73_m2}");
+        }
+        let got = h.take();
+        assert_eq!(
+            got.contains(&("kidney_function_decline".into(), AlertStatus::Raised)),
+            fires,
+            "{label}: {got:?}"
+        );
+    }
+    // eGFR derived from creatinine (CKD-EPI 2021) needs age and sex from registration.
+    let mut h = Harness::new();
+    h.register(0.0, &[Condition::Diabetes]);
+    h.lab(1.0, "14682-9", 88.4, "umol/L"); // man born 1960 -> eGFR ~ 92 (G1)
+    h.lab(200.0, "2160-0", 1.6, "mg/dL"); // -> ~ 48 (G3a), a 48% fall
+    assert!(h
+        .take()
+        .contains(&("kidney_function_decline".into(), AlertStatus::Raised)));
+}
+
+#[test]
+fn new_complication_in_a_managed_patient_raises_once() {
+    let mut h = Harness::new();
+    h.register(0.0, &[Condition::Hypertension]);
+    h.take();
+    h.diagnose(5.0, "I63.900");
+    let got = h.take_full();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rule_id, "new_complication");
+    assert!(got[0].message.contains("stroke"));
+    assert_eq!(got[0].department_code, "NEURO");
+    h.diagnose(30.0, "I63.9");
+    assert_eq!(h.take(), vec![]);
+    // Unmanaged patients: the diagnosis is recorded but no alert.
+    let mut h = Harness::new();
+    h.diagnose(5.0, "I21.9");
+    assert_eq!(h.take(), vec![]);
+}
+
+#[test]
+fn acknowledgements_snoozes_and_closes() {
+    let mut h = Harness::new();
+    h.bp(0.0, 190.0, 100.0);
+    let first = h.take_full().remove(0);
+    let ack = |action, until| AlertAck {
+        ack_id: format!("ack-{action:?}"),
+        episode_id: first.episode_id.clone(),
+        patient_pseudonym: P.into(),
+        action,
+        snooze_until_ms: until,
+        clinician_id: "D-7".into(),
+        time_ms: day(0.1),
+    };
+    assert!(h.engine.apply_ack(
+        &mut h.state,
+        &ack(AckAction::Acknowledge, None),
+        &mut h.alerts
+    ));
+    let acked = h.take_full();
+    assert_eq!(acked.len(), 1);
+    assert_eq!(acked[0].status, AlertStatus::Acknowledged);
+    assert_eq!(acked[0].actor, "D-7");
+    // A replayed acknowledgement changes nothing.
+    assert!(h.engine.apply_ack(
+        &mut h.state,
+        &ack(AckAction::Acknowledge, None),
+        &mut h.alerts
+    ));
+    assert!(h.take().is_empty());
+    // Acknowledged: no re-notification even after the interval.
+    h.bp(1.0, 190.0, 100.0);
+    assert!(h.take().is_empty());
+    // Closing ends the episode; the next crisis is a new one.
+    assert!(h
+        .engine
+        .apply_ack(&mut h.state, &ack(AckAction::Close, None), &mut h.alerts));
+    assert_eq!(
+        h.take(),
+        vec![("hypertensive_crisis".into(), AlertStatus::Resolved)]
+    );
+    h.bp(2.0, 190.0, 100.0);
+    assert_eq!(h.take(), raised("hypertensive_crisis"));
+    // Unknown episodes are reported, not invented.
+    let mut unknown = ack(AckAction::Acknowledge, None);
+    unknown.episode_id = "00".repeat(16);
+    assert!(!h.engine.apply_ack(&mut h.state, &unknown, &mut h.alerts));
+}
+
+#[test]
+fn snooze_holds_renotification_until_it_ends() {
+    let mut h = Harness::new();
+    h.register(0.0, &[Condition::Hypertension]);
+    h.advance(100.0);
+    let missed = h.take_full().remove(0);
+    assert_eq!(missed.rule_id, "missed_quarterly_follow_up");
+    let snooze = AlertAck {
+        ack_id: "s1".into(),
+        episode_id: missed.episode_id.clone(),
+        patient_pseudonym: P.into(),
+        action: AckAction::Snooze,
+        snooze_until_ms: Some(day(160.0)),
+        clinician_id: "D-7".into(),
+        time_ms: day(101.0),
+    };
+    assert!(h.engine.apply_ack(&mut h.state, &snooze, &mut h.alerts));
+    assert_eq!(
+        h.take(),
+        vec![("missed_quarterly_follow_up".into(), AlertStatus::Snoozed)]
+    );
+    h.advance(159.0);
+    assert_eq!(h.take(), vec![]);
+    h.advance(160.0);
+    assert_eq!(
+        h.take(),
+        vec![("missed_quarterly_follow_up".into(), AlertStatus::Renotified)]
+    );
+}
+
+#[test]
+fn death_closes_episodes_and_stops_timers() {
+    let mut h = Harness::new();
+    h.register(0.0, &[Condition::Hypertension]);
+    h.bp(1.0, 190.0, 100.0);
+    h.take();
+    let death = Payload::PatientRegistration(PatientRegistration {
+        sex: Sex::Male,
+        birth_year: 1960,
+        region_code: "330106".into(),
+        programmes: vec![ProgrammeEnrolment {
+            condition: Condition::Hypertension,
+            enrolled_time_ms: day(0.0),
+        }],
+        death_time_ms: Some(day(5.0)),
+    });
+    h.event_with("patient/1", 6.0, Operation::Update, death);
+    assert_eq!(
+        h.take(),
+        vec![("hypertensive_crisis".into(), AlertStatus::Resolved)]
+    );
+    h.advance(400.0);
+    assert_eq!(h.take(), vec![]);
+    assert_eq!(h.state.timer_count(), 0);
+}
+
+#[test]
+fn dispositions_for_late_future_and_invalid_input() {
+    let mut h = Harness::new();
+    h.bp(100.0, 120.0, 80.0);
+    h.advance(100.0);
+    // Within the 60-day allowed lateness: applied.
+    assert_eq!(h.bp(45.0, 120.0, 80.0), Disposition::Applied);
+    assert_eq!(h.bp(39.0, 120.0, 80.0), Disposition::Late);
+    let cases: [(Payload, &str); 6] = [
+        (
+            Payload::VitalSign(VitalSign {
+                systolic_mmhg: Some(400.0),
+                diastolic_mmhg: Some(80.0),
+                ..VitalSign::default()
+            }),
+            "value_out_of_range",
+        ),
+        (
+            Payload::VitalSign(VitalSign {
+                systolic_mmhg: Some(80.0),
+                diastolic_mmhg: Some(120.0),
+                ..VitalSign::default()
+            }),
+            "value_out_of_range",
+        ),
+        (
+            Payload::LabResult(LabResult {
+                loinc: "14749-6".into(),
+                value: 7.0,
+                unit: "g/L".into(),
+                local_code: String::new(),
+                encounter_id: None,
+            }),
+            "unexpected_unit",
+        ),
+        (
+            Payload::LabResult(LabResult {
+                loinc: "4548-4".into(),
+                value: 45.0,
+                unit: "%".into(),
+                local_code: String::new(),
+                encounter_id: None,
+            }),
+            "value_out_of_range",
+        ),
+        (
+            Payload::Diagnosis(Diagnosis {
+                icd10: " ".into(),
+                is_primary: false,
+                department_code: String::new(),
+                encounter_id: None,
+            }),
+            "missing_field",
+        ),
+        (
+            Payload::FollowUpVisit(FollowUpVisit {
+                condition: Condition::Diabetes,
+                visit_mode: VisitMode::Clinic,
+                systolic_mmhg: None,
+                diastolic_mmhg: None,
+                fasting_glucose_mmol_l: Some(-1.0),
+                hba1c_percent: None,
+                next_visit_time_ms: None,
+                clinician_id: String::new(),
+            }),
+            "value_out_of_range",
+        ),
+    ];
+    for (payload, code) in cases {
+        match h.event(101.0, payload) {
+            Disposition::Rejected(got, _) => assert_eq!(got, code),
+            other => panic!("expected {code}, got {other:?}"),
+        }
+    }
+    // Unknown LOINC codes are accepted (stored downstream) and change no rule.
+    assert_eq!(h.lab(101.0, "2093-3", 5.2, "mmol/L"), Disposition::Applied);
+    // Bad pseudonyms and clocks.
+    h.patient = "not-a-pseudonym".into();
+    assert!(matches!(
+        h.bp(101.0, 120.0, 80.0),
+        Disposition::Rejected("invalid_pseudonym", _)
+    ));
+    h.patient = P.into();
+    let event = ClinicalEvent {
+        event_id: "f".into(),
+        hospital_id: "H0001".into(),
+        source_system: "t".into(),
+        operation: Operation::Create,
+        event_time_ms: day(200.0),
+        ingest_time_ms: 0,
+        patient_pseudonym: P.into(),
+        record_id: "x".into(),
+        schema_version: 1,
+        payload: Payload::VitalSign(VitalSign::default()),
+    };
+    assert!(matches!(
+        h.engine
+            .apply_event(&mut h.state, &event, day(101.0), &mut h.alerts),
+        Disposition::Rejected("event_time_in_future", _)
+    ));
+}
+
+#[test]
+fn status_rows_follow_the_national_standard_definition() {
+    let mut h = Harness::new();
+    h.register(-400.0, &[Condition::Hypertension, Condition::Diabetes]);
+    // Four face-to-face hypertension follow-ups in 2025, the last one controlled.
+    for (d, bp) in [
+        (10.0, (150.0, 92.0)),
+        (100.0, (142.0, 88.0)),
+        (190.0, (138.0, 86.0)),
+        (280.0, (136.0, 84.0)),
+    ] {
+        h.follow_up(
+            d,
+            Condition::Hypertension,
+            VisitMode::Clinic,
+            Some(bp),
+            None,
+        );
+    }
+    // Diabetes: one face-to-face follow-up; the latest (by phone) has fasting glucose 7.2: not
+    // controlled. The phone follow-up counts for control, not for standardised management.
+    h.follow_up(
+        50.0,
+        Condition::Diabetes,
+        VisitMode::Clinic,
+        None,
+        Some(6.4),
+    );
+    h.follow_up(
+        150.0,
+        Condition::Diabetes,
+        VisitMode::Phone,
+        None,
+        Some(7.2),
+    );
+    h.diagnose(200.0, "E11.300");
+    let rows = h.status();
+    let find = |c: Condition, k: PeriodKind, start: &str| {
+        let start = vigil_runtime::time::parse_date(start).unwrap();
+        rows.iter()
+            .find(|r| r.condition == c && r.period_kind == k && r.period_start == start)
+            .cloned()
+    };
+    let ht_year = find(Condition::Hypertension, PeriodKind::Year, "2025-01-01").expect("year row");
+    assert!(ht_year.managed && ht_year.standardised && ht_year.controlled);
+    assert_eq!(ht_year.follow_ups, 4);
+    assert_eq!(ht_year.definition, "cn-nbphs-2017/v1");
+    assert_eq!(ht_year.managed_days, 365);
+    assert_eq!(ht_year.bp_grade, 0);
+    // Diabetes with complications puts hypertension at very high risk.
+    assert_eq!(ht_year.risk_level, RiskLevel::VeryHigh);
+    assert_eq!(
+        ht_year.new_complications, 0,
+        "a diabetic eye complication is not cardiovascular"
+    );
+    let dm_year = find(Condition::Diabetes, PeriodKind::Year, "2025-01-01").unwrap();
+    assert!(!dm_year.standardised && !dm_year.controlled);
+    assert_eq!(dm_year.follow_ups, 1);
+    assert!((dm_year.last_fasting_glucose_mmol_l.unwrap() - 7.2).abs() < 1e-4);
+    assert_eq!(dm_year.new_complications, 1);
+    assert!(dm_year.has_complications);
+    assert_eq!(dm_year.risk_level, RiskLevel::NotAssessed);
+    // Q1: one follow-up by March 31 = one quarter elapsed: on track; controlled? 150/92: no.
+    let q1 = find(Condition::Hypertension, PeriodKind::Quarter, "2025-01-01").unwrap();
+    assert!(q1.standardised && !q1.controlled);
+    assert_eq!(q1.bp_grade, 1);
+    assert_eq!(q1.age_band, "60-69");
+    // Versions only grow, and ids are stable per (patient, condition, period, definition).
+    assert!(rows.iter().all(|r| r.version > 0));
+    let again = find(Condition::Hypertension, PeriodKind::Year, "2025-01-01").unwrap();
+    assert_eq!(again.status_id, ht_year.status_id);
+}
+
+#[test]
+fn opening_a_month_emits_rows_for_patients_without_events() {
+    let mut h = Harness::new();
+    h.register(-30.0, &[Condition::Hypertension]);
+    h.advance(1.0); // January
+    h.status();
+    h.advance(40.0); // into February: a row for every managed patient
+    let rows = h.status();
+    let feb = vigil_runtime::time::parse_date("2025-02-01").unwrap();
+    let month = rows
+        .iter()
+        .find(|r| r.period_kind == PeriodKind::Month && r.period_start == feb)
+        .expect("February row");
+    assert!(month.managed && !month.controlled && month.follow_ups == 0);
+    // Into April: the new quarter opens too.
+    h.advance(95.0);
+    let rows = h.status();
+    assert!(rows.iter().any(|r| r.period_kind == PeriodKind::Quarter
+        && r.period_start == vigil_runtime::time::parse_date("2025-04-01").unwrap()));
+}
+
+#[test]
+fn the_same_input_gives_the_same_output() {
+    let run = || {
+        let mut h = Harness::new();
+        h.register(0.0, &[Condition::Hypertension, Condition::Diabetes]);
+        h.bp(1.0, 185.0, 100.0);
+        h.lab(2.0, "14749-6", 2.5, "mmol/L");
+        h.follow_up(
+            3.0,
+            Condition::Hypertension,
+            VisitMode::Clinic,
+            Some((150.0, 95.0)),
+            None,
+        );
+        h.advance(200.0);
+        let alerts = h.take_full();
+        let mut status = h.status();
+        status.sort_by(|a, b| a.status_id.cmp(&b.status_id));
+        (alerts, status)
+    };
+    let (a1, s1) = run();
+    let (a2, s2) = run();
+    assert!(!a1.is_empty() && !s1.is_empty());
+    assert_eq!(a1, a2);
+    assert_eq!(s1, s2);
+}

@@ -1,0 +1,377 @@
+//! What the processor knows about each patient: enough history for every rule and metric, and
+//! nothing more. Histories are ordered by event time and bounded, each entry remembers the record
+//! it came from (so an update or a CDC delete can replace or retract exactly that record), and
+//! the whole struct serialises compactly for the changelog.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use vigil_schemas::{Condition, Sex};
+
+use crate::clinical::Complication;
+
+/// A patient pseudonym as 32 bytes (the hex HMAC decoded).
+pub type PatientKey = [u8; 32];
+
+/// Parses a 64-character hex pseudonym.
+pub fn patient_key(pseudonym: &str) -> Option<PatientKey> {
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(pseudonym, &mut key).ok()?;
+    Some(key)
+}
+
+/// A short hash of a source record id: unique enough within one patient's history.
+pub fn record_hash(record_id: &str) -> u32 {
+    // FNV-1a: stable across builds and platforms (the changelog persists it).
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in record_id.as_bytes() {
+        hash ^= *byte as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash
+}
+
+/// A timestamped value from one source record.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub time_ms: i64,
+    pub value: f32,
+    pub record: u32,
+}
+
+/// A blood-pressure reading (vital signs or a follow-up).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BpReading {
+    pub time_ms: i64,
+    pub systolic: f32,
+    pub diastolic: f32,
+    pub record: u32,
+}
+
+/// A follow-up visit (随访) for one condition. Missing measurements are NaN.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FollowUp {
+    pub time_ms: i64,
+    pub record: u32,
+    pub condition: Condition,
+    pub face_to_face: bool,
+    pub systolic: f32,
+    pub diastolic: f32,
+    pub fasting_glucose: f32,
+}
+
+impl FollowUp {
+    pub fn bp(&self) -> Option<(f64, f64)> {
+        (!self.systolic.is_nan() && !self.diastolic.is_nan())
+            .then_some((self.systolic as f64, self.diastolic as f64))
+    }
+
+    pub fn glucose(&self) -> Option<f64> {
+        (!self.fasting_glucose.is_nan()).then_some(self.fasting_glucose as f64)
+    }
+}
+
+/// The first diagnosis of a complication.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ComplicationRecord {
+    pub complication: u8,
+    pub time_ms: i64,
+    pub record: u32,
+}
+
+impl ComplicationRecord {
+    pub fn kind(&self) -> Option<Complication> {
+        Complication::ALL.get(self.complication as usize).copied()
+    }
+}
+
+/// An open alert episode: one rule for one patient (and subject, such as a condition or a
+/// complication) from the breach that opened it until it resolves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Episode {
+    /// Index of the rule in the rule set, and the rule's id (the index may change between
+    /// rule-file versions; the id does not).
+    pub rule: u16,
+    pub rule_id: Arc<str>,
+    /// 0, or the condition / complication the episode is about.
+    pub subject: u8,
+    /// Deterministic episode id (hex in alerts).
+    pub id: [u8; 16],
+    pub opened_ms: i64,
+    pub last_notified_ms: i64,
+    /// Number of alert records emitted for this episode so far.
+    pub sequence: u16,
+    pub acknowledged: bool,
+    pub snoozed_until_ms: i64,
+    /// Hospital that receives the alerts of this episode.
+    pub hospital: Arc<str>,
+}
+
+/// A timer owned by a patient; the partition keeps an ordered index of all of them. Both kinds
+/// name the rule (by index in the rule set) and the subject (condition) they belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TimerKind {
+    /// A deadline of a timer rule: follow-up due (missed follow-up), re-visit due.
+    Due { rule: u16, subject: u8 },
+    /// Re-notify an unacknowledged timer-born episode.
+    Renotify { rule: u16, subject: u8 },
+}
+
+impl TimerKind {
+    pub fn rule(&self) -> u16 {
+        match self {
+            TimerKind::Due { rule, .. } | TimerKind::Renotify { rule, .. } => *rule,
+        }
+    }
+
+    pub fn with_rule(self, rule: u16) -> TimerKind {
+        match self {
+            TimerKind::Due { subject, .. } => TimerKind::Due { rule, subject },
+            TimerKind::Renotify { subject, .. } => TimerKind::Renotify { rule, subject },
+        }
+    }
+}
+
+/// Everything the processor keeps about one patient.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Patient {
+    /// Managing hospital (from registration; else the first hospital seen).
+    pub hospital: Arc<str>,
+    pub region: Arc<str>,
+    pub sex: Option<Sex>,
+    pub birth_year: i16,
+    /// Programme enrolment time per condition: [hypertension, diabetes].
+    pub enrolled_ms: [Option<i64>; 2],
+    pub registration_record: u32,
+    pub death_ms: Option<i64>,
+    pub first_seen_ms: i64,
+    /// Event time of the latest event applied (stamps patient-status rows).
+    pub last_event_ms: i64,
+    /// Increases with every change; versions the patient-status rows.
+    pub version: u32,
+    pub bp: Vec<BpReading>,
+    pub glucose: Vec<Reading>,
+    pub hba1c: Vec<Reading>,
+    pub egfr: Vec<Reading>,
+    pub follow_ups: Vec<FollowUp>,
+    pub complications: Vec<ComplicationRecord>,
+    pub episodes: Vec<Episode>,
+    pub timers: Vec<(TimerKind, i64)>,
+}
+
+/// How many readings of each kind are kept (the rules need the latest and a baseline).
+pub const BP_HISTORY: usize = 4;
+pub const GLUCOSE_HISTORY: usize = 3;
+pub const HBA1C_HISTORY: usize = 3;
+/// eGFR keeps more: the KDIGO rule compares against a baseline months back.
+pub const EGFR_HISTORY: usize = 6;
+
+pub fn condition_index(condition: Condition) -> usize {
+    match condition {
+        Condition::Hypertension => 0,
+        Condition::Diabetes => 1,
+    }
+}
+
+pub fn condition_from_index(index: u8) -> Option<Condition> {
+    Condition::ALL.get(index as usize).copied()
+}
+
+/// Follow-ups older than this (against the newest) are dropped: status rows of the previous
+/// year stay correctable for the allowed lateness, and nothing needs more.
+pub const FOLLOW_UP_RETENTION_MS: i64 = 550 * 86_400_000;
+/// At most this many follow-ups are kept (two conditions, monthly visits, 18 months).
+pub const FOLLOW_UP_HISTORY: usize = 40;
+
+impl Patient {
+    pub fn enrolled(&self, condition: Condition) -> Option<i64> {
+        self.enrolled_ms[condition_index(condition)]
+    }
+
+    /// Conditions the patient is enrolled for.
+    pub fn programmes(&self) -> impl Iterator<Item = (Condition, i64)> + '_ {
+        Condition::ALL
+            .into_iter()
+            .filter_map(|c| self.enrolled(c).map(|t| (c, t)))
+    }
+
+    pub fn is_managed(&self) -> bool {
+        self.enrolled_ms.iter().any(Option::is_some)
+    }
+
+    /// Under management for the condition at some point in [from, to).
+    pub fn managed_during(&self, condition: Condition, from_ms: i64, to_ms: i64) -> bool {
+        match self.enrolled(condition) {
+            Some(enrolled) => enrolled < to_ms && self.death_ms.is_none_or(|d| d >= from_ms),
+            None => false,
+        }
+    }
+
+    pub fn alive_at(&self, time_ms: i64) -> bool {
+        self.death_ms.is_none_or(|d| d > time_ms)
+    }
+
+    pub fn latest_bp(&self) -> Option<&BpReading> {
+        self.bp.last()
+    }
+
+    pub fn latest_bp_before(&self, time_ms: i64) -> Option<&BpReading> {
+        self.bp.iter().rev().find(|r| r.time_ms < time_ms)
+    }
+
+    pub fn latest_egfr(&self) -> Option<&Reading> {
+        self.egfr.last()
+    }
+
+    pub fn has_complication(&self, complication: Complication) -> bool {
+        self.complications
+            .iter()
+            .any(|c| c.complication == complication as u8)
+    }
+
+    pub fn timer(&self, kind: TimerKind) -> Option<i64> {
+        self.timers
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, due)| *due)
+    }
+
+    /// Follow-ups for the condition, oldest first.
+    pub fn follow_ups_for(
+        &self,
+        condition: Condition,
+    ) -> impl DoubleEndedIterator<Item = &FollowUp> {
+        self.follow_ups
+            .iter()
+            .filter(move |f| f.condition == condition)
+    }
+
+    pub fn episode(&self, rule: u16, subject: u8) -> Option<&Episode> {
+        self.episodes
+            .iter()
+            .find(|e| e.rule == rule && e.subject == subject)
+    }
+
+    pub fn episode_mut(&mut self, rule: u16, subject: u8) -> Option<&mut Episode> {
+        self.episodes
+            .iter_mut()
+            .find(|e| e.rule == rule && e.subject == subject)
+    }
+
+    /// Age in whole years during `year`.
+    pub fn age_in(&self, year: i32) -> Option<i32> {
+        (self.birth_year > 0).then(|| year - self.birth_year as i32)
+    }
+}
+
+/// Something stored in a time-ordered, record-addressed history.
+pub trait Timed: Copy {
+    fn time_ms(&self) -> i64;
+    fn record(&self) -> u32;
+}
+
+impl Timed for Reading {
+    fn time_ms(&self) -> i64 {
+        self.time_ms
+    }
+    fn record(&self) -> u32 {
+        self.record
+    }
+}
+
+impl Timed for BpReading {
+    fn time_ms(&self) -> i64 {
+        self.time_ms
+    }
+    fn record(&self) -> u32 {
+        self.record
+    }
+}
+
+impl Timed for FollowUp {
+    fn time_ms(&self) -> i64 {
+        self.time_ms
+    }
+    fn record(&self) -> u32 {
+        self.record
+    }
+}
+
+/// Inserts (or replaces, for the same record) an entry in event-time order and keeps the most
+/// recent `capacity`. Returns whether the entry is now the latest of the history.
+pub fn upsert<T: Timed>(history: &mut Vec<T>, entry: T, capacity: usize) -> bool {
+    history.retain(|e| e.record() != entry.record());
+    let at = history.partition_point(|e| e.time_ms() <= entry.time_ms());
+    history.insert(at, entry);
+    if history.len() > capacity {
+        let excess = history.len() - capacity;
+        history.drain(..excess);
+    }
+    history
+        .last()
+        .is_some_and(|last| last.record() == entry.record())
+}
+
+/// Removes the entry of a record. Returns whether the history's latest entry changed.
+pub fn retract<T: Timed>(history: &mut Vec<T>, record: u32) -> bool {
+    let was_latest = history.last().is_some_and(|e| e.record() == record);
+    let before = history.len();
+    history.retain(|e| e.record() != record);
+    was_latest && history.len() != before
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(time_ms: i64, value: f32, record: u32) -> Reading {
+        Reading {
+            time_ms,
+            value,
+            record,
+        }
+    }
+
+    #[test]
+    fn late_readings_never_overwrite_newer_ones() {
+        let mut h = Vec::new();
+        assert!(upsert(&mut h, r(100, 1.0, 1), 3));
+        assert!(upsert(&mut h, r(300, 3.0, 3), 3));
+        // Arrives late: stored in order, not the latest.
+        assert!(!upsert(&mut h, r(200, 2.0, 2), 3));
+        assert_eq!(
+            h.iter().map(|x| x.value).collect::<Vec<_>>(),
+            vec![1.0, 2.0, 3.0]
+        );
+        // Bounded: the oldest goes.
+        assert!(upsert(&mut h, r(400, 4.0, 4), 3));
+        assert_eq!(
+            h.iter().map(|x| x.record).collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
+    }
+
+    #[test]
+    fn updates_replace_and_deletes_retract_by_record() {
+        let mut h = vec![r(100, 1.0, 1), r(200, 2.0, 2)];
+        // A correction of record 2 moves it in time and value.
+        assert!(!upsert(&mut h, r(50, 9.0, 2), 5));
+        assert_eq!(h, vec![r(50, 9.0, 2), r(100, 1.0, 1)]);
+        assert!(retract(&mut h, 1));
+        assert_eq!(h, vec![r(50, 9.0, 2)]);
+        assert!(!retract(&mut h, 77));
+        // A duplicate delivery of the same record is idempotent.
+        upsert(&mut h, r(50, 9.0, 2), 5);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn keys_and_hashes() {
+        let hex = "3f9a1c0e5b7d2f4a6c8e0b1d3f5a7c9e1b3d5f7a9c0e2b4d6f8a0c2e4b6d8f0a";
+        assert_eq!(patient_key(hex).unwrap()[0], 0x3f);
+        assert!(patient_key("not hex").is_none());
+        assert!(patient_key(&hex[..62]).is_none());
+        assert_eq!(record_hash("lab/1"), record_hash("lab/1"));
+        assert_ne!(record_hash("lab/1"), record_hash("lab/2"));
+    }
+}
