@@ -1,1 +1,317 @@
-fn main() {}
+//! `vigil`: one binary, one subcommand per role. Each stage can run as its own process (so a
+//! deployment scales them separately) or all together with `vigil up`.
+
+mod config;
+mod stages;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing::info;
+use vigil_processors::rules::RuleSet;
+use vigil_runtime::Shutdown;
+
+use crate::config::VigilConfig;
+use crate::stages::{prepare_topics, pseudonym_key, supervise};
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Real-time monitoring pipeline for chronic-disease care"
+)]
+struct Cli {
+    /// Configuration file; settings not in it take their defaults, and VIGIL_<SECTION>__<KEY>
+    /// environment variables override both.
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "vigil.toml",
+        env = "VIGIL_CONFIG"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create or upgrade the ClickHouse database (idempotent).
+    Migrate,
+    /// Create the Kafka topics (each stage also does this at start unless kafka.create_topics = false).
+    Topics,
+    /// Produce a synthetic region's clinical history to Kafka.
+    Simulate(SimulateArgs),
+    /// Run the stream processor: patient state, alert rules, patient status.
+    Process(UntilIdle),
+    /// Run the ClickHouse writer.
+    Sink(UntilIdle),
+    /// Run every stage in one process against the configured services (a laptop or a pilot site).
+    Up(UpArgs),
+    /// Print the effective configuration (file, defaults and environment combined).
+    Config,
+    /// Check a rules file (default: the configured one) and list its rules.
+    Rules { file: Option<PathBuf> },
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct UntilIdle {
+    /// Stop by itself once no input arrived for this many seconds (tests, backfills, demos).
+    #[arg(long)]
+    until_idle: Option<u64>,
+}
+
+impl UntilIdle {
+    fn duration(&self) -> Option<Duration> {
+        self.until_idle.map(Duration::from_secs)
+    }
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct SimulateArgs {
+    /// Patients in the region.
+    #[arg(long)]
+    patients: Option<u32>,
+    /// Hospitals in the region.
+    #[arg(long)]
+    hospitals: Option<u16>,
+    /// Seed of the generator.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Days of history.
+    #[arg(long)]
+    days: Option<u64>,
+    /// Last simulated day, YYYY-MM-DD (default: today).
+    #[arg(long)]
+    end_date: Option<String>,
+    /// fast, rate, compressed or live.
+    #[arg(long)]
+    pace: Option<String>,
+    /// Events per second for `rate` and `live`.
+    #[arg(long)]
+    rate: Option<u32>,
+    /// Stop after this many events.
+    #[arg(long)]
+    max_events: Option<u64>,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct UpArgs {
+    /// Also run the simulator as the data source.
+    #[arg(long)]
+    simulate: bool,
+    #[command(flatten)]
+    simulation: SimulateArgs,
+    #[command(flatten)]
+    until: UntilIdle,
+}
+
+fn apply_simulate_args(config: &mut VigilConfig, args: &SimulateArgs) -> anyhow::Result<()> {
+    let sim = &mut config.simulate;
+    if let Some(v) = args.patients {
+        sim.patients = v;
+    }
+    if let Some(v) = args.hospitals {
+        sim.hospitals = v;
+    }
+    if let Some(v) = args.seed {
+        sim.seed = v;
+    }
+    if let Some(v) = args.days {
+        sim.span = Duration::from_secs(v * 86_400);
+    }
+    if let Some(v) = &args.end_date {
+        sim.end_date = v.clone();
+    }
+    if let Some(v) = &args.pace {
+        sim.pace = toml::Value::String(v.clone())
+            .try_into()
+            .with_context(|| format!("--pace must be fast, rate, compressed or live, not '{v}'"))?;
+    }
+    if let Some(v) = args.rate {
+        sim.rate = v;
+    }
+    if let Some(v) = args.max_events {
+        sim.max_events = v;
+    }
+    sim.validate()?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    vigil_runtime::telemetry::init_logging();
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("vigil: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let explicit = cli.config != std::path::Path::new("vigil.toml");
+    let mut config = config::load(&cli.config, explicit)?;
+    let shutdown = Shutdown::new();
+    shutdown.listen_for_signals();
+
+    match cli.command {
+        Command::Config => {
+            print!("{}", toml::to_string_pretty(&config)?);
+        }
+        Command::Rules { file } => {
+            let rules = match file.or(config.process.rules_file.clone()) {
+                Some(path) => RuleSet::load(&path)?,
+                None => RuleSet::defaults()?,
+            };
+            for rule in rules.rules() {
+                println!(
+                    "{:<34} v{:<3} {:<9} {}",
+                    rule.id,
+                    rule.version,
+                    format!("{:?}", rule.severity),
+                    rule.title
+                );
+            }
+        }
+        Command::Migrate => {
+            let report = vigil_sinks::clickhouse::migrate::migrate(&config.clickhouse)
+                .await
+                .with_context(|| format!("cannot migrate ClickHouse at {}; is it running (deploy/local/services.sh start)?", config.clickhouse.url))?;
+            println!(
+                "migrations applied: {:?}; already present: {:?}",
+                report.applied, report.already
+            );
+        }
+        Command::Topics => {
+            prepare_topics(&config.kafka).await?;
+            println!("topics ready on {}", config.kafka.brokers);
+        }
+        Command::Simulate(args) => {
+            apply_simulate_args(&mut config, &args)?;
+            prepare_topics(&config.kafka).await?;
+            let key = pseudonym_key(&config)?;
+            let summary = supervise("simulate", shutdown.clone(), move |token| {
+                vigil_producers::simulator::run(&config.simulate, &config.kafka, key.clone(), token)
+            })
+            .await?;
+            println!(
+                "simulated {} events in {:.1}s",
+                summary.events,
+                summary.elapsed.as_secs_f64()
+            );
+        }
+        Command::Process(until) => {
+            prepare_topics(&config.kafka).await?;
+            let stop = vigil_processors::runner::StopWhen {
+                idle_for: until.duration(),
+                upstream_done: None,
+            };
+            let summary = supervise("process", shutdown.clone(), move |token| {
+                vigil_processors::runner::run(&config.process, &config.kafka, token, stop.clone())
+            })
+            .await?;
+            println!("{summary:?}");
+        }
+        Command::Sink(until) => {
+            prepare_topics(&config.kafka).await?;
+            let handle = tokio::runtime::Handle::current();
+            let stop = vigil_sinks::clickhouse::writer::StopWhen {
+                idle_for: until.duration(),
+                upstream_done: None,
+            };
+            let summary = supervise("sink", shutdown.clone(), move |token| {
+                vigil_sinks::clickhouse::writer::run(
+                    &config.sink,
+                    &config.kafka,
+                    &config.clickhouse,
+                    &handle,
+                    token,
+                    stop.clone(),
+                )
+            })
+            .await?;
+            println!("{summary:?}");
+        }
+        Command::Up(args) => up(config, args, shutdown).await?,
+    }
+    Ok(())
+}
+
+/// Every stage in one process.
+async fn up(mut config: VigilConfig, args: UpArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+    if args.simulate {
+        apply_simulate_args(&mut config, &args.simulation)?;
+    }
+    let report = vigil_sinks::clickhouse::migrate::migrate(&config.clickhouse)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach ClickHouse at {}; start it with deploy/local/services.sh start",
+                config.clickhouse.url
+            )
+        })?;
+    info!(applied = ?report.applied, "ClickHouse schema is current.");
+    prepare_topics(&config.kafka).await?;
+    let key = pseudonym_key(&config)?;
+    let config = std::sync::Arc::new(config);
+    let idle = args.until.duration();
+    // With --until-idle, stages stop in pipeline order: each only once its upstream finished.
+    let simulator_done = Shutdown::new();
+    let processor_done = Shutdown::new();
+
+    let c = config.clone();
+    let stop = vigil_processors::runner::StopWhen {
+        idle_for: idle,
+        upstream_done: args.simulate.then(|| simulator_done.clone()),
+    };
+    let done = processor_done.clone();
+    let process = tokio::spawn({
+        let run = supervise("process", shutdown.clone(), move |token| {
+            vigil_processors::runner::run(&c.process, &c.kafka, token, stop.clone())
+        });
+        async move {
+            let result = run.await;
+            done.request();
+            result
+        }
+    });
+    let c = config.clone();
+    let handle = tokio::runtime::Handle::current();
+    let stop = vigil_sinks::clickhouse::writer::StopWhen {
+        idle_for: idle,
+        upstream_done: Some(processor_done),
+    };
+    let sink = tokio::spawn(supervise("sink", shutdown.clone(), move |token| {
+        vigil_sinks::clickhouse::writer::run(
+            &c.sink,
+            &c.kafka,
+            &c.clickhouse,
+            &handle,
+            token,
+            stop.clone(),
+        )
+    }));
+    if args.simulate {
+        let c = config.clone();
+        let summary = supervise("simulate", shutdown.clone(), move |token| {
+            vigil_producers::simulator::run(&c.simulate, &c.kafka, key.clone(), token)
+        })
+        .await;
+        simulator_done.request();
+        info!(
+            events = summary?.events,
+            "The simulator has produced its history; the pipeline keeps running."
+        );
+    }
+    let processed = process.await.context("process stage")??;
+    let sunk = sink.await.context("sink stage")??;
+    println!("processor: {processed:?}");
+    println!("sink:      {sunk:?}");
+    Ok(())
+}

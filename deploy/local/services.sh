@@ -8,6 +8,7 @@
 #   deploy/local/services.sh stop      stop both
 #   deploy/local/services.sh status    say what runs where
 #   deploy/local/services.sh env       print the environment variables that point Vigil at them
+#   deploy/local/services.sh reset     stop both and delete their data (topics, tables, state)
 #
 # Settings (environment):
 #   VIGIL_HOME                     data, logs and pid files        (default: <repo>/.vigil)
@@ -202,8 +203,14 @@ case "${1:-}" in
   env)
     print_env
     ;;
+  reset)
+    stop_one Tansu "$home/tansu.pid"
+    stop_one ClickHouse "$home/clickhouse.pid"
+    rm -rf "$home/tansu" "$home/clickhouse"
+    say "deleted the local services' data in $home"
+    ;;
   *)
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

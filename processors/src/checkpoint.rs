@@ -1,1 +1,544 @@
+//! Durable processor state: a changelog topic with one partition per input partition.
+//!
+//! A checkpoint of a partition is a run of records ended by a `Commit`: either a full snapshot
+//! (`SnapshotStart`, then chunks holding every patient) or a delta (chunks holding the patients
+//! changed since the previous checkpoint). The `Commit` carries the input offsets the state
+//! reflects, the clocks, and the offset where the latest full snapshot starts. Records of a
+//! checkpoint that never got its `Commit` (a crash mid-write) are ignored on restore.
+//!
+//! Restore reads the tail to find the last `Commit`, then replays from its snapshot onwards: at
+//! most the snapshot plus the deltas since, which the snapshot policy keeps to about (1 + ratio)
+//! times the state. The input is then resumed exactly at the committed offsets, so nothing is
+//! applied twice and nothing is skipped. Kafka transactions are not needed (Tansu refuses them):
+//! outputs carry deterministic ids, so the replay after a crash is harmless.
 
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info};
+use vigil_runtime::config::KafkaConfig;
+use vigil_runtime::kafka::{DurableProducer, RangeReader};
+
+use crate::engine::PartitionState;
+use crate::error::ProcessorError;
+use crate::rules::RuleSet;
+use crate::state::{Patient, PatientKey, TimerKind};
+
+/// First byte of every changelog value; bump when the layout changes incompatibly.
+const FORMAT_VERSION: u8 = 1;
+
+/// Identifies one checkpoint: the epoch is the changelog's end offset when the writer restored
+/// (unique per incarnation), the sequence counts checkpoints within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CheckpointId {
+    pub epoch: i64,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    pub checkpoint: CheckpointId,
+    /// Changelog offset of the `SnapshotStart` of the latest full snapshot.
+    pub snapshot_offset: i64,
+    /// Next offset to read per input topic of this partition.
+    pub inputs: Vec<(String, i64)>,
+    pub watermark_ms: i64,
+    pub max_event_ms: i64,
+    pub period_month: Option<i32>,
+    /// Rule ids in index order when written: timers and episodes refer to rules by index.
+    pub rule_ids: Vec<String>,
+    pub patients: u64,
+    /// Bytes of the latest full snapshot, and of the deltas written since.
+    pub snapshot_bytes: u64,
+    pub delta_bytes: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Record {
+    SnapshotStart {
+        checkpoint: CheckpointId,
+    },
+    Chunk {
+        checkpoint: CheckpointId,
+        patients: Vec<(PatientKey, Option<Patient>)>,
+    },
+    Commit(CommitRecord),
+}
+
+fn encode(record: &Record) -> Result<Vec<u8>, ProcessorError> {
+    let out = vec![FORMAT_VERSION];
+    postcard::to_extend(record, out)
+        .map_err(|e| ProcessorError::Config(format!("cannot encode changelog record: {e}")))
+}
+
+fn decode(partition: i32, offset: i64, bytes: &[u8]) -> Result<Record, ProcessorError> {
+    let unreadable = |reason: String| ProcessorError::Changelog {
+        partition,
+        offset,
+        reason,
+    };
+    match bytes.split_first() {
+        Some((&FORMAT_VERSION, body)) => {
+            postcard::from_bytes(body).map_err(|e| unreadable(e.to_string()))
+        }
+        Some((version, _)) => Err(unreadable(format!(
+            "format version {version}, this build reads {FORMAT_VERSION}"
+        ))),
+        None => Err(unreadable("empty record".into())),
+    }
+}
+
+/// Chunks read for a checkpoint whose Commit has not been seen yet: (is a full snapshot, patients).
+type PendingCheckpoint = (bool, Vec<(PatientKey, Option<Patient>)>);
+
+/// Checkpoint bookkeeping of one owned partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub epoch: i64,
+    pub seq: u64,
+    pub snapshot_offset: Option<i64>,
+    pub snapshot_bytes: u64,
+    pub delta_bytes: u64,
+}
+
+/// What a restore found.
+pub struct Restored {
+    pub state: PartitionState,
+    /// Next offset per input topic; empty when the partition starts fresh.
+    pub inputs: Vec<(String, i64)>,
+    pub progress: Progress,
+    pub stats: RestoreStats,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreStats {
+    pub records: u64,
+    pub bytes: u64,
+    pub patients: usize,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WriteStats {
+    pub patients: usize,
+    pub bytes: u64,
+    pub full: bool,
+}
+
+/// Reads and writes one processor's changelog topic.
+pub struct Changelog {
+    pub topic: String,
+    kafka: KafkaConfig,
+    chunk_bytes: usize,
+    snapshot_ratio: f64,
+}
+
+impl Changelog {
+    pub fn new(kafka: &KafkaConfig, chunk_bytes: usize, snapshot_ratio: f64) -> Self {
+        Changelog {
+            topic: kafka.topics.processor_state.clone(),
+            kafka: kafka.clone(),
+            chunk_bytes,
+            snapshot_ratio,
+        }
+    }
+
+    /// Rebuilds the state of `partition` from its changelog.
+    pub fn restore(&self, partition: i32, rules: &RuleSet) -> Result<Restored, ProcessorError> {
+        let started = Instant::now();
+        let reader =
+            RangeReader::new(&self.kafka, "vigil-process-restore", &self.topic, partition)?;
+        let (low, high) = reader.watermarks()?;
+        let fresh = |epoch: i64| Restored {
+            state: PartitionState::new(),
+            inputs: Vec::new(),
+            progress: Progress {
+                epoch,
+                seq: 0,
+                snapshot_offset: None,
+                snapshot_bytes: 0,
+                delta_bytes: 0,
+            },
+            stats: RestoreStats {
+                elapsed: started.elapsed(),
+                ..RestoreStats::default()
+            },
+        };
+        let stall = Duration::from_secs(60);
+        let mut stats = RestoreStats::default();
+
+        // 1. The last Commit: look at a growing window of the tail.
+        let mut window = 16i64;
+        let mut last_commit: Option<(i64, CommitRecord)> = None;
+        loop {
+            let from = (high - window).max(low);
+            reader.read::<ProcessorError>(from, high, stall, |offset, payload| {
+                if let Some(bytes) = payload {
+                    stats.bytes += bytes.len() as u64;
+                    if let Record::Commit(commit) = decode(partition, offset, bytes)? {
+                        last_commit = Some((offset, commit));
+                    }
+                }
+                Ok(())
+            })?;
+            if last_commit.is_some() || from == low {
+                break;
+            }
+            window *= 8;
+        }
+        let Some((commit_offset, commit)) = last_commit else {
+            return Ok(fresh(high));
+        };
+
+        // 2. Replay from the latest full snapshot up to and including that Commit.
+        let mut patients: FxHashMap<PatientKey, Patient> = FxHashMap::default();
+        let mut pending: FxHashMap<CheckpointId, PendingCheckpoint> = FxHashMap::default();
+        stats.records = reader.read::<ProcessorError>(
+            commit.snapshot_offset,
+            commit_offset + 1,
+            stall,
+            |offset, payload| {
+                let Some(bytes) = payload else { return Ok(()) };
+                stats.bytes += bytes.len() as u64;
+                match decode(partition, offset, bytes)? {
+                    Record::SnapshotStart { checkpoint } => {
+                        pending.insert(checkpoint, (true, Vec::new()));
+                    }
+                    Record::Chunk {
+                        checkpoint,
+                        patients: chunk,
+                    } => {
+                        pending
+                            .entry(checkpoint)
+                            .or_insert((false, Vec::new()))
+                            .1
+                            .extend(chunk);
+                    }
+                    Record::Commit(c) => {
+                        if let Some((full, chunk)) = pending.remove(&c.checkpoint) {
+                            if full {
+                                patients.clear();
+                            }
+                            for (key, patient) in chunk {
+                                match patient {
+                                    Some(p) => patients.insert(key, p),
+                                    None => patients.remove(&key),
+                                };
+                            }
+                        }
+                        // Anything else pending belonged to a checkpoint that never completed.
+                        pending.clear();
+                    }
+                }
+                Ok(())
+            },
+        )?;
+
+        remap_rules(&mut patients, &commit.rule_ids, rules);
+        stats.patients = patients.len();
+        stats.elapsed = started.elapsed();
+        let state = PartitionState::restore(
+            patients,
+            commit.watermark_ms,
+            commit.max_event_ms,
+            commit.period_month,
+        );
+        info!(
+            partition,
+            patients = stats.patients,
+            records = stats.records,
+            megabytes = stats.bytes as f64 / 1e6,
+            seconds = stats.elapsed.as_secs_f64(),
+            "Restored partition state from the changelog."
+        );
+        Ok(Restored {
+            state,
+            inputs: commit.inputs.clone(),
+            progress: Progress {
+                epoch: high,
+                seq: 0,
+                snapshot_offset: Some(commit.snapshot_offset),
+                snapshot_bytes: commit.snapshot_bytes,
+                delta_bytes: commit.delta_bytes,
+            },
+            stats,
+        })
+    }
+
+    /// Writes a checkpoint of `partition`: a delta of the changed patients, or a full snapshot
+    /// when none exists yet or the deltas since the last one outgrew it. The records are queued;
+    /// they are durable after the caller's next successful `flush`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write(
+        &self,
+        producer: &DurableProducer,
+        partition: i32,
+        state: &mut PartitionState,
+        progress: &mut Progress,
+        inputs: Vec<(String, i64)>,
+        rules: &RuleSet,
+    ) -> Result<WriteStats, ProcessorError> {
+        progress.seq += 1;
+        let checkpoint = CheckpointId {
+            epoch: progress.epoch,
+            seq: progress.seq,
+        };
+        let changed = state.take_changed();
+        let full = progress.snapshot_offset.is_none()
+            || progress.delta_bytes as f64
+                > self.snapshot_ratio * progress.snapshot_bytes.max(1) as f64;
+        let key = partition.to_le_bytes();
+        let mut stats = WriteStats {
+            full,
+            ..WriteStats::default()
+        };
+
+        if full {
+            producer.send_to(
+                &self.topic,
+                partition,
+                &key,
+                &encode(&Record::SnapshotStart { checkpoint })?,
+            )?;
+            // The Commit must name where the snapshot starts: wait for its offset.
+            producer.flush()?;
+            progress.snapshot_offset = producer.last_offset(&self.topic, partition);
+            let mut keys: Vec<&PatientKey> = state.patients.keys().collect();
+            keys.sort_unstable();
+            stats.bytes += self.write_chunks(
+                producer,
+                partition,
+                checkpoint,
+                keys.into_iter().map(|k| (*k, state.patients.get(k))),
+            )?;
+            stats.patients = state.patients.len();
+            progress.snapshot_bytes = stats.bytes;
+            progress.delta_bytes = 0;
+        } else if !changed.is_empty() {
+            stats.bytes += self.write_chunks(
+                producer,
+                partition,
+                checkpoint,
+                changed.iter().map(|k| (*k, state.patients.get(k))),
+            )?;
+            stats.patients = changed.len();
+            progress.delta_bytes += stats.bytes;
+        }
+        let Some(snapshot_offset) = progress.snapshot_offset else {
+            return Err(ProcessorError::Changelog {
+                partition,
+                offset: -1,
+                reason: "the broker did not report the snapshot's offset".into(),
+            });
+        };
+        let commit = CommitRecord {
+            checkpoint,
+            snapshot_offset,
+            inputs,
+            watermark_ms: state.watermark_ms,
+            max_event_ms: state.max_event_ms,
+            period_month: state.period_month,
+            rule_ids: rules.rules().iter().map(|r| r.id.clone()).collect(),
+            patients: state.patients.len() as u64,
+            snapshot_bytes: progress.snapshot_bytes,
+            delta_bytes: progress.delta_bytes,
+        };
+        producer.send_to(
+            &self.topic,
+            partition,
+            &key,
+            &encode(&Record::Commit(commit))?,
+        )?;
+        debug!(
+            partition,
+            full,
+            patients = stats.patients,
+            bytes = stats.bytes,
+            "Checkpoint queued."
+        );
+        Ok(stats)
+    }
+
+    fn write_chunks<'a>(
+        &self,
+        producer: &DurableProducer,
+        partition: i32,
+        checkpoint: CheckpointId,
+        patients: impl Iterator<Item = (PatientKey, Option<&'a Patient>)>,
+    ) -> Result<u64, ProcessorError> {
+        let key = partition.to_le_bytes();
+        let mut chunk: Vec<(PatientKey, Option<Patient>)> = Vec::new();
+        let mut chunk_size = 0usize;
+        let mut written = 0u64;
+        let mut flush_chunk =
+            |chunk: &mut Vec<(PatientKey, Option<Patient>)>| -> Result<(), ProcessorError> {
+                if chunk.is_empty() {
+                    return Ok(());
+                }
+                let record = Record::Chunk {
+                    checkpoint,
+                    patients: std::mem::take(chunk),
+                };
+                let bytes = encode(&record)?;
+                written += bytes.len() as u64;
+                producer.send_to(&self.topic, partition, &key, &bytes)?;
+                Ok(())
+            };
+        for (key, patient) in patients {
+            // Estimate the encoded size without encoding twice.
+            chunk_size += 32
+                + patient.map_or(1, |p| {
+                    64 + 16 * (p.bp.len() + p.glucose.len() + p.hba1c.len() + p.egfr.len())
+                        + 24 * p.follow_ups.len()
+                        + 64 * p.episodes.len()
+                });
+            chunk.push((key, patient.cloned()));
+            if chunk_size >= self.chunk_bytes {
+                flush_chunk(&mut chunk)?;
+                chunk_size = 0;
+            }
+        }
+        flush_chunk(&mut chunk)?;
+        Ok(written)
+    }
+}
+
+/// Episodes and timers refer to rules by index: map the indices of the rule set that wrote the
+/// state to the current one by rule id, dropping what belongs to rules that no longer exist.
+fn remap_rules(patients: &mut FxHashMap<PatientKey, Patient>, written: &[String], rules: &RuleSet) {
+    let current: Vec<&str> = rules.rules().iter().map(|r| r.id.as_str()).collect();
+    if written
+        .iter()
+        .map(String::as_str)
+        .eq(current.iter().copied())
+    {
+        return;
+    }
+    let map: Vec<Option<u16>> = written
+        .iter()
+        .map(|id| current.iter().position(|c| c == id).map(|i| i as u16))
+        .collect();
+    let new_index = |old: u16| map.get(old as usize).copied().flatten();
+    for patient in patients.values_mut() {
+        patient.episodes.retain_mut(|e| match new_index(e.rule) {
+            Some(i) => {
+                e.rule = i;
+                true
+            }
+            None => false,
+        });
+        patient.timers = patient
+            .timers
+            .iter()
+            .filter_map(|(kind, due)| new_index(kind.rule()).map(|i| (kind.with_rule(i), *due)))
+            .collect::<Vec<(TimerKind, i64)>>();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_foreign_versions_are_refused() {
+        let record = Record::Chunk {
+            checkpoint: CheckpointId { epoch: 7, seq: 3 },
+            patients: vec![
+                (
+                    [1u8; 32],
+                    Some(Patient {
+                        birth_year: 1950,
+                        ..Patient::default()
+                    }),
+                ),
+                ([2u8; 32], None),
+            ],
+        };
+        let bytes = encode(&record).unwrap();
+        match decode(0, 0, &bytes).unwrap() {
+            Record::Chunk {
+                checkpoint,
+                patients,
+            } => {
+                assert_eq!(checkpoint, CheckpointId { epoch: 7, seq: 3 });
+                assert_eq!(patients.len(), 2);
+                assert_eq!(patients[0].1.as_ref().unwrap().birth_year, 1950);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut foreign = bytes.clone();
+        foreign[0] = 99;
+        assert!(decode(3, 10, &foreign)
+            .unwrap_err()
+            .to_string()
+            .contains("format version 99"));
+        assert!(decode(3, 10, &[]).is_err());
+    }
+
+    #[test]
+    fn rule_indices_follow_rule_ids_across_rule_file_changes() {
+        use crate::state::Episode;
+        let rules = RuleSet::defaults().unwrap();
+        let ids: Vec<String> = rules.rules().iter().map(|r| r.id.clone()).collect();
+        // The writer had the rules in reverse order plus one that no longer exists.
+        let mut written: Vec<String> = ids.iter().rev().cloned().collect();
+        written.push("retired_rule".into());
+        let crisis_old = written
+            .iter()
+            .position(|i| i == "hypertensive_crisis")
+            .unwrap() as u16;
+        let retired_old = (written.len() - 1) as u16;
+        let episode = |rule: u16| Episode {
+            rule,
+            rule_id: "x".into(),
+            subject: 0,
+            id: [0; 16],
+            opened_ms: 0,
+            last_notified_ms: 0,
+            sequence: 0,
+            acknowledged: false,
+            snoozed_until_ms: 0,
+            hospital: "H".into(),
+        };
+        let mut patients = FxHashMap::default();
+        patients.insert(
+            [0u8; 32],
+            Patient {
+                episodes: vec![episode(crisis_old), episode(retired_old)],
+                timers: vec![
+                    (
+                        TimerKind::Renotify {
+                            rule: crisis_old,
+                            subject: 0,
+                        },
+                        5,
+                    ),
+                    (
+                        TimerKind::Due {
+                            rule: retired_old,
+                            subject: 0,
+                        },
+                        9,
+                    ),
+                ],
+                ..Patient::default()
+            },
+        );
+        remap_rules(&mut patients, &written, &rules);
+        let p = &patients[&[0u8; 32]];
+        let crisis_now = ids.iter().position(|i| i == "hypertensive_crisis").unwrap() as u16;
+        assert_eq!(p.episodes.len(), 1);
+        assert_eq!(p.episodes[0].rule, crisis_now);
+        assert_eq!(
+            p.timers,
+            vec![(
+                TimerKind::Renotify {
+                    rule: crisis_now,
+                    subject: 0
+                },
+                5
+            )]
+        );
+    }
+}

@@ -131,7 +131,7 @@ pub const CREATININE_UMOL_L_PER_MG_DL: f64 = 88.4;
 
 /// eGFR (mL/min/1.73m²) by the race-free CKD-EPI 2021 creatinine equation.
 pub fn egfr_ckd_epi_2021(creatinine_umol_l: f64, age_years: f64, sex: Sex) -> Option<f64> {
-    if !(creatinine_umol_l > 0.0) || age_years < 18.0 {
+    if creatinine_umol_l.is_nan() || creatinine_umol_l <= 0.0 || age_years < 18.0 {
         return None;
     }
     let scr = creatinine_umol_l / CREATININE_UMOL_L_PER_MG_DL;

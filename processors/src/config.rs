@@ -99,7 +99,7 @@ impl ProcessConfig {
         if self.checkpoint_interval.is_zero() {
             return fail("process.checkpoint_interval must be longer than zero");
         }
-        if !(self.snapshot_ratio > 0.0) {
+        if self.snapshot_ratio.is_nan() || self.snapshot_ratio <= 0.0 {
             return fail("process.snapshot_ratio must be above zero");
         }
         if !(4_096..=900_000).contains(&self.changelog_chunk_bytes) {

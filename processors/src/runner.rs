@@ -1,1 +1,492 @@
+//! The processor's Kafka loop.
+//!
+//! ```text
+//! poll batch ─▶ assignment changes (restore / release partitions)
+//!            ─▶ decode, apply to the partition's state ─▶ alerts: produced at once
+//!            ─▶ advance watermarks, fire timers
+//!            ─▶ every checkpoint interval: status rows + changelog checkpoint, flush, commit
+//! ```
+//!
+//! Offsets are committed only after the changelog checkpoint and every output it covers are
+//! acknowledged. A partition's input resumes at the offsets stored in its checkpoint; records the
+//! group offset re-delivers below them are skipped, so nothing is applied twice.
 
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::CommitMode;
+use rdkafka::message::{BorrowedMessage, Message};
+use tracing::info;
+use vigil_runtime::config::KafkaConfig;
+use vigil_runtime::kafka::{
+    AssignmentChange, ConsumerTuning, DurableProducer, GroupConsumer, Positions, RangeReader,
+};
+use vigil_runtime::time::now_ms;
+use vigil_runtime::Shutdown;
+use vigil_schemas::ids::stable_id;
+use vigil_schemas::{Alert, AlertAck, AvroCodec, ClinicalEvent, DeadLetter, PatientStatus};
+
+use crate::checkpoint::{Changelog, Progress};
+use crate::config::ProcessConfig;
+use crate::engine::{Disposition, Engine, PartitionState};
+use crate::error::ProcessorError;
+
+/// What a run of the processor did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessSummary {
+    pub events: u64,
+    pub acks: u64,
+    pub alerts: u64,
+    pub status_rows: u64,
+    pub rejected: u64,
+    pub late: u64,
+    pub checkpoints: u64,
+    pub restores: u64,
+}
+
+/// When a run ends by itself (besides shutdown): used by `vigil up --until-idle`, tests and
+/// benchmarks.
+#[derive(Clone, Default)]
+pub struct StopWhen {
+    /// Stop once no input arrived for this long (after at least one checkpoint)...
+    pub idle_for: Option<Duration>,
+    /// ...and the stage feeding this one has finished (when it runs in the same process).
+    pub upstream_done: Option<Shutdown>,
+}
+
+impl StopWhen {
+    fn reached(&self, idle: Duration) -> bool {
+        self.idle_for.is_some_and(|limit| idle >= limit)
+            && self
+                .upstream_done
+                .as_ref()
+                .is_none_or(Shutdown::is_requested)
+    }
+}
+
+struct Owned {
+    state: PartitionState,
+    progress: Progress,
+    /// Next offset per input (events, acks): what the checkpoint records.
+    next_events: Option<i64>,
+    next_acks: Option<i64>,
+    last_input: Instant,
+    /// Changelog end offset right after our last checkpoint: if unchanged when the partition
+    /// comes back after a rebalance, nobody else wrote and the state is still good.
+    changelog_end: Option<i64>,
+}
+
+struct Codecs {
+    event: AvroCodec<ClinicalEvent>,
+    ack: AvroCodec<AlertAck>,
+    alert: AvroCodec<Alert>,
+    status: AvroCodec<PatientStatus>,
+    dead_letter: AvroCodec<DeadLetter>,
+}
+
+/// Runs the processor until shutdown (or the stop condition).
+pub fn run(
+    config: &ProcessConfig,
+    kafka: &KafkaConfig,
+    shutdown: &Shutdown,
+    stop: StopWhen,
+) -> Result<ProcessSummary, ProcessorError> {
+    let rules = config.validate()?;
+    kafka.validate()?;
+    let engine = Engine::new(rules, config.engine.clone());
+    let topics = &kafka.topics;
+    let producer = DurableProducer::new(kafka, "vigil-process")?;
+    let tuning = ConsumerTuning::default();
+    let consumer = GroupConsumer::new(
+        kafka,
+        &config.group_id,
+        "vigil-process",
+        &[&topics.clinical_events, &topics.alert_acks],
+        &tuning,
+    )?;
+    let changelog = Changelog::new(kafka, config.changelog_chunk_bytes, config.snapshot_ratio);
+    let codecs = Codecs {
+        event: AvroCodec::new()?,
+        ack: AvroCodec::new()?,
+        alert: AvroCodec::new()?,
+        status: AvroCodec::new()?,
+        dead_letter: AvroCodec::new()?,
+    };
+    info!(group = %config.group_id, rules = engine.rules.len(), "Processor started; waiting for partitions.");
+
+    let mut owned: BTreeMap<i32, Owned> = BTreeMap::new();
+    let mut parked: BTreeMap<i32, Owned> = BTreeMap::new();
+    let mut summary = ProcessSummary::default();
+    let mut alerts: Vec<Alert> = Vec::new();
+    let mut status_rows: Vec<PatientStatus> = Vec::new();
+    let mut buffer = Vec::with_capacity(1024);
+    let mut last_checkpoint = Instant::now();
+    let mut last_input = Instant::now();
+    let mut last_report = Instant::now();
+    let mut dirty_since_checkpoint = false;
+    let idle_ms = config.idle_partition_timeout.as_millis() as i64;
+    let lag_ms = config.engine.max_out_of_orderness.as_millis() as i64;
+
+    loop {
+        let stopping = shutdown.is_requested()
+            || (stop.reached(last_input.elapsed())
+                && summary.checkpoints > 0
+                && !dirty_since_checkpoint);
+        let batch = if stopping {
+            Vec::new()
+        } else {
+            consumer.poll_batch(config.batch_max_events, config.batch_max_wait)
+        };
+
+        for change in consumer.take_assignment_changes() {
+            match change {
+                AssignmentChange::Revoked(list) => {
+                    for partition in partitions_of(&list, &topics.clinical_events) {
+                        if let Some(state) = owned.remove(&partition) {
+                            parked.insert(partition, state);
+                        }
+                    }
+                }
+                AssignmentChange::Assigned(list) => {
+                    for partition in partitions_of(&list, &topics.clinical_events) {
+                        if owned.contains_key(&partition) {
+                            continue;
+                        }
+                        let reused = parked.remove(&partition).filter(|p| {
+                            let end = RangeReader::new(
+                                kafka,
+                                "vigil-process-probe",
+                                &changelog.topic,
+                                partition,
+                            )
+                            .and_then(|r| r.watermarks())
+                            .map(|(_, high)| high)
+                            .ok();
+                            p.changelog_end.is_some() && end == p.changelog_end
+                        });
+                        let state = match reused {
+                            Some(state) => state,
+                            None => {
+                                let restored = changelog.restore(partition, &engine.rules)?;
+                                summary.restores += 1;
+                                let next = |topic: &str| {
+                                    restored
+                                        .inputs
+                                        .iter()
+                                        .find(|(t, _)| t == topic)
+                                        .map(|(_, o)| *o)
+                                };
+                                Owned {
+                                    next_events: next(&topics.clinical_events),
+                                    next_acks: next(&topics.alert_acks),
+                                    state: restored.state,
+                                    progress: restored.progress,
+                                    last_input: Instant::now(),
+                                    changelog_end: None,
+                                }
+                            }
+                        };
+                        owned.insert(partition, state);
+                    }
+                }
+            }
+        }
+        parked.retain(|p, _| !owned.contains_key(p));
+
+        let now = now_ms();
+        if !batch.is_empty() {
+            last_input = Instant::now();
+            dirty_since_checkpoint = true;
+        }
+        for message in &batch {
+            let partition = message.partition();
+            let Some(part) = owned.get_mut(&partition) else {
+                continue; // revoked while in hand: the new owner reads it
+            };
+            let is_event = message.topic() == topics.clinical_events;
+            let next = if is_event {
+                &mut part.next_events
+            } else {
+                &mut part.next_acks
+            };
+            if next.is_some_and(|n| message.offset() < n) {
+                continue; // already in the restored checkpoint
+            }
+            *next = Some(message.offset() + 1);
+            part.last_input = Instant::now();
+            let payload = message.payload().unwrap_or_default();
+            if is_event {
+                match codecs.event.decode(payload) {
+                    Ok(event) => {
+                        match engine.apply_event(&mut part.state, &event, now, &mut alerts) {
+                            Disposition::Applied => summary.events += 1,
+                            Disposition::Late => {
+                                summary.late += 1;
+                                producer.send(
+                                    &topics.late_events,
+                                    message.key().unwrap_or_default(),
+                                    payload,
+                                )?;
+                            }
+                            Disposition::Rejected(code, detail) => {
+                                summary.rejected += 1;
+                                let letter = dead_letter(
+                                    message,
+                                    &event.hospital_id,
+                                    code,
+                                    &detail,
+                                    Some(event.event_time_ms),
+                                    describe(&event),
+                                    now,
+                                );
+                                send_dead_letter(
+                                    &producer,
+                                    &codecs,
+                                    &topics.dead_letters,
+                                    &letter,
+                                    &mut buffer,
+                                )?;
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        summary.rejected += 1;
+                        let letter = dead_letter(
+                            message,
+                            "",
+                            "undecodable",
+                            &error.to_string(),
+                            None,
+                            String::new(),
+                            now,
+                        );
+                        send_dead_letter(
+                            &producer,
+                            &codecs,
+                            &topics.dead_letters,
+                            &letter,
+                            &mut buffer,
+                        )?;
+                    }
+                }
+            } else {
+                match codecs.ack.decode(payload) {
+                    Ok(ack) => {
+                        summary.acks += 1;
+                        if !engine.apply_ack(&mut part.state, &ack, &mut alerts) {
+                            tracing::debug!(episode = %ack.episode_id, "Acknowledgement matches no open episode.");
+                        }
+                    }
+                    Err(error) => {
+                        summary.rejected += 1;
+                        let letter = dead_letter(
+                            message,
+                            "",
+                            "undecodable",
+                            &error.to_string(),
+                            None,
+                            String::new(),
+                            now,
+                        );
+                        send_dead_letter(
+                            &producer,
+                            &codecs,
+                            &topics.dead_letters,
+                            &letter,
+                            &mut buffer,
+                        )?;
+                    }
+                }
+            }
+        }
+        drop(batch);
+
+        // Watermarks: event time, or the wall clock for partitions idle longer than the timeout.
+        for part in owned.values_mut() {
+            let mut watermark = engine.event_time_watermark(&part.state);
+            if idle_ms > 0 && part.last_input.elapsed().as_millis() as i64 >= idle_ms {
+                watermark = watermark.max(now - lag_ms);
+            }
+            if watermark > part.state.watermark_ms {
+                engine.advance_watermark(&mut part.state, watermark, &mut alerts);
+                dirty_since_checkpoint = true;
+            }
+        }
+
+        // Alerts leave at once; only their durability waits for the checkpoint.
+        for alert in alerts.drain(..) {
+            buffer.clear();
+            codecs.alert.encode_into(&alert, &mut buffer)?;
+            producer.send(&topics.alerts, alert.patient_pseudonym.as_bytes(), &buffer)?;
+            summary.alerts += 1;
+        }
+
+        if stopping || last_checkpoint.elapsed() >= config.checkpoint_interval {
+            if dirty_since_checkpoint || summary.checkpoints == 0 {
+                checkpoint(
+                    &engine,
+                    &changelog,
+                    &producer,
+                    &consumer,
+                    kafka,
+                    &codecs,
+                    &mut owned,
+                    &mut status_rows,
+                    &mut buffer,
+                    &mut summary,
+                    stopping,
+                )?;
+                dirty_since_checkpoint = false;
+            }
+            last_checkpoint = Instant::now();
+        }
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            last_report = Instant::now();
+            let patients: usize = owned.values().map(|p| p.state.len()).sum();
+            info!(
+                events = summary.events,
+                alerts = summary.alerts,
+                status_rows = summary.status_rows,
+                rejected = summary.rejected,
+                late = summary.late,
+                partitions = owned.len(),
+                patients,
+                "Processor progress."
+            );
+        }
+        if stopping {
+            info!(?summary, "Processor stopped after a final checkpoint.");
+            return Ok(summary);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn checkpoint(
+    engine: &Engine,
+    changelog: &Changelog,
+    producer: &DurableProducer,
+    consumer: &GroupConsumer,
+    kafka: &KafkaConfig,
+    codecs: &Codecs,
+    owned: &mut BTreeMap<i32, Owned>,
+    status_rows: &mut Vec<PatientStatus>,
+    buffer: &mut Vec<u8>,
+    summary: &mut ProcessSummary,
+    final_checkpoint: bool,
+) -> Result<(), ProcessorError> {
+    let topics = &kafka.topics;
+    let mut positions = Positions::default();
+    for (&partition, part) in owned.iter_mut() {
+        status_rows.clear();
+        engine.drain_status(&mut part.state, status_rows);
+        for row in status_rows.iter() {
+            buffer.clear();
+            codecs.status.encode_into(row, buffer)?;
+            producer.send(
+                &topics.patient_status,
+                row.patient_pseudonym.as_bytes(),
+                buffer,
+            )?;
+        }
+        summary.status_rows += status_rows.len() as u64;
+        let mut inputs = Vec::new();
+        if let Some(next) = part.next_events {
+            inputs.push((topics.clinical_events.clone(), next));
+            positions.advance(&topics.clinical_events, partition, next - 1);
+        }
+        if let Some(next) = part.next_acks {
+            inputs.push((topics.alert_acks.clone(), next));
+            positions.advance(&topics.alert_acks, partition, next - 1);
+        }
+        changelog.write(
+            producer,
+            partition,
+            &mut part.state,
+            &mut part.progress,
+            inputs,
+            &engine.rules,
+        )?;
+    }
+    // Everything above (alerts, status rows, late events, dead letters, changelog) is durable
+    // once this returns; only then may the input offsets move.
+    producer.flush()?;
+    for (&partition, part) in owned.iter_mut() {
+        part.changelog_end = producer
+            .last_offset(&changelog.topic, partition)
+            .map(|o| o + 1);
+    }
+    consumer.commit(
+        &positions,
+        if final_checkpoint {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        },
+    );
+    summary.checkpoints += 1;
+    Ok(())
+}
+
+fn partitions_of(list: &[vigil_runtime::kafka::TopicPartition], topic: &str) -> Vec<i32> {
+    list.iter()
+        .filter(|tp| tp.topic == topic)
+        .map(|tp| tp.partition)
+        .collect()
+}
+
+/// A pseudonymous, identifier-free description of an event for the dead-letter record.
+fn describe(event: &ClinicalEvent) -> String {
+    format!(
+        "{{\"event_id\":\"{}\",\"kind\":\"{}\",\"operation\":\"{:?}\",\"record_id\":\"{}\"}}",
+        event.event_id,
+        event.payload.kind(),
+        event.operation,
+        event.record_id.replace('"', "'")
+    )
+}
+
+fn dead_letter(
+    message: &BorrowedMessage<'_>,
+    hospital: &str,
+    reason_code: &str,
+    reason_detail: &str,
+    event_time_ms: Option<i64>,
+    redacted_payload: String,
+    now: i64,
+) -> DeadLetter {
+    let topic = message.topic();
+    DeadLetter {
+        dead_letter_id: stable_id(&[
+            b"process",
+            topic.as_bytes(),
+            &message.partition().to_le_bytes(),
+            &message.offset().to_le_bytes(),
+        ]),
+        stage: "process".into(),
+        hospital_id: hospital.to_string(),
+        reason_code: reason_code.to_string(),
+        reason_detail: reason_detail.to_string(),
+        source_topic: topic.to_string(),
+        source_partition: message.partition(),
+        source_offset: message.offset(),
+        event_time_ms,
+        received_time_ms: now,
+        redacted_payload,
+    }
+}
+
+fn send_dead_letter(
+    producer: &DurableProducer,
+    codecs: &Codecs,
+    topic: &str,
+    letter: &DeadLetter,
+    buffer: &mut Vec<u8>,
+) -> Result<(), ProcessorError> {
+    tracing::debug!(reason = %letter.reason_code, hospital = %letter.hospital_id, offset = letter.source_offset,
+        "Input rejected to the dead-letter topic.");
+    buffer.clear();
+    codecs.dead_letter.encode_into(letter, buffer)?;
+    producer.send(topic, letter.hospital_id.as_bytes(), buffer)?;
+    Ok(())
+}

@@ -140,6 +140,8 @@ fn pseudonym(key: &PatientKey) -> String {
     hex::encode(key)
 }
 
+// A constructor of a flat record: the arguments are its parts.
+#[allow(clippy::too_many_arguments)]
 fn build_alert(
     rule: &Rule,
     key: &PatientKey,
@@ -917,8 +919,7 @@ fn revisit_facts(patient: &Patient, condition: Condition, due: i64) -> Option<Fa
     }
     let last = patient
         .follow_ups_for(condition)
-        .filter(|f| f.time_ms <= due)
-        .next_back()?;
+        .rfind(|f| f.time_ms <= due)?;
     let (s, d) = last.bp()?;
     Some(Facts {
         sbp: Some(s),

@@ -279,8 +279,7 @@ pub fn compute(
     let standardised = managed && follow_ups_ytd >= required_follow_ups(period.kind, end_day);
     let latest = patient
         .follow_ups_for(condition)
-        .filter(|f| in_period(f.time_ms))
-        .next_back();
+        .rfind(|f| in_period(f.time_ms));
     let controlled = latest.is_some_and(|f| match condition {
         Condition::Hypertension => f
             .bp()

@@ -457,15 +457,16 @@ fn missed_follow_up_fires_after_100_days_renotifies_and_resolves() {
         missed[0].message
     );
     assert_eq!(missed[0].hospital_id, "H0001");
-    h.advance(139.0);
+    // Re-notified 60 days after the alert while the patient stays away.
+    h.advance(169.0);
     assert_eq!(h.take(), vec![]);
-    h.advance(140.0);
+    h.advance(170.0);
     assert_eq!(
         h.take(),
         vec![("missed_quarterly_follow_up".into(), AlertStatus::Renotified)]
     );
     h.follow_up(
-        150.0,
+        175.0,
         Condition::Hypertension,
         VisitMode::Home,
         Some((130.0, 80.0)),
@@ -475,15 +476,17 @@ fn missed_follow_up_fires_after_100_days_renotifies_and_resolves() {
         .take()
         .contains(&("missed_quarterly_follow_up".into(), AlertStatus::Resolved)));
     // The clock restarts from the home visit.
-    h.advance(249.0);
+    h.advance(274.0);
     assert_eq!(h.take(), vec![]);
-    h.advance(250.0);
+    h.advance(275.0);
     assert_eq!(h.take(), raised("missed_quarterly_follow_up"));
 }
 
 #[test]
 fn kidney_decline_follows_kdigo() {
-    let cases: [(&[(f64, f64)], bool, &str); 5] = [
+    // (day, eGFR) readings, whether the rule fires, what the case shows.
+    type Case<'a> = (&'a [(f64, f64)], bool, &'a str);
+    let cases: [Case; 5] = [
         // G2 -> G3a with a 28% fall: certain drop.
         (&[(0.0, 70.0), (100.0, 50.0)], true, "category drop"),
         // Same category, 3.6 per year: no.
@@ -601,7 +604,7 @@ fn snooze_holds_renotification_until_it_ends() {
         episode_id: missed.episode_id.clone(),
         patient_pseudonym: P.into(),
         action: AckAction::Snooze,
-        snooze_until_ms: Some(day(160.0)),
+        snooze_until_ms: Some(day(190.0)),
         clinician_id: "D-7".into(),
         time_ms: day(101.0),
     };
@@ -610,9 +613,10 @@ fn snooze_holds_renotification_until_it_ends() {
         h.take(),
         vec![("missed_quarterly_follow_up".into(), AlertStatus::Snoozed)]
     );
-    h.advance(159.0);
+    // Due at day 160 (raised at 100, re-notified after 60 days), held by the snooze until 190.
+    h.advance(189.0);
     assert_eq!(h.take(), vec![]);
-    h.advance(160.0);
+    h.advance(190.0);
     assert_eq!(
         h.take(),
         vec![("missed_quarterly_follow_up".into(), AlertStatus::Renotified)]

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole pipeline on this machine, in one command: installs and starts the local services
+# (Tansu and ClickHouse, on loopback, data in .vigil/), builds Vigil, and runs every stage with the
+# simulator feeding it two years of a synthetic region's clinical history. It ends by showing
+# what landed in ClickHouse and how to look further. The services keep running afterwards.
+#
+#   deploy/local/demo.sh                          2,000 patients in 3 hospitals (about a minute)
+#   deploy/local/demo.sh --patients 20000 --hospitals 8
+#   deploy/local/demo.sh --pace live --rate 50    a live feed until Ctrl-C (event times = now)
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$repo"
+
+echo "==> starting the local services (first run on a new machine installs them: ~15 minutes)"
+deploy/local/services.sh start
+eval "$(deploy/local/services.sh env)"
+
+echo "==> building Vigil"
+cargo build --release --locked --quiet
+
+live=false
+for arg in "$@"; do [ "$arg" = live ] && live=true; done
+until_idle=(--until-idle 5)
+$live && until_idle=()
+
+echo "==> running the pipeline: simulate -> Kafka -> process -> Kafka -> sink -> ClickHouse"
+./target/release/vigil up --simulate "${until_idle[@]}" "$@"
+
+port=${VIGIL_CLICKHOUSE_TCP_PORT:-9000}
+ch() { clickhouse-client --port "$port" --format PrettyCompactMonoBlock --query "$1"; }
+
+echo
+echo "==> alerts raised for clinicians, by rule"
+ch "SELECT rule_id, severity, countIf(status = 'RAISED') AS raised, countIf(status = 'RENOTIFIED') AS renotified,
+           countIf(status = 'RESOLVED') AS resolved
+    FROM vigil.alerts FINAL GROUP BY rule_id, severity ORDER BY raised DESC"
+echo
+echo "==> three of the latest crisis alerts"
+ch "SELECT event_time, hospital_id, substring(patient_pseudonym, 1, 12) AS patient, message
+    FROM vigil.alerts FINAL WHERE severity = 'CRITICAL' AND status = 'RAISED' ORDER BY event_time DESC LIMIT 3"
+echo
+echo "==> hypertension control and standardised management per hospital, last full year"
+ch "SELECT hospital_id, count() AS managed, round(100 * avg(standardised), 1) AS standardised_pct,
+           round(100 * avg(controlled), 1) AS controlled_pct
+    FROM vigil.patient_status FINAL
+    WHERE condition = 'HYPERTENSION' AND period_kind = 'YEAR' AND managed = 1
+      AND period_start = toStartOfYear(today() - 365)
+    GROUP BY hospital_id ORDER BY hospital_id"
+
+cat <<MSG
+
+Everything above is in ClickHouse (database 'vigil'). Look further with, for example:
+  clickhouse-client --port $port --query "SELECT * FROM vigil.alerts FINAL ORDER BY event_time DESC LIMIT 10 FORMAT Vertical"
+  clickhouse-client --port $port --query "SELECT kind, count() FROM vigil.clinical_events GROUP BY kind"
+or over HTTP: curl 'http://127.0.0.1:${VIGIL_CLICKHOUSE_HTTP_PORT:-8123}/?query=SELECT+count()+FROM+vigil.alerts'
+
+The services keep running: deploy/local/services.sh stop  (or: reset, to delete their data too).
+MSG

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs Vigil's whole test suite: formatting, lints, unit tests and the end-to-end tests against a
+# real broker (Tansu) and a real ClickHouse. The services are installed if missing, started on
+# free loopback ports with throwaway data, and stopped when the suite ends, pass or fail.
+#
+#   deploy/local/test.sh                  everything
+#   deploy/local/test.sh -E 'test(crisis)'  extra arguments go to cargo nextest (a filter here)
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$repo"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+export VIGIL_HOME
+VIGIL_HOME=$(mktemp -d "${TMPDIR:-/tmp}/vigil-test-services.XXXXXX")
+export VIGIL_KAFKA_PORT=${VIGIL_TEST_KAFKA_PORT:-$(free_port)}
+export VIGIL_CLICKHOUSE_HTTP_PORT=$(free_port)
+export VIGIL_CLICKHOUSE_TCP_PORT=$(free_port)
+export VIGIL_CLICKHOUSE_INTERSERVER_PORT=$(free_port)
+
+cleanup() {
+  deploy/local/services.sh stop || true
+  rm -rf "$VIGIL_HOME"
+}
+trap cleanup EXIT
+
+echo "==> checking formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> starting the local services (first run on a new machine installs them)"
+deploy/local/services.sh start
+eval "$(deploy/local/services.sh env)"
+
+echo "==> running the tests"
+cargo nextest run --workspace --locked --no-fail-fast "$@"

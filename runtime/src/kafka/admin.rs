@@ -1,0 +1,125 @@
+//! Topic administration.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use tracing::{info, warn};
+
+use super::{client_config, kafka_err};
+use crate::config::KafkaConfig;
+use crate::RuntimeError;
+
+/// A topic Vigil needs, with its partition count and any topic configuration.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub config: BTreeMap<String, String>,
+}
+
+impl TopicSpec {
+    pub fn new(name: &str, partitions: i32) -> Self {
+        TopicSpec {
+            name: name.to_string(),
+            partitions,
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+/// Creates the topics that do not exist yet and waits until the broker lists them. Existing
+/// topics are left alone; one with a different partition count is reported, since patient state
+/// is partitioned with its input.
+pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[TopicSpec]) -> Result<(), RuntimeError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka, "vigil-admin")
+        .create()
+        .map_err(kafka_err("admin client creation"))?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|spec| {
+            let mut topic = NewTopic::new(
+                &spec.name,
+                spec.partitions,
+                TopicReplication::Fixed(kafka.replication_factor),
+            );
+            for (key, value) in &spec.config {
+                topic = topic.set(key, value);
+            }
+            topic
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(kafka_err("create topics"))?;
+    for result in results {
+        match result {
+            Ok(name) => info!(topic = %name, "Created topic."),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(RuntimeError::Kafka {
+                    operation: "create topics",
+                    source: KafkaError::AdminOp(code),
+                })
+                .inspect_err(|_| warn!(topic = %name, %code, "Creating a topic failed."));
+            }
+        }
+    }
+
+    // Wait until every topic shows up in metadata with its partitions.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for spec in topics {
+        loop {
+            let metadata = admin
+                .inner()
+                .fetch_metadata(Some(&spec.name), Duration::from_secs(5))
+                .map_err(kafka_err("fetch metadata"))?;
+            let found = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == spec.name)
+                .filter(|t| t.error().is_none())
+                .map(|t| t.partitions().len() as i32);
+            match found {
+                Some(n) if n > 0 => {
+                    if n != spec.partitions {
+                        warn!(topic = %spec.name, expected = spec.partitions, actual = n,
+                            "Topic exists with a different partition count; keeping it.");
+                    }
+                    break;
+                }
+                _ if Instant::now() > deadline => {
+                    return Err(RuntimeError::Kafka {
+                        operation: "wait for topic metadata",
+                        source: KafkaError::MetadataFetch(
+                            RDKafkaErrorCode::UnknownTopicOrPartition,
+                        ),
+                    })
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The topic's partition count, as the broker reports it.
+pub fn partition_count(
+    consumer: &BaseConsumer<impl ConsumerContext>,
+    topic: &str,
+) -> Result<i32, RuntimeError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(kafka_err("fetch metadata"))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().len() as i32)
+        .unwrap_or(0))
+}

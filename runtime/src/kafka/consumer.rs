@@ -1,0 +1,303 @@
+//! The consumer-group member every stage reads through.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::{debug, info, warn};
+
+use super::{client_config, kafka_err};
+use crate::config::KafkaConfig;
+use crate::RuntimeError;
+
+/// One topic-partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// A change of what this consumer owns, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssignmentChange {
+    Assigned(Vec<TopicPartition>),
+    Revoked(Vec<TopicPartition>),
+}
+
+/// Records rebalances for the stage loop to act on between batches.
+#[derive(Default)]
+pub struct GroupContext {
+    changes: Mutex<Vec<AssignmentChange>>,
+}
+
+fn partitions_of(list: &TopicPartitionList) -> Vec<TopicPartition> {
+    list.elements()
+        .iter()
+        .map(|e| TopicPartition {
+            topic: e.topic().to_string(),
+            partition: e.partition(),
+        })
+        .collect()
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let revoked = partitions_of(list);
+            info!(partitions = ?revoked, "Partitions revoked from this instance.");
+            if let Ok(mut changes) = self.changes.lock() {
+                changes.push(AssignmentChange::Revoked(revoked));
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let assigned = partitions_of(list);
+                info!(partitions = ?assigned, "Partitions assigned to this instance.");
+                if let Ok(mut changes) = self.changes.lock() {
+                    changes.push(AssignmentChange::Assigned(assigned));
+                }
+            }
+            Rebalance::Error(error) => {
+                warn!(%error, "Consumer group rebalance failed; the group will retry.")
+            }
+            Rebalance::Revoke(_) => {}
+        }
+    }
+
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &TopicPartitionList,
+    ) {
+        if let Err(error) = result {
+            // A failed commit only means a replay after a restart; outputs are idempotent.
+            debug!(%error, "Offset commit was not accepted.");
+        }
+    }
+}
+
+/// How a group consumer fetches.
+#[derive(Debug, Clone)]
+pub struct ConsumerTuning {
+    /// Where a group with no committed offset starts.
+    pub start_from_earliest: bool,
+    /// librdkafka stalls this long whenever its prefetch queue fills (default 1000 ms); keep it small.
+    pub fetch_queue_backoff: Duration,
+    /// Session timeout: how soon a dead instance's partitions move elsewhere.
+    pub session_timeout: Duration,
+}
+
+impl Default for ConsumerTuning {
+    fn default() -> Self {
+        ConsumerTuning {
+            start_from_earliest: true,
+            fetch_queue_backoff: Duration::from_millis(10),
+            session_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A consumer-group member that polls in batches and commits explicitly.
+pub struct GroupConsumer {
+    consumer: BaseConsumer<GroupContext>,
+}
+
+impl GroupConsumer {
+    pub fn new(
+        kafka: &KafkaConfig,
+        group_id: &str,
+        client_id: &str,
+        topics: &[&str],
+        tuning: &ConsumerTuning,
+    ) -> Result<Self, RuntimeError> {
+        let mut config = client_config(kafka, client_id);
+        config
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.offset.reset",
+                if tuning.start_from_earliest {
+                    "earliest"
+                } else {
+                    "latest"
+                },
+            )
+            // Range assignment gives one member the same partition number of every topic it
+            // reads: the processor relies on that to co-locate events and acknowledgements.
+            .set("partition.assignment.strategy", "range")
+            .set(
+                "fetch.queue.backoff.ms",
+                tuning.fetch_queue_backoff.as_millis().to_string(),
+            )
+            .set(
+                "session.timeout.ms",
+                tuning.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                (tuning.session_timeout.as_millis() / 4)
+                    .max(100)
+                    .to_string(),
+            )
+            .set("enable.partition.eof", "false");
+        for (key, value) in &kafka.client_properties {
+            config.set(key, value);
+        }
+        let consumer: BaseConsumer<GroupContext> = config
+            .create_with_context(GroupContext::default())
+            .map_err(kafka_err("consumer creation"))?;
+        consumer.subscribe(topics).map_err(kafka_err("subscribe"))?;
+        Ok(GroupConsumer { consumer })
+    }
+
+    /// Polls until `max` messages arrived or `max_wait` passed. Consumer errors are logged and
+    /// skipped: librdkafka recovers from them by itself.
+    pub fn poll_batch(&self, max: usize, max_wait: Duration) -> Vec<BorrowedMessage<'_>> {
+        let deadline = Instant::now() + max_wait;
+        let mut batch = Vec::with_capacity(max.min(65_536));
+        while batch.len() < max {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.consumer.poll(remaining) {
+                Some(Ok(message)) => batch.push(message),
+                Some(Err(error)) => {
+                    warn!(%error, "Kafka consumer reported an error; continuing.");
+                }
+                None => {
+                    if remaining.is_zero() {
+                        break;
+                    }
+                }
+            }
+            if remaining.is_zero() {
+                break;
+            }
+        }
+        batch
+    }
+
+    /// Assignment changes since the last call, oldest first.
+    pub fn take_assignment_changes(&self) -> Vec<AssignmentChange> {
+        self.consumer
+            .context()
+            .changes
+            .lock()
+            .map(|mut changes| std::mem::take(&mut *changes))
+            .unwrap_or_default()
+    }
+
+    /// Commits the given next-offsets. Failures are logged, not fatal: they mean a replay.
+    pub fn commit(&self, positions: &Positions, mode: CommitMode) {
+        if positions.is_empty() {
+            return;
+        }
+        let list = positions.to_list();
+        if let Err(error) = self.consumer.commit(&list, mode) {
+            warn!(%error, "Committing offsets failed; a restart will replay from the previous commit.");
+        }
+    }
+
+    pub fn consumer(&self) -> &BaseConsumer<GroupContext> {
+        &self.consumer
+    }
+}
+
+/// The next offset to read per topic-partition: what a commit records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Positions {
+    next: Vec<(String, i32, i64)>,
+}
+
+impl Positions {
+    /// Notes that `offset` of (topic, partition) is done.
+    pub fn advance(&mut self, topic: &str, partition: i32, offset: i64) {
+        for (t, p, next) in &mut self.next {
+            if *p == partition && t == topic {
+                *next = (*next).max(offset + 1);
+                return;
+            }
+        }
+        self.next.push((topic.to_string(), partition, offset + 1));
+    }
+
+    /// Notes that the message is done.
+    pub fn advance_past(&mut self, message: &BorrowedMessage<'_>) {
+        self.advance(message.topic(), message.partition(), message.offset());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.next.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.next.clear();
+    }
+
+    /// Forgets the given partitions (they were revoked before their batch was committed).
+    pub fn forget(&mut self, revoked: &[TopicPartition]) {
+        self.next
+            .retain(|(t, p, _)| !revoked.iter().any(|r| r.partition == *p && &r.topic == t));
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.next
+            .iter()
+            .find(|(t, p, _)| *p == partition && t == topic)
+            .map(|(_, _, next)| *next)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, i32, i64)> {
+        self.next.iter().map(|(t, p, n)| (t.as_str(), *p, *n))
+    }
+
+    pub fn to_list(&self) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition, next) in &self.next {
+            // Adding a fresh (topic, partition) cannot fail; a duplicate just overwrites.
+            let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*next));
+        }
+        list
+    }
+}
+
+/// Whether an error code means the member lost its place in the group (normal during rebalances).
+pub fn is_rebalance_noise(code: RDKafkaRespErr) -> bool {
+    matches!(
+        code,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID
+            | RDKafkaRespErr::RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION
+            | RDKafkaRespErr::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_keep_the_next_offset_per_partition() {
+        let mut positions = Positions::default();
+        positions.advance("a", 0, 5);
+        positions.advance("a", 0, 3);
+        positions.advance("a", 1, 9);
+        positions.advance("b", 0, 1);
+        assert_eq!(positions.get("a", 0), Some(6));
+        assert_eq!(positions.get("a", 1), Some(10));
+        assert_eq!(positions.get("b", 0), Some(2));
+        positions.forget(&[TopicPartition {
+            topic: "a".into(),
+            partition: 1,
+        }]);
+        assert_eq!(positions.get("a", 1), None);
+        assert_eq!(positions.to_list().count(), 2);
+    }
+}

@@ -1,0 +1,175 @@
+//! `vigil migrate`: applies the versioned DDL in `deploy/clickhouse/migrations/` in order, once
+//! each, and records what it applied (with a checksum) in `<db>.schema_migrations`. Re-running is
+//! a no-op; every statement is idempotent too, so a migration interrupted half-way can simply be
+//! run again. The SQL keeps to what ClickHouse 18.16 and current releases both accept.
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+use tracing::info;
+use vigil_runtime::config::ClickHouseConfig;
+use vigil_runtime::RuntimeError;
+
+use crate::error::SinkError;
+
+/// (version, name, SQL) in order. Every file of the directory must be listed (a test checks).
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
+    1,
+    "0001_core_tables",
+    include_str!("../../../deploy/clickhouse/migrations/0001_core_tables.sql"),
+)];
+
+#[derive(Debug, Row, Serialize, Deserialize)]
+struct Applied {
+    version: u32,
+    checksum: String,
+}
+
+/// Splits a migration into statements: `;` at the end of a line ends one; `--` lines are comments.
+pub fn statements(sql: &str, database: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in sql.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("--") || trimmed.is_empty() {
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+        if trimmed.ends_with(';') {
+            let statement = current
+                .trim()
+                .trim_end_matches(';')
+                .replace("{db}", database);
+            out.push(statement);
+            current.clear();
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().replace("{db}", database));
+    }
+    out
+}
+
+/// FNV-1a of the migration text: a change after applying it is refused.
+pub fn checksum(sql: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in sql.as_bytes() {
+        hash ^= *byte as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// What `migrate` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrateReport {
+    pub applied: Vec<u32>,
+    pub already: Vec<u32>,
+}
+
+pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrateReport, SinkError> {
+    config.validate()?;
+    let client = vigil_runtime::clickhouse::server_client(config);
+    let db = &config.database;
+    let run = |sql: String| {
+        let client = client.clone();
+        async move {
+            client
+                .query(&sql)
+                .execute()
+                .await
+                .map_err(|source| RuntimeError::ClickHouse {
+                    operation: "migration statement",
+                    source,
+                })
+        }
+    };
+    run(format!("CREATE DATABASE IF NOT EXISTS {db}")).await?;
+    run(format!(
+        "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, checksum String, applied_at DateTime) \
+         ENGINE = MergeTree() ORDER BY version"
+    ))
+    .await?;
+    let applied: Vec<Applied> = client
+        .query(&format!(
+            "SELECT version, checksum FROM {db}.schema_migrations ORDER BY version"
+        ))
+        .fetch_all()
+        .await
+        .map_err(|source| RuntimeError::ClickHouse {
+            operation: "read applied migrations",
+            source,
+        })?;
+
+    let mut report = MigrateReport::default();
+    for (version, name, sql) in MIGRATIONS {
+        let sum = checksum(sql);
+        if let Some(done) = applied.iter().find(|a| a.version == *version) {
+            if done.checksum != sum {
+                return Err(SinkError::MigrationChanged {
+                    version: *version,
+                    name,
+                    applied: done.checksum.clone(),
+                    now: sum,
+                });
+            }
+            report.already.push(*version);
+            continue;
+        }
+        for statement in statements(sql, db) {
+            run(statement)
+                .await
+                .map_err(|source| SinkError::Migration {
+                    version: *version,
+                    name,
+                    source,
+                })?;
+        }
+        run(format!(
+            "INSERT INTO {db}.schema_migrations (version, name, checksum, applied_at) VALUES ({version}, '{name}', '{sum}', now())"
+        ))
+        .await?;
+        info!(version, name, "Applied ClickHouse migration.");
+        report.applied.push(*version);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_listed_in_order() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/clickhouse/migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|(_, name, _)| format!("{name}.sql"))
+            .collect();
+        assert_eq!(files, listed);
+        for (i, (version, name, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*version as usize, i + 1);
+            assert!(name.starts_with(&format!("{version:04}_")));
+        }
+    }
+
+    #[test]
+    fn statements_split_on_line_ending_semicolons_and_substitute_the_database() {
+        let sql = "-- comment\nCREATE TABLE {db}.a (x UInt8)\nENGINE = Memory;\n\nCREATE VIEW {db}.b AS SELECT ';' AS s FROM {db}.a;\n";
+        let got = statements(sql, "vigil_test");
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0],
+            "CREATE TABLE vigil_test.a (x UInt8)\nENGINE = Memory"
+        );
+        assert!(got[1].contains("SELECT ';' AS s FROM vigil_test.a"));
+        assert_ne!(checksum("a"), checksum("b"));
+    }
+}

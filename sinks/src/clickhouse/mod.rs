@@ -1,0 +1,12 @@
+//! The ClickHouse side of Vigil.
+//!
+//! * `migrate`: versioned DDL from `deploy/clickhouse/migrations/`, applied once each, in order.
+//! * `rows`: the table rows and how Kafka records map to them.
+//! * `writer`: the `vigil sink` loop: batch per table, insert, then commit the offsets.
+
+mod config;
+pub mod migrate;
+pub mod rows;
+pub mod writer;
+
+pub use config::SinkConfig;

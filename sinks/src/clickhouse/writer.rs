@@ -1,0 +1,531 @@
+//! `vigil sink`: Kafka → ClickHouse.
+//!
+//! Each topic feeds one table. Rows are batched per table by size and time, inserted, and only
+//! after ClickHouse acknowledged the insert are that topic's offsets committed. Replays after a
+//! crash re-insert rows with the same ids into ReplacingMergeTree tables: no visible duplicates.
+//!
+//! When ClickHouse is down or slow the writer retries with exponential backoff, pausing the
+//! consumer meanwhile (memory stays bounded by the batch size; the backlog waits in Kafka and the
+//! lag metric shows it). A row ClickHouse rejects for its data is isolated by splitting the batch
+//! and sent to the dead-letter topic, so one bad row never blocks the rest.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use clickhouse::{Client, Row};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use serde::Serialize;
+use tokio::runtime::Handle;
+use tracing::{error, info, warn};
+use vigil_runtime::config::{ClickHouseConfig, KafkaConfig};
+use vigil_runtime::kafka::{
+    AssignmentChange, ConsumerTuning, DurableProducer, GroupConsumer, Positions,
+};
+use vigil_runtime::time::now_ms;
+use vigil_runtime::{RuntimeError, Shutdown};
+use vigil_schemas::ids::stable_id;
+use vigil_schemas::{Alert, AvroCodec, ClinicalEvent, DeadLetter, PatientStatus, WireRecord};
+
+use super::config::SinkConfig;
+use super::rows::{AlertRow, DeadLetterRow, EventRow, StatusRow};
+use crate::error::SinkError;
+
+/// What a run of the writer did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkSummary {
+    pub events: u64,
+    pub alerts: u64,
+    pub status_rows: u64,
+    pub dead_letters: u64,
+    /// Records that could not be decoded or rows ClickHouse refused, sent to dead letters.
+    pub rejected: u64,
+    pub inserts: u64,
+    pub retries: u64,
+}
+
+/// When a run ends by itself (besides shutdown).
+#[derive(Clone, Default)]
+pub struct StopWhen {
+    /// Stop once no input arrived for this long and everything is flushed...
+    pub idle_for: Option<Duration>,
+    /// ...and the stage feeding this one has finished (when it runs in the same process).
+    pub upstream_done: Option<Shutdown>,
+}
+
+impl StopWhen {
+    fn reached(&self, idle: Duration) -> bool {
+        self.idle_for.is_some_and(|limit| idle >= limit)
+            && self
+                .upstream_done
+                .as_ref()
+                .is_none_or(Shutdown::is_requested)
+    }
+}
+
+/// A Kafka record type and the table its rows go to.
+trait Table {
+    type Record: WireRecord;
+    type Row: Row + for<'a> Row<Value<'a> = Self::Row> + Serialize + Send + Sync + Clone + 'static;
+    const TABLE: &'static str;
+    fn row(record: &Self::Record, landed_ms: i64) -> Self::Row;
+    fn hospital(record: &Self::Record) -> &str;
+}
+
+struct Events;
+impl Table for Events {
+    type Record = ClinicalEvent;
+    type Row = EventRow;
+    const TABLE: &'static str = "clinical_events";
+    fn row(record: &ClinicalEvent, landed_ms: i64) -> EventRow {
+        EventRow::from_event(record, landed_ms)
+    }
+    fn hospital(record: &ClinicalEvent) -> &str {
+        &record.hospital_id
+    }
+}
+
+struct Alerts;
+impl Table for Alerts {
+    type Record = Alert;
+    type Row = AlertRow;
+    const TABLE: &'static str = "alerts";
+    fn row(record: &Alert, landed_ms: i64) -> AlertRow {
+        AlertRow::from_alert(record, landed_ms)
+    }
+    fn hospital(record: &Alert) -> &str {
+        &record.hospital_id
+    }
+}
+
+struct Statuses;
+impl Table for Statuses {
+    type Record = PatientStatus;
+    type Row = StatusRow;
+    const TABLE: &'static str = "patient_status";
+    fn row(record: &PatientStatus, landed_ms: i64) -> StatusRow {
+        StatusRow::from_status(record, landed_ms)
+    }
+    fn hospital(record: &PatientStatus) -> &str {
+        &record.hospital_id
+    }
+}
+
+struct DeadLetters;
+impl Table for DeadLetters {
+    type Record = DeadLetter;
+    type Row = DeadLetterRow;
+    const TABLE: &'static str = "dead_letters";
+    fn row(record: &DeadLetter, landed_ms: i64) -> DeadLetterRow {
+        DeadLetterRow::from_dead_letter(record, landed_ms)
+    }
+    fn hospital(record: &DeadLetter) -> &str {
+        &record.hospital_id
+    }
+}
+
+/// Rows waiting for one table, with where each came from.
+struct Pending<T: Table> {
+    topic: String,
+    codec: AvroCodec<T::Record>,
+    rows: Vec<T::Row>,
+    /// (partition, offset, hospital) of each row, for dead letters.
+    sources: Vec<(i32, i64, String)>,
+    positions: Positions,
+    first_at: Option<Instant>,
+    interval: Duration,
+    written: u64,
+}
+
+impl<T: Table> Pending<T> {
+    fn new(topic: &str, interval: Duration) -> Result<Self, SinkError> {
+        Ok(Pending {
+            topic: topic.to_string(),
+            codec: AvroCodec::new()?,
+            rows: Vec::new(),
+            sources: Vec::new(),
+            positions: Positions::default(),
+            first_at: None,
+            interval,
+            written: 0,
+        })
+    }
+
+    fn due(&self, max_rows: usize) -> bool {
+        self.rows.len() >= max_rows || self.first_at.is_some_and(|t| t.elapsed() >= self.interval)
+    }
+
+    fn has_work(&self) -> bool {
+        !self.rows.is_empty() || !self.positions.is_empty()
+    }
+
+    /// Adds one Kafka record; returns a dead letter if it cannot be decoded.
+    fn push(&mut self, message: &BorrowedMessage<'_>, landed_ms: i64) -> Option<DeadLetter> {
+        let payload = message.payload().unwrap_or_default();
+        self.positions.advance_past(message);
+        if self.first_at.is_none() {
+            self.first_at = Some(Instant::now());
+        }
+        match self.codec.decode(payload) {
+            Ok(record) => {
+                self.rows.push(T::row(&record, landed_ms));
+                self.sources.push((
+                    message.partition(),
+                    message.offset(),
+                    T::hospital(&record).to_string(),
+                ));
+                None
+            }
+            Err(error) => Some(dead_letter(
+                &self.topic,
+                message.partition(),
+                message.offset(),
+                "",
+                "undecodable",
+                &error.to_string(),
+                payload,
+            )),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.rows.clear();
+        self.sources.clear();
+        self.positions.clear();
+        self.first_at = None;
+    }
+}
+
+fn dead_letter(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    hospital: &str,
+    code: &str,
+    detail: &str,
+    payload: &[u8],
+) -> DeadLetter {
+    // Kafka records here are pseudonymous already; keep a bounded hex prefix for diagnosis.
+    let prefix: String = payload
+        .iter()
+        .take(64)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    DeadLetter {
+        dead_letter_id: stable_id(&[
+            b"sink",
+            topic.as_bytes(),
+            &partition.to_le_bytes(),
+            &offset.to_le_bytes(),
+        ]),
+        stage: "sink".into(),
+        hospital_id: hospital.to_string(),
+        reason_code: code.to_string(),
+        reason_detail: detail.chars().take(500).collect(),
+        source_topic: topic.to_string(),
+        source_partition: partition,
+        source_offset: offset,
+        event_time_ms: None,
+        received_time_ms: now_ms(),
+        redacted_payload: format!("avro-hex:{prefix}"),
+    }
+}
+
+async fn insert_rows<R>(
+    client: &Client,
+    table: &str,
+    rows: &[R],
+) -> Result<(), clickhouse::error::Error>
+where
+    R: Row + for<'a> Row<Value<'a> = R> + Serialize + Send + Sync,
+{
+    let mut insert = client.insert::<R>(table).await?;
+    for row in rows {
+        insert.write(row).await?;
+    }
+    insert.end().await
+}
+
+/// Rows ClickHouse refused (index in the batch, its message), or a transient failure.
+type InsertOutcome = Result<Vec<(usize, String)>, clickhouse::error::Error>;
+
+/// Inserts `rows`; rows ClickHouse refuses for their data are found by halving and returned with
+/// the server's message. A transient failure (server down, overloaded) is returned as an error.
+fn insert_isolating<'a, R>(
+    client: &'a Client,
+    table: &'a str,
+    rows: &'a [R],
+    offset: usize,
+) -> Pin<Box<dyn Future<Output = InsertOutcome> + Send + 'a>>
+where
+    R: Row + for<'b> Row<Value<'b> = R> + Serialize + Send + Sync,
+{
+    Box::pin(async move {
+        match insert_rows(client, table, rows).await {
+            Ok(()) => Ok(Vec::new()),
+            Err(error) if vigil_runtime::clickhouse::is_transient(&error) => Err(error),
+            Err(error) if rows.len() == 1 => Ok(vec![(offset, error.to_string())]),
+            Err(_) => {
+                let middle = rows.len() / 2;
+                let mut rejected = insert_isolating(client, table, &rows[..middle], offset).await?;
+                rejected.extend(
+                    insert_isolating(client, table, &rows[middle..], offset + middle).await?,
+                );
+                Ok(rejected)
+            }
+        }
+    })
+}
+
+/// The four tables' buffers.
+struct Tables {
+    events: Pending<Events>,
+    alerts: Pending<Alerts>,
+    statuses: Pending<Statuses>,
+    dead_letters: Pending<DeadLetters>,
+}
+
+impl Tables {
+    /// Adds a record to its table; returns a dead letter if it cannot be decoded.
+    fn route(&mut self, message: &BorrowedMessage<'_>, landed: i64) -> Option<DeadLetter> {
+        let topic = message.topic();
+        if topic == self.events.topic {
+            self.events.push(message, landed)
+        } else if topic == self.alerts.topic {
+            self.alerts.push(message, landed)
+        } else if topic == self.statuses.topic {
+            self.statuses.push(message, landed)
+        } else {
+            self.dead_letters.push(message, landed)
+        }
+    }
+
+    /// Routes a batch; returns dead letters for what could not be decoded.
+    fn route_all(&mut self, batch: &[BorrowedMessage<'_>]) -> Vec<DeadLetter> {
+        let landed = now_ms();
+        batch.iter().filter_map(|m| self.route(m, landed)).collect()
+    }
+}
+
+struct Writer<'a> {
+    config: &'a SinkConfig,
+    client: Client,
+    handle: &'a Handle,
+    consumer: GroupConsumer,
+    producer: DurableProducer,
+    dead_letter_codec: AvroCodec<DeadLetter>,
+    dead_letter_topic: String,
+    tables: Tables,
+    summary: SinkSummary,
+}
+
+/// Runs the ClickHouse writer until shutdown (or the stop condition).
+pub fn run(
+    config: &SinkConfig,
+    kafka: &KafkaConfig,
+    clickhouse: &ClickHouseConfig,
+    handle: &Handle,
+    shutdown: &Shutdown,
+    stop: StopWhen,
+) -> Result<SinkSummary, SinkError> {
+    config.validate()?;
+    clickhouse.validate()?;
+    kafka.validate()?;
+    let version = handle.block_on(vigil_runtime::clickhouse::healthcheck(clickhouse))?;
+    let topics = &kafka.topics;
+    let consumer = GroupConsumer::new(
+        kafka,
+        &config.group_id,
+        "vigil-sink",
+        &[
+            &topics.clinical_events,
+            &topics.alerts,
+            &topics.patient_status,
+            &topics.dead_letters,
+        ],
+        &ConsumerTuning::default(),
+    )?;
+    info!(clickhouse = %clickhouse.url, version = %version, database = %clickhouse.database, "ClickHouse writer started.");
+    let mut writer = Writer {
+        config,
+        client: vigil_runtime::clickhouse::client(clickhouse)
+            .with_setting("max_insert_block_size", "1048576"),
+        handle,
+        consumer,
+        producer: DurableProducer::new(kafka, "vigil-sink")?,
+        dead_letter_codec: AvroCodec::new()?,
+        dead_letter_topic: topics.dead_letters.clone(),
+        tables: Tables {
+            events: Pending::new(&topics.clinical_events, config.flush_interval)?,
+            alerts: Pending::new(&topics.alerts, config.alerts_flush_interval)?,
+            statuses: Pending::new(&topics.patient_status, config.flush_interval)?,
+            dead_letters: Pending::new(&topics.dead_letters, config.flush_interval)?,
+        },
+        summary: SinkSummary::default(),
+    };
+    let mut last_input = Instant::now();
+    let mut last_report = Instant::now();
+    loop {
+        let stopping = shutdown.is_requested() || stop.reached(last_input.elapsed());
+        if !stopping {
+            let got = writer.poll_once()?;
+            if got > 0 {
+                last_input = Instant::now();
+            }
+        }
+        writer.flush_due(stopping)?;
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            last_report = Instant::now();
+            info!(
+                events = writer.summary.events,
+                alerts = writer.summary.alerts,
+                status_rows = writer.summary.status_rows,
+                dead_letters = writer.summary.dead_letters,
+                inserts = writer.summary.inserts,
+                "ClickHouse writer progress."
+            );
+        }
+        if stopping {
+            info!(summary = ?writer.summary, "ClickHouse writer stopped; everything read was written and committed.");
+            return Ok(writer.summary);
+        }
+    }
+}
+
+impl Writer<'_> {
+    /// Polls one batch into the table buffers; returns how many records arrived.
+    fn poll_once(&mut self) -> Result<usize, SinkError> {
+        let batch = self.consumer.poll_batch(10_000, Duration::from_millis(50));
+        let count = batch.len();
+        let undecodable = self.tables.route_all(&batch);
+        drop(batch);
+        self.forget_revoked();
+        for letter in undecodable {
+            self.send_dead_letter(&letter)?;
+        }
+        Ok(count)
+    }
+
+    /// Partitions revoked mid-batch: their rows may still be inserted (harmless duplicates for
+    /// the new owner), but their offsets are no longer ours to commit.
+    fn forget_revoked(&mut self) {
+        for change in self.consumer.take_assignment_changes() {
+            if let AssignmentChange::Revoked(list) = change {
+                self.tables.events.positions.forget(&list);
+                self.tables.alerts.positions.forget(&list);
+                self.tables.statuses.positions.forget(&list);
+                self.tables.dead_letters.positions.forget(&list);
+            }
+        }
+    }
+
+    fn send_dead_letter(&mut self, letter: &DeadLetter) -> Result<(), SinkError> {
+        let bytes = self.dead_letter_codec.encode(letter)?;
+        self.producer.send(
+            &self.dead_letter_topic,
+            letter.hospital_id.as_bytes(),
+            &bytes,
+        )?;
+        self.summary.rejected += 1;
+        Ok(())
+    }
+
+    fn flush_due(&mut self, all: bool) -> Result<(), SinkError> {
+        let max = self.config.batch_max_rows;
+        let t = &self.tables;
+        if t.alerts.due(max) || (all && t.alerts.has_work()) {
+            self.summary.alerts += self.flush::<Alerts>(|t| &mut t.alerts)?;
+        }
+        let t = &self.tables;
+        if t.events.due(max) || (all && t.events.has_work()) {
+            self.summary.events += self.flush::<Events>(|t| &mut t.events)?;
+        }
+        let t = &self.tables;
+        if t.statuses.due(max) || (all && t.statuses.has_work()) {
+            self.summary.status_rows += self.flush::<Statuses>(|t| &mut t.statuses)?;
+        }
+        let t = &self.tables;
+        if t.dead_letters.due(max) || (all && t.dead_letters.has_work()) {
+            self.summary.dead_letters += self.flush::<DeadLetters>(|t| &mut t.dead_letters)?;
+        }
+        Ok(())
+    }
+
+    /// Inserts one table's rows (retrying while ClickHouse is unavailable), sends rows it refuses
+    /// to dead letters, then commits the offsets. Returns the rows written.
+    fn flush<T: Table>(
+        &mut self,
+        table: fn(&mut Tables) -> &mut Pending<T>,
+    ) -> Result<u64, SinkError> {
+        let mut backoff = Duration::from_millis(200);
+        let rows = std::mem::take(&mut table(&mut self.tables).rows);
+        let rejected = loop {
+            let attempt = self
+                .handle
+                .block_on(insert_isolating(&self.client, T::TABLE, &rows, 0));
+            match attempt {
+                Ok(rejected) => break rejected,
+                Err(source) => {
+                    self.summary.retries += 1;
+                    warn!(table = T::TABLE, rows = rows.len(), error = %source, retry_in = ?backoff,
+                        "ClickHouse is unavailable; holding the batch and retrying.");
+                    self.wait_while_paused(backoff)?;
+                    backoff = (backoff * 2).min(self.config.max_retry_backoff);
+                }
+            }
+        };
+        self.summary.inserts += 1;
+        for (index, reason) in &rejected {
+            let (partition, offset, hospital) = table(&mut self.tables).sources[*index].clone();
+            let topic = table(&mut self.tables).topic.clone();
+            error!(
+                table = T::TABLE,
+                partition, offset, "ClickHouse refused a row; sending it to dead letters."
+            );
+            let letter = dead_letter(
+                &topic,
+                partition,
+                offset,
+                &hospital,
+                "clickhouse_rejected",
+                reason,
+                &[],
+            );
+            self.send_dead_letter(&letter)?;
+        }
+        // Dead letters must be durable before the offsets that produced them are committed.
+        self.producer.flush()?;
+        let pending = table(&mut self.tables);
+        let written = (rows.len() - rejected.len()) as u64;
+        pending.written += written;
+        self.consumer.commit(&pending.positions, CommitMode::Async);
+        pending.clear();
+        Ok(written)
+    }
+
+    /// Waits `duration` without leaving the consumer group: consumption is paused, but the
+    /// consumer keeps being polled. Records already fetched are kept (bounded by the fetch queue).
+    fn wait_while_paused(&mut self, duration: Duration) -> Result<(), SinkError> {
+        let assignment =
+            self.consumer
+                .consumer()
+                .assignment()
+                .map_err(|source| RuntimeError::Kafka {
+                    operation: "read assignment",
+                    source,
+                })?;
+        let _ = self.consumer.consumer().pause(&assignment);
+        let deadline = Instant::now() + duration;
+        while Instant::now() < deadline {
+            let batch = self.consumer.poll_batch(1_000, Duration::from_millis(100));
+            let undecodable = self.tables.route_all(&batch);
+            drop(batch);
+            for letter in undecodable {
+                self.send_dead_letter(&letter)?;
+            }
+        }
+        let _ = self.consumer.consumer().resume(&assignment);
+        Ok(())
+    }
+}

@@ -1,0 +1,131 @@
+//! The whole of Vigil's configuration: one `vigil.toml` (every key optional; defaults run as is)
+//! overridden by environment variables named `VIGIL_<SECTION>__<KEY>`, e.g.
+//! `VIGIL_KAFKA__BROKERS=10.0.0.5:9092` or `VIGIL_PROCESS__ENGINE__ALLOWED_LATENESS=30d`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use vigil_processors::ProcessConfig;
+use vigil_producers::simulator::SimulateConfig;
+use vigil_runtime::config::{ClickHouseConfig, KafkaConfig};
+use vigil_sinks::clickhouse::SinkConfig;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VigilConfig {
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub clickhouse: ClickHouseConfig,
+    #[serde(default)]
+    pub edge: EdgeConfig,
+    #[serde(default)]
+    pub simulate: SimulateConfig,
+    #[serde(default)]
+    pub process: ProcessConfig,
+    #[serde(default)]
+    pub sink: SinkConfig,
+}
+
+/// The hospital edge's secrets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// File with the pseudonymisation key (hex, at least 32 bytes). The environment variable
+    /// VIGIL_PSEUDONYM_KEY takes precedence. Never commit or log it.
+    #[serde(default = "default_key_file")]
+    pub pseudonym_key_file: PathBuf,
+    /// Create a random key when the file is missing: right for a laptop, wrong for a deployment
+    /// (pseudonyms must stay stable), so production configs set this to false.
+    #[serde(default = "default_true")]
+    pub create_key_if_missing: bool,
+}
+
+/// Beside the local services' data (deploy/local/services.sh uses .vigil/ too).
+fn default_key_file() -> PathBuf {
+    PathBuf::from(".vigil/pseudonym.key")
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            pseudonym_key_file: default_key_file(),
+            create_key_if_missing: true,
+        }
+    }
+}
+
+/// Sections that environment variables may address; other VIGIL_* variables (VIGIL_HOME, the
+/// test addresses) belong to the scripts and are left alone.
+const SECTIONS: [&str; 6] = ["kafka", "clickhouse", "edge", "simulate", "process", "sink"];
+
+/// Loads `path` (if it exists; an explicitly named file must exist), then the environment.
+pub fn load(path: &Path, explicit: bool) -> anyhow::Result<VigilConfig> {
+    if explicit && !path.exists() {
+        bail!("configuration file {} does not exist", path.display());
+    }
+    let env = Env::prefixed("VIGIL_")
+        .split("__")
+        .filter(|key| SECTIONS.iter().any(|s| key.starts_with(&format!("{s}."))));
+    let config: VigilConfig = Figment::new()
+        .merge(Toml::file(path))
+        .merge(env)
+        .extract()
+        .with_context(|| {
+            format!(
+                "invalid configuration (file {}, then VIGIL_<SECTION>__<KEY> variables)",
+                path.display()
+            )
+        })?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_config_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("vigil.toml");
+        let file: VigilConfig = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let defaults = VigilConfig::default();
+        assert_eq!(
+            toml::to_string(&file).unwrap(),
+            toml::to_string(&defaults).unwrap()
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let err = toml::from_str::<VigilConfig>("[kafka]\nbrokerz = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("brokerz"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's signature
+    fn environment_overrides_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("v.toml", "[kafka]\nbrokers = \"a:1\"\npartitions = 2\n")?;
+            jail.set_env("VIGIL_KAFKA__BROKERS", "b:2");
+            jail.set_env("VIGIL_PROCESS__ENGINE__ALLOWED_LATENESS", "30d");
+            jail.set_env("VIGIL_HOME", "/not/a/config/key");
+            let config = load(Path::new("v.toml"), true).map_err(|e| e.to_string())?;
+            assert_eq!(config.kafka.brokers, "b:2");
+            assert_eq!(config.kafka.partitions, 2);
+            assert_eq!(
+                config.process.engine.allowed_lateness,
+                std::time::Duration::from_secs(30 * 86_400)
+            );
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,359 @@
+//! Shared helpers for the end-to-end tests: they run against the real broker and the real
+//! ClickHouse started by `deploy/local/test.sh` (or `deploy/local/services.sh start`), found
+//! through VIGIL_TEST_KAFKA_BROKERS and VIGIL_TEST_CLICKHOUSE_URL. Every test gets its own topics
+//! and its own database, and every process it starts is killed when the test ends.
+
+#![allow(dead_code)]
+// Test helpers: a panic is how they report a broken environment.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use vigil_runtime::config::KafkaConfig;
+use vigil_runtime::kafka::DurableProducer;
+use vigil_schemas::{AvroCodec, WireRecord};
+
+const HOW_TO_START: &str = "start the local services first: `deploy/local/test.sh` runs the whole suite with them, \
+or `deploy/local/services.sh start && eval \"$(deploy/local/services.sh env)\"` before `cargo nextest run`";
+
+/// Addresses of the real services.
+pub struct Services {
+    pub brokers: String,
+    pub clickhouse_url: String,
+}
+
+fn reachable(host_port: &str) -> bool {
+    host_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok())
+}
+
+/// The services, or a failure that says how to start them (never a silent pass).
+pub fn services() -> Services {
+    let brokers = std::env::var("VIGIL_TEST_KAFKA_BROKERS")
+        .unwrap_or_else(|_| panic!("VIGIL_TEST_KAFKA_BROKERS is not set: {HOW_TO_START}"));
+    let clickhouse_url = std::env::var("VIGIL_TEST_CLICKHOUSE_URL")
+        .unwrap_or_else(|_| panic!("VIGIL_TEST_CLICKHOUSE_URL is not set: {HOW_TO_START}"));
+    let first_broker = brokers.split(',').next().unwrap_or_default().to_string();
+    assert!(
+        reachable(&first_broker),
+        "no Kafka broker answers at {first_broker}: {HOW_TO_START}"
+    );
+    let ch_host = clickhouse_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    assert!(
+        reachable(&ch_host),
+        "no ClickHouse answers at {clickhouse_url}: {HOW_TO_START}"
+    );
+    Services {
+        brokers,
+        clickhouse_url,
+    }
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() % 1_000_000_000)
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// One test's world: topics with a suffix, a database, a config file, a scratch directory.
+pub struct TestEnv {
+    pub services: Services,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub database: String,
+    pub kafka: KafkaConfig,
+    pub runtime: tokio::runtime::Runtime,
+    keep: bool,
+}
+
+impl TestEnv {
+    /// `extra` is TOML appended to the generated configuration (sections not already present).
+    pub fn new(name: &str, partitions: i32, extra: &str) -> TestEnv {
+        let services = services();
+        let id = unique(name);
+        let dir = std::env::temp_dir().join(format!("vigil-test-{id}"));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let database = format!("vigil_t_{id}");
+        let mut kafka = KafkaConfig {
+            brokers: services.brokers.clone(),
+            partitions,
+            ..KafkaConfig::default()
+        };
+        kafka.topics = kafka.topics.with_suffix(&id);
+        let topics = &kafka.topics;
+        let config = format!(
+            r#"[kafka]
+brokers = "{brokers}"
+partitions = {partitions}
+delivery_timeout = "20s"
+
+[kafka.topics]
+his_changes = "{his}"
+clinical_events = "{events}"
+alerts = "{alerts}"
+patient_status = "{status}"
+alert_acks = "{acks}"
+dead_letters = "{dlq}"
+late_events = "{late}"
+processor_state = "{state}"
+
+[clickhouse]
+url = "{ch}"
+database = "{database}"
+
+[edge]
+pseudonym_key_file = "{key}"
+
+[process]
+group_id = "process-{id}"
+checkpoint_interval = "500ms"
+idle_partition_timeout = "0s"
+
+[sink]
+group_id = "sink-{id}"
+flush_interval = "300ms"
+alerts_flush_interval = "100ms"
+{extra}
+"#,
+            brokers = services.brokers,
+            his = topics.his_changes,
+            events = topics.clinical_events,
+            alerts = topics.alerts,
+            status = topics.patient_status,
+            acks = topics.alert_acks,
+            dlq = topics.dead_letters,
+            late = topics.late_events,
+            state = topics.processor_state,
+            ch = services.clickhouse_url,
+            key = dir.join("pseudonym.key").display(),
+        );
+        let config_path = dir.join("vigil.toml");
+        std::fs::write(&config_path, config).expect("config written");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        TestEnv {
+            services,
+            dir,
+            config_path,
+            database,
+            kafka,
+            runtime,
+            keep: false,
+        }
+    }
+
+    /// A `vigil` command using this test's configuration.
+    pub fn vigil(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        command
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .current_dir(&self.dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .env_remove("VIGIL_PSEUDONYM_KEY");
+        command
+    }
+
+    /// Runs `vigil` to completion within `limit`, and fails the test with its output otherwise.
+    pub fn run_vigil(&self, args: &[&str], limit: Duration) -> String {
+        let child = self
+            .vigil(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("vigil starts");
+        let mut guard = ChildGuard(Some(child));
+        let started = Instant::now();
+        loop {
+            let child = guard.0.as_mut().expect("child");
+            if let Some(status) = child.try_wait().expect("wait") {
+                let output = guard
+                    .0
+                    .take()
+                    .expect("child")
+                    .wait_with_output()
+                    .expect("output");
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                assert!(status.success(), "vigil {args:?} failed:\n{text}");
+                return text;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "vigil {args:?} did not finish within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts `vigil` in the background; it is killed when the guard drops.
+    pub fn spawn_vigil(&self, args: &[&str], log: &str) -> ChildGuard {
+        let file = std::fs::File::create(self.dir.join(log)).expect("log file");
+        let err = file.try_clone().expect("log file");
+        let child = self
+            .vigil(args)
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .expect("vigil starts");
+        ChildGuard(Some(child))
+    }
+
+    /// Produces records (keyed by `key`) and waits until the broker acknowledged them all.
+    pub fn produce<T: WireRecord>(&self, topic: &str, records: &[(String, T)]) {
+        let producer = DurableProducer::new(&self.kafka, "vigil-test").expect("producer");
+        let codec = AvroCodec::<T>::new().expect("codec");
+        for (key, record) in records {
+            producer
+                .send(
+                    topic,
+                    key.as_bytes(),
+                    &codec.encode(record).expect("encodes"),
+                )
+                .expect("sent");
+        }
+        producer.flush().expect("acknowledged");
+    }
+
+    pub fn clickhouse(&self) -> clickhouse::Client {
+        clickhouse::Client::default()
+            .with_url(&self.services.clickhouse_url)
+            .with_database(&self.database)
+            .with_validation(false)
+    }
+
+    /// Runs a query and returns its rows as tab-separated text (one line per row).
+    pub fn query(&self, sql: &str) -> Vec<String> {
+        let sql = sql.replace("{db}", &self.database);
+        let client = self.clickhouse();
+        self.runtime.block_on(async move {
+            let mut cursor = client
+                .query(&sql)
+                .fetch_bytes("TabSeparated")
+                .expect("query starts");
+            let bytes = cursor
+                .collect()
+                .await
+                .unwrap_or_else(|e| panic!("query failed: {sql}: {e}"));
+            String::from_utf8_lossy(&bytes)
+                .lines()
+                .map(str::to_string)
+                .collect()
+        })
+    }
+
+    pub fn scalar(&self, sql: &str) -> String {
+        self.query(sql).into_iter().next().unwrap_or_default()
+    }
+
+    /// Keeps the scratch directory and database after the test (for debugging a failure).
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if self.keep || std::thread::panicking() {
+            eprintln!(
+                "kept test files in {} and database {}",
+                self.dir.display(),
+                self.database
+            );
+            return;
+        }
+        let client = clickhouse::Client::default()
+            .with_url(&self.services.clickhouse_url)
+            .with_validation(false);
+        let sql = format!("DROP DATABASE IF EXISTS {}", self.database);
+        let _ = self
+            .runtime
+            .block_on(async move { client.query(&sql).execute().await });
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Kills the process when dropped, so no test leaves anything running.
+pub struct ChildGuard(pub Option<Child>);
+
+impl ChildGuard {
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn sigkill(&mut self) {
+        self.kill();
+    }
+
+    pub fn wait_with_limit(&mut self, limit: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            match self.0.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(status))) => {
+                    self.0 = None;
+                    return status.success();
+                }
+                None => return true,
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        false
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` until it returns true or `limit` passes.
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check()
+}
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}

@@ -1,0 +1,79 @@
+//! The walking skeleton, end to end: clinical events on the real broker, the real `vigil`
+//! binary running every stage, and the exact alert rows in the real ClickHouse.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestEnv;
+use vigil_schemas::{ClinicalEvent, Operation, Payload, VitalSign};
+
+fn vital_signs(
+    patient: &str,
+    record: &str,
+    time_ms: i64,
+    systolic: f64,
+    diastolic: f64,
+) -> (String, ClinicalEvent) {
+    let event = ClinicalEvent {
+        event_id: format!("event-{record}"),
+        hospital_id: "H0001".into(),
+        source_system: "e2e-test".into(),
+        operation: Operation::Create,
+        event_time_ms: time_ms,
+        ingest_time_ms: time_ms,
+        patient_pseudonym: patient.to_string(),
+        record_id: record.to_string(),
+        schema_version: 1,
+        payload: Payload::VitalSign(VitalSign {
+            systolic_mmhg: Some(systolic),
+            diastolic_mmhg: Some(diastolic),
+            ..VitalSign::default()
+        }),
+    };
+    (patient.to_string(), event)
+}
+
+#[test]
+fn a_crisis_reading_raises_exactly_one_alert_and_a_normal_one_none() {
+    let env = TestEnv::new("skeleton", 2, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+
+    let crisis_patient = "a1".repeat(32);
+    let normal_patient = "b2".repeat(32);
+    let t = vigil_runtime::time::now_ms() - 3_600_000;
+    env.produce(
+        &env.kafka.topics.clinical_events,
+        &[
+            vital_signs(&crisis_patient, "vitals/1", t, 186.0, 104.0),
+            vital_signs(&normal_patient, "vitals/2", t + 1_000, 128.0, 82.0),
+            // The same crisis reading delivered twice (a HIS retry): still one alert.
+            vital_signs(&crisis_patient, "vitals/1", t, 186.0, 104.0),
+        ],
+    );
+    env.run_vigil(&["up", "--until-idle", "3"], Duration::from_secs(120));
+
+    let alerts = env.query(
+        "SELECT rule_id, status, patient_pseudonym, severity, toString(value), hospital_id FROM {db}.alerts FINAL ORDER BY patient_pseudonym",
+    );
+    assert_eq!(
+        alerts,
+        vec![format!(
+            "hypertensive_crisis\tRAISED\t{crisis_patient}\tCRITICAL\t186\tH0001"
+        )],
+        "exactly one alert, for the crisis patient"
+    );
+    let message = env.scalar("SELECT message FROM {db}.alerts FINAL");
+    assert!(message.contains("186/104"), "{message}");
+    // Every event landed once (the duplicate delivery shares its event id).
+    assert_eq!(
+        env.scalar("SELECT count() FROM {db}.clinical_events FINAL"),
+        "2"
+    );
+    assert_eq!(
+        env.scalar("SELECT uniqExact(event_id) FROM {db}.clinical_events"),
+        "2"
+    );
+    assert_eq!(env.scalar("SELECT count() FROM {db}.dead_letters"), "0");
+}
