@@ -40,7 +40,7 @@ ch "SELECT event_time, hospital_id, substring(patient_pseudonym, 1, 12) AS patie
     FROM vigil.alerts FINAL WHERE severity = 'CRITICAL' AND status = 'RAISED' ORDER BY event_time DESC LIMIT 3"
 echo
 echo "==> hypertension control and standardised management per hospital, last full year"
-ch "SELECT hospital_id, count() AS managed, round(100 * avg(standardised), 1) AS standardised_pct,
+ch "SELECT hospital_id, count() AS patients, round(100 * avg(standardised), 1) AS standardised_pct,
            round(100 * avg(controlled), 1) AS controlled_pct
     FROM vigil.patient_status FINAL
     WHERE condition = 'HYPERTENSION' AND period_kind = 'YEAR' AND managed = 1

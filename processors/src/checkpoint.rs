@@ -39,8 +39,9 @@ pub struct CheckpointId {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommitRecord {
     pub checkpoint: CheckpointId,
-    /// Changelog offset of the `SnapshotStart` of the latest full snapshot.
-    pub snapshot_offset: i64,
+    /// How many records before this one the latest full snapshot's `SnapshotStart` is: one
+    /// writer owns a changelog partition at a time, so its offset is this commit's minus that.
+    pub records_since_snapshot: i64,
     /// Next offset to read per input topic of this partition.
     pub inputs: Vec<(String, i64)>,
     pub watermark_ms: i64,
@@ -97,7 +98,9 @@ type PendingCheckpoint = (bool, Vec<(PatientKey, Option<Patient>)>);
 pub struct Progress {
     pub epoch: i64,
     pub seq: u64,
-    pub snapshot_offset: Option<i64>,
+    /// Records in the changelog partition from the latest snapshot's `SnapshotStart` on;
+    /// `None` until a snapshot exists.
+    pub records_since_snapshot: Option<i64>,
     pub snapshot_bytes: u64,
     pub delta_bytes: u64,
 }
@@ -129,6 +132,8 @@ pub struct WriteStats {
 /// Reads and writes one processor's changelog topic.
 pub struct Changelog {
     pub topic: String,
+    /// (clinical events, alert acknowledgements): the inputs whose offsets checkpoints record.
+    pub input_topics: (String, String),
     kafka: KafkaConfig,
     chunk_bytes: usize,
     snapshot_ratio: f64,
@@ -138,6 +143,10 @@ impl Changelog {
     pub fn new(kafka: &KafkaConfig, chunk_bytes: usize, snapshot_ratio: f64) -> Self {
         Changelog {
             topic: kafka.topics.processor_state.clone(),
+            input_topics: (
+                kafka.topics.clinical_events.clone(),
+                kafka.topics.alert_acks.clone(),
+            ),
             kafka: kafka.clone(),
             chunk_bytes,
             snapshot_ratio,
@@ -150,21 +159,6 @@ impl Changelog {
         let reader =
             RangeReader::new(&self.kafka, "vigil-process-restore", &self.topic, partition)?;
         let (low, high) = reader.watermarks()?;
-        let fresh = |epoch: i64| Restored {
-            state: PartitionState::new(),
-            inputs: Vec::new(),
-            progress: Progress {
-                epoch,
-                seq: 0,
-                snapshot_offset: None,
-                snapshot_bytes: 0,
-                delta_bytes: 0,
-            },
-            stats: RestoreStats {
-                elapsed: started.elapsed(),
-                ..RestoreStats::default()
-            },
-        };
         let stall = Duration::from_secs(60);
         let mut stats = RestoreStats::default();
 
@@ -188,20 +182,52 @@ impl Changelog {
             window *= 8;
         }
         let Some((commit_offset, commit)) = last_commit else {
-            return Ok(fresh(high));
+            return Ok(Restored {
+                state: PartitionState::new(),
+                inputs: Vec::new(),
+                progress: Progress {
+                    epoch: high,
+                    seq: 0,
+                    records_since_snapshot: None,
+                    snapshot_bytes: 0,
+                    delta_bytes: 0,
+                },
+                stats: RestoreStats {
+                    elapsed: started.elapsed(),
+                    ..stats
+                },
+            });
         };
+        let snapshot_offset = commit_offset - commit.records_since_snapshot;
+        if snapshot_offset < low {
+            return Err(ProcessorError::Changelog {
+                partition,
+                offset: commit_offset,
+                reason: format!("its snapshot starts at offset {snapshot_offset}, before the log's start {low} (deleted by retention?)"),
+            });
+        }
 
         // 2. Replay from the latest full snapshot up to and including that Commit.
         let mut patients: FxHashMap<PatientKey, Patient> = FxHashMap::default();
         let mut pending: FxHashMap<CheckpointId, PendingCheckpoint> = FxHashMap::default();
+        let mut first = true;
         stats.records = reader.read::<ProcessorError>(
-            commit.snapshot_offset,
+            snapshot_offset,
             commit_offset + 1,
             stall,
             |offset, payload| {
                 let Some(bytes) = payload else { return Ok(()) };
                 stats.bytes += bytes.len() as u64;
-                match decode(partition, offset, bytes)? {
+                let record = decode(partition, offset, bytes)?;
+                if std::mem::take(&mut first) && !matches!(record, Record::SnapshotStart { .. }) {
+                    return Err(ProcessorError::Changelog {
+                        partition,
+                        offset,
+                        reason: "the record a commit names as its snapshot's start is not one"
+                            .into(),
+                    });
+                }
+                match record {
                     Record::SnapshotStart { checkpoint } => {
                         pending.insert(checkpoint, (true, Vec::new()));
                     }
@@ -258,7 +284,9 @@ impl Changelog {
             progress: Progress {
                 epoch: high,
                 seq: 0,
-                snapshot_offset: Some(commit.snapshot_offset),
+                // Partial records of a crashed writer after the commit count too: they sit
+                // between the snapshot and whatever this writer appends next.
+                records_since_snapshot: Some(high - snapshot_offset),
                 snapshot_bytes: commit.snapshot_bytes,
                 delta_bytes: commit.delta_bytes,
             },
@@ -269,7 +297,6 @@ impl Changelog {
     /// Writes a checkpoint of `partition`: a delta of the changed patients, or a full snapshot
     /// when none exists yet or the deltas since the last one outgrew it. The records are queued;
     /// they are durable after the caller's next successful `flush`.
-    #[allow(clippy::too_many_arguments)]
     pub fn write(
         &self,
         producer: &DurableProducer,
@@ -285,7 +312,7 @@ impl Changelog {
             seq: progress.seq,
         };
         let changed = state.take_changed();
-        let full = progress.snapshot_offset.is_none()
+        let full = progress.records_since_snapshot.is_none()
             || progress.delta_bytes as f64
                 > self.snapshot_ratio * progress.snapshot_bytes.max(1) as f64;
         let key = partition.to_le_bytes();
@@ -293,48 +320,41 @@ impl Changelog {
             full,
             ..WriteStats::default()
         };
-
-        if full {
+        let records_before_commit = if full {
             producer.send_to(
                 &self.topic,
                 partition,
                 &key,
                 &encode(&Record::SnapshotStart { checkpoint })?,
             )?;
-            // The Commit must name where the snapshot starts: wait for its offset.
-            producer.flush()?;
-            progress.snapshot_offset = producer.last_offset(&self.topic, partition);
             let mut keys: Vec<&PatientKey> = state.patients.keys().collect();
             keys.sort_unstable();
-            stats.bytes += self.write_chunks(
+            let (bytes, chunks) = self.write_chunks(
                 producer,
                 partition,
                 checkpoint,
                 keys.into_iter().map(|k| (*k, state.patients.get(k))),
             )?;
+            stats.bytes = bytes;
             stats.patients = state.patients.len();
-            progress.snapshot_bytes = stats.bytes;
+            progress.snapshot_bytes = bytes;
             progress.delta_bytes = 0;
-        } else if !changed.is_empty() {
-            stats.bytes += self.write_chunks(
+            1 + chunks
+        } else {
+            let (bytes, chunks) = self.write_chunks(
                 producer,
                 partition,
                 checkpoint,
                 changed.iter().map(|k| (*k, state.patients.get(k))),
             )?;
+            stats.bytes = bytes;
             stats.patients = changed.len();
-            progress.delta_bytes += stats.bytes;
-        }
-        let Some(snapshot_offset) = progress.snapshot_offset else {
-            return Err(ProcessorError::Changelog {
-                partition,
-                offset: -1,
-                reason: "the broker did not report the snapshot's offset".into(),
-            });
+            progress.delta_bytes += bytes;
+            progress.records_since_snapshot.unwrap_or(0) + chunks
         };
         let commit = CommitRecord {
             checkpoint,
-            snapshot_offset,
+            records_since_snapshot: records_before_commit,
             inputs,
             watermark_ms: state.watermark_ms,
             max_event_ms: state.max_event_ms,
@@ -350,6 +370,7 @@ impl Changelog {
             &key,
             &encode(&Record::Commit(commit))?,
         )?;
+        progress.records_since_snapshot = Some(records_before_commit + 1);
         debug!(
             partition,
             full,
@@ -360,28 +381,29 @@ impl Changelog {
         Ok(stats)
     }
 
+    /// Writes patients in chunks of about `chunk_bytes`; returns (bytes, records) written.
     fn write_chunks<'a>(
         &self,
         producer: &DurableProducer,
         partition: i32,
         checkpoint: CheckpointId,
         patients: impl Iterator<Item = (PatientKey, Option<&'a Patient>)>,
-    ) -> Result<u64, ProcessorError> {
+    ) -> Result<(u64, i64), ProcessorError> {
         let key = partition.to_le_bytes();
         let mut chunk: Vec<(PatientKey, Option<Patient>)> = Vec::new();
         let mut chunk_size = 0usize;
-        let mut written = 0u64;
-        let mut flush_chunk =
+        let mut written = (0u64, 0i64);
+        let mut send =
             |chunk: &mut Vec<(PatientKey, Option<Patient>)>| -> Result<(), ProcessorError> {
                 if chunk.is_empty() {
                     return Ok(());
                 }
-                let record = Record::Chunk {
+                let bytes = encode(&Record::Chunk {
                     checkpoint,
                     patients: std::mem::take(chunk),
-                };
-                let bytes = encode(&record)?;
-                written += bytes.len() as u64;
+                })?;
+                written.0 += bytes.len() as u64;
+                written.1 += 1;
                 producer.send_to(&self.topic, partition, &key, &bytes)?;
                 Ok(())
             };
@@ -395,11 +417,11 @@ impl Changelog {
                 });
             chunk.push((key, patient.cloned()));
             if chunk_size >= self.chunk_bytes {
-                flush_chunk(&mut chunk)?;
+                send(&mut chunk)?;
                 chunk_size = 0;
             }
         }
-        flush_chunk(&mut chunk)?;
+        send(&mut chunk)?;
         Ok(written)
     }
 }

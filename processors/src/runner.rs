@@ -148,46 +148,31 @@ pub fn run(
                     }
                 }
                 AssignmentChange::Assigned(list) => {
-                    for partition in partitions_of(&list, &topics.clinical_events) {
-                        if owned.contains_key(&partition) {
-                            continue;
-                        }
-                        let reused = parked.remove(&partition).filter(|p| {
-                            let end = RangeReader::new(
-                                kafka,
-                                "vigil-process-probe",
-                                &changelog.topic,
-                                partition,
-                            )
-                            .and_then(|r| r.watermarks())
-                            .map(|(_, high)| high)
-                            .ok();
-                            p.changelog_end.is_some() && end == p.changelog_end
-                        });
-                        let state = match reused {
-                            Some(state) => state,
-                            None => {
-                                let restored = changelog.restore(partition, &engine.rules)?;
-                                summary.restores += 1;
-                                let next = |topic: &str| {
-                                    restored
-                                        .inputs
-                                        .iter()
-                                        .find(|(t, _)| t == topic)
-                                        .map(|(_, o)| *o)
-                                };
-                                Owned {
-                                    next_events: next(&topics.clinical_events),
-                                    next_acks: next(&topics.alert_acks),
-                                    state: restored.state,
-                                    progress: restored.progress,
-                                    last_input: Instant::now(),
-                                    changelog_end: None,
-                                }
+                    // Nothing of these partitions can be processed before their state is back:
+                    // stop fetching them meanwhile, so the broker serves the restore first.
+                    consumer.pause(&list);
+                    let partitions: Vec<i32> = partitions_of(&list, &topics.clinical_events)
+                        .into_iter()
+                        .filter(|p| !owned.contains_key(p))
+                        .collect();
+                    let mut to_restore = Vec::new();
+                    for partition in partitions {
+                        match parked
+                            .remove(&partition)
+                            .filter(|p| still_current(kafka, &changelog.topic, partition, p))
+                        {
+                            Some(state) => {
+                                owned.insert(partition, state);
                             }
-                        };
-                        owned.insert(partition, state);
+                            None => to_restore.push(partition),
+                        }
                     }
+                    for (partition, restored) in restore_all(&changelog, &engine, &to_restore)? {
+                        summary.restores += 1;
+                        owned.insert(partition, restored);
+                    }
+                    consumer.resume(&list);
+                    last_input = Instant::now();
                 }
             }
         }
@@ -426,6 +411,68 @@ fn checkpoint(
     );
     summary.checkpoints += 1;
     Ok(())
+}
+
+/// Restores partitions in parallel (the decode of a large state is CPU-bound).
+fn restore_all(
+    changelog: &Changelog,
+    engine: &Engine,
+    partitions: &[i32],
+) -> Result<Vec<(i32, Owned)>, ProcessorError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(1);
+    let mut out = Vec::with_capacity(partitions.len());
+    for group in partitions.chunks(threads) {
+        let results: Vec<Result<(i32, Owned), ProcessorError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = group
+                .iter()
+                .map(|&partition| {
+                    scope.spawn(move || {
+                        let restored = changelog.restore(partition, &engine.rules)?;
+                        let next = |topic: &str| {
+                            restored
+                                .inputs
+                                .iter()
+                                .find(|(t, _)| t == topic)
+                                .map(|(_, o)| *o)
+                        };
+                        let owned = Owned {
+                            next_events: next(&changelog.input_topics.0),
+                            next_acks: next(&changelog.input_topics.1),
+                            state: restored.state,
+                            progress: restored.progress,
+                            last_input: Instant::now(),
+                            changelog_end: None,
+                        };
+                        Ok((partition, owned))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(ProcessorError::Config("a restore thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for result in results {
+            out.push(result?);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a partition's parked state is still the latest: nobody wrote to its changelog since
+/// our last checkpoint (the partition came back to us in the same rebalance).
+fn still_current(kafka: &KafkaConfig, changelog: &str, partition: i32, parked: &Owned) -> bool {
+    let end = RangeReader::new(kafka, "vigil-process-probe", changelog, partition)
+        .and_then(|reader| reader.watermarks())
+        .map(|(_, high)| high)
+        .ok();
+    parked.changelog_end.is_some() && end == parked.changelog_end
 }
 
 fn partitions_of(list: &[vigil_runtime::kafka::TopicPartition], topic: &str) -> Vec<i32> {

@@ -206,9 +206,65 @@ impl GroupConsumer {
         }
     }
 
+    /// Whether this member has read everything its assigned partitions hold right now: its
+    /// position equals each partition's high watermark. (No input for a while does not mean
+    /// that: a broker may serve some partitions only after others are drained.)
+    pub fn caught_up(&self) -> Result<bool, RuntimeError> {
+        let positions = self
+            .consumer
+            .position()
+            .map_err(kafka_err("read positions"))?;
+        for element in positions.elements() {
+            let (_, high) = self
+                .consumer
+                .fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(5))
+                .map_err(kafka_err("fetch watermarks"))?;
+            let position = match element.offset() {
+                Offset::Offset(offset) => offset,
+                // Nothing consumed yet: caught up only if the partition is empty.
+                _ => {
+                    let (low, _) = self
+                        .consumer
+                        .fetch_watermarks(
+                            element.topic(),
+                            element.partition(),
+                            Duration::from_secs(5),
+                        )
+                        .map_err(kafka_err("fetch watermarks"))?;
+                    low
+                }
+            };
+            if position < high {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Stops fetching the given partitions (e.g. while their state is restored).
+    pub fn pause(&self, partitions: &[TopicPartition]) {
+        if let Err(error) = self.consumer.pause(&to_list(partitions)) {
+            warn!(%error, "Pausing partitions failed; they keep being fetched.");
+        }
+    }
+
+    pub fn resume(&self, partitions: &[TopicPartition]) {
+        if let Err(error) = self.consumer.resume(&to_list(partitions)) {
+            warn!(%error, "Resuming partitions failed.");
+        }
+    }
+
     pub fn consumer(&self) -> &BaseConsumer<GroupContext> {
         &self.consumer
     }
+}
+
+fn to_list(partitions: &[TopicPartition]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for tp in partitions {
+        list.add_partition(&tp.topic, tp.partition);
+    }
+    list
 }
 
 /// The next offset to read per topic-partition: what a commit records.

@@ -28,9 +28,18 @@ impl RangeReader {
     ) -> Result<Self, RuntimeError> {
         let mut config = client_config(kafka, client_id);
         config
+            // librdkafka's assign() needs a group handle even though this reader never joins or
+            // commits: a throwaway id keeps it apart from every real group.
+            .set(
+                "group.id",
+                format!("{client_id}-{}-{topic}-{partition}", std::process::id()),
+            )
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             .set("fetch.queue.backoff.ms", "10")
+            // The reader knows where the range ends: never wait at the broker for more data.
+            .set("fetch.wait.max.ms", "10")
+            .set("fetch.error.backoff.ms", "10")
             // Large state chunks: let one fetch carry several.
             .set("fetch.max.bytes", "52428800")
             .set("max.partition.fetch.bytes", "8388608");

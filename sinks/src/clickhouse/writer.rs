@@ -367,7 +367,8 @@ pub fn run(
     let mut last_input = Instant::now();
     let mut last_report = Instant::now();
     loop {
-        let stopping = shutdown.is_requested() || stop.reached(last_input.elapsed());
+        let stopping = shutdown.is_requested()
+            || (stop.reached(last_input.elapsed()) && writer.consumer.caught_up().unwrap_or(false));
         if !stopping {
             let got = writer.poll_once()?;
             if got > 0 {
