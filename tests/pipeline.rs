@@ -1,6 +1,8 @@
 //! The walking skeleton, end to end: clinical events on the real broker, the real `vigil`
 //! binary running every stage, and the exact alert rows in the real ClickHouse.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -33,4 +33,6 @@ deploy/local/services.sh start
 eval "$(deploy/local/services.sh env)"
 
 echo "==> running the tests"
-cargo nextest run --workspace --locked --no-fail-fast "$@"
+# Release builds: the end-to-end tests exercise timing (batches, checkpoints, rebalances) as
+# deployed, and the demo and benchmarks share the build.
+cargo nextest run --workspace --locked --release --no-fail-fast "$@"

@@ -122,6 +122,13 @@ pub struct RestoreStats {
     pub elapsed: Duration,
 }
 
+/// A checkpoint's commit marker, waiting for the state and outputs it covers to be durable.
+#[derive(Debug, Clone)]
+pub struct PendingCommit {
+    partition: i32,
+    commit: CommitRecord,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct WriteStats {
     pub patients: usize,
@@ -294,9 +301,11 @@ impl Changelog {
         })
     }
 
-    /// Writes a checkpoint of `partition`: a delta of the changed patients, or a full snapshot
-    /// when none exists yet or the deltas since the last one outgrew it. The records are queued;
-    /// they are durable after the caller's next successful `flush`.
+    /// Writes the state part of a checkpoint of `partition`: a delta of the changed patients, or
+    /// a full snapshot when none exists yet or the deltas since the last one outgrew it. Returns
+    /// the commit marker, which [`Changelog::commit`] sends once the caller has flushed: the
+    /// marker must never become durable before the state and outputs it vouches for (they go to
+    /// other partitions and topics, which the broker acknowledges independently).
     pub fn write(
         &self,
         producer: &DurableProducer,
@@ -305,7 +314,7 @@ impl Changelog {
         progress: &mut Progress,
         inputs: Vec<(String, i64)>,
         rules: &RuleSet,
-    ) -> Result<WriteStats, ProcessorError> {
+    ) -> Result<(WriteStats, PendingCommit), ProcessorError> {
         progress.seq += 1;
         let checkpoint = CheckpointId {
             epoch: progress.epoch,
@@ -364,21 +373,33 @@ impl Changelog {
             snapshot_bytes: progress.snapshot_bytes,
             delta_bytes: progress.delta_bytes,
         };
-        producer.send_to(
-            &self.topic,
-            partition,
-            &key,
-            &encode(&Record::Commit(commit))?,
-        )?;
-        progress.records_since_snapshot = Some(records_before_commit + 1);
         debug!(
             partition,
             full,
             patients = stats.patients,
             bytes = stats.bytes,
-            "Checkpoint queued."
+            "Checkpoint state queued."
         );
-        Ok(stats)
+        Ok((stats, PendingCommit { partition, commit }))
+    }
+
+    /// Sends a checkpoint's commit marker; durable after the caller's next flush.
+    pub fn commit(
+        &self,
+        producer: &DurableProducer,
+        progress: &mut Progress,
+        pending: PendingCommit,
+    ) -> Result<(), ProcessorError> {
+        let records = pending.commit.records_since_snapshot;
+        let bytes = encode(&Record::Commit(pending.commit))?;
+        producer.send_to(
+            &self.topic,
+            pending.partition,
+            &pending.partition.to_le_bytes(),
+            &bytes,
+        )?;
+        progress.records_since_snapshot = Some(records + 1);
+        Ok(())
     }
 
     /// Writes patients in chunks of about `chunk_bytes`; returns (bytes, records) written.

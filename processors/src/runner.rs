@@ -131,7 +131,8 @@ pub fn run(
         let stopping = shutdown.is_requested()
             || (stop.reached(last_input.elapsed())
                 && summary.checkpoints > 0
-                && !dirty_since_checkpoint);
+                && !dirty_since_checkpoint
+                && consumer.caught_up().unwrap_or(false));
         let batch = if stopping {
             Vec::new()
         } else {
@@ -171,6 +172,8 @@ pub fn run(
                         summary.restores += 1;
                         owned.insert(partition, restored);
                     }
+                    info!(partitions = ?owned.keys().collect::<Vec<_>>(), patients = owned.values().map(|p| p.state.len()).sum::<usize>(),
+                        "Processing partitions.");
                     consumer.resume(&list);
                     last_input = Instant::now();
                 }
@@ -286,15 +289,17 @@ pub fn run(
         }
         drop(batch);
 
-        // Watermarks: event time, or the wall clock for partitions idle longer than the timeout.
-        for part in owned.values_mut() {
-            let mut watermark = engine.event_time_watermark(&part.state);
-            if idle_ms > 0 && part.last_input.elapsed().as_millis() as i64 >= idle_ms {
-                watermark = watermark.max(now - lag_ms);
-            }
-            if watermark > part.state.watermark_ms {
-                engine.advance_watermark(&mut part.state, watermark, &mut alerts);
-                dirty_since_checkpoint = true;
+        // Event time moves each partition's watermark as events apply (in the engine). A
+        // partition idle longer than the timeout lets it follow the wall clock instead, so
+        // timers still fire when a hospital goes quiet.
+        if idle_ms > 0 {
+            for part in owned.values_mut() {
+                if part.last_input.elapsed().as_millis() as i64 >= idle_ms
+                    && now - lag_ms > part.state.watermark_ms
+                {
+                    engine.advance_watermark(&mut part.state, now - lag_ms, &mut alerts);
+                    dirty_since_checkpoint = true;
+                }
             }
         }
 
@@ -362,6 +367,7 @@ fn checkpoint(
 ) -> Result<(), ProcessorError> {
     let topics = &kafka.topics;
     let mut positions = Positions::default();
+    let mut pending = Vec::with_capacity(owned.len());
     for (&partition, part) in owned.iter_mut() {
         status_rows.clear();
         engine.drain_status(&mut part.state, status_rows);
@@ -384,7 +390,7 @@ fn checkpoint(
             inputs.push((topics.alert_acks.clone(), next));
             positions.advance(&topics.alert_acks, partition, next - 1);
         }
-        changelog.write(
+        let (_, commit) = changelog.write(
             producer,
             partition,
             &mut part.state,
@@ -392,15 +398,24 @@ fn checkpoint(
             inputs,
             &engine.rules,
         )?;
+        pending.push((partition, commit));
     }
-    // Everything above (alerts, status rows, late events, dead letters, changelog) is durable
-    // once this returns; only then may the input offsets move.
+    // 1. Alerts, status rows, late events, dead letters and the changelog state become durable.
+    producer.flush()?;
+    // 2. Only then the commit markers that vouch for them (a marker delivered ahead of the
+    //    outputs would let a crash lose those outputs for good).
+    for (partition, commit) in pending {
+        if let Some(part) = owned.get_mut(&partition) {
+            changelog.commit(producer, &mut part.progress, commit)?;
+        }
+    }
     producer.flush()?;
     for (&partition, part) in owned.iter_mut() {
         part.changelog_end = producer
             .last_offset(&changelog.topic, partition)
             .map(|o| o + 1);
     }
+    // 3. Only then may the input offsets move.
     consumer.commit(
         &positions,
         if final_checkpoint {

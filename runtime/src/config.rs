@@ -30,6 +30,10 @@ pub struct KafkaConfig {
     /// last commit (librdkafka `delivery.timeout.ms`).
     #[serde(default = "default_delivery_timeout", with = "humantime_serde")]
     pub delivery_timeout: Duration,
+    /// How long a silent group member keeps its partitions: after a crash, its partitions move
+    /// to the other instances this much later.
+    #[serde(default = "default_session_timeout", with = "humantime_serde")]
+    pub session_timeout: Duration,
     /// Topic names.
     #[serde(default)]
     pub topics: Topics,
@@ -56,6 +60,12 @@ fn default_true() -> bool {
     true
 }
 
+/// Short enough that a crashed instance's partitions move within seconds, long enough to ride
+/// out a garbage-free pause.
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
 /// librdkafka's default is 300 s; a minute surfaces a broken broker sooner.
 fn default_delivery_timeout() -> Duration {
     Duration::from_secs(60)
@@ -69,6 +79,7 @@ impl Default for KafkaConfig {
             replication_factor: default_replication_factor(),
             create_topics: true,
             delivery_timeout: default_delivery_timeout(),
+            session_timeout: default_session_timeout(),
             topics: Topics::default(),
             client_properties: BTreeMap::new(),
         }
@@ -85,6 +96,11 @@ impl KafkaConfig {
                 "kafka.partitions must be at least 1, not {}",
                 self.partitions
             )));
+        }
+        if self.session_timeout < Duration::from_secs(1) {
+            return Err(RuntimeError::Config(
+                "kafka.session_timeout must be at least 1s".into(),
+            ));
         }
         if self.replication_factor < 1 {
             return Err(RuntimeError::Config(format!(

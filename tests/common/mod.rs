@@ -74,6 +74,8 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// One test's world: topics with a suffix, a database, a config file, a scratch directory.
+/// `sibling` adds a second pipeline over the same input topics (a reference run beside a chaos
+/// run) with outputs, state, consumer groups and database of its own.
 pub struct TestEnv {
     pub services: Services,
     pub dir: PathBuf,
@@ -81,29 +83,31 @@ pub struct TestEnv {
     pub database: String,
     pub kafka: KafkaConfig,
     pub runtime: tokio::runtime::Runtime,
+    id: String,
+    extra: String,
+    databases: Vec<String>,
     keep: bool,
 }
 
-impl TestEnv {
-    /// `extra` is TOML appended to the generated configuration (sections not already present).
-    pub fn new(name: &str, partitions: i32, extra: &str) -> TestEnv {
-        let services = services();
-        let id = unique(name);
-        let dir = std::env::temp_dir().join(format!("vigil-test-{id}"));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        let database = format!("vigil_t_{id}");
-        let mut kafka = KafkaConfig {
-            brokers: services.brokers.clone(),
-            partitions,
-            ..KafkaConfig::default()
-        };
-        kafka.topics = kafka.topics.with_suffix(&id);
-        let topics = &kafka.topics;
-        let config = format!(
-            r#"[kafka]
+/// A fixed pseudonymisation key, so separate runs of one test agree on pseudonyms.
+pub const TEST_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn write_config(
+    path: &Path,
+    services: &Services,
+    kafka: &KafkaConfig,
+    database: &str,
+    groups: &str,
+    key_file: &Path,
+    extra: &str,
+) {
+    let topics = &kafka.topics;
+    let config = format!(
+        r#"[kafka]
 brokers = "{brokers}"
 partitions = {partitions}
 delivery_timeout = "20s"
+session_timeout = "6s"
 
 [kafka.topics]
 his_changes = "{his}"
@@ -123,30 +127,57 @@ database = "{database}"
 pseudonym_key_file = "{key}"
 
 [process]
-group_id = "process-{id}"
+group_id = "process-{groups}"
 checkpoint_interval = "500ms"
 idle_partition_timeout = "0s"
 
 [sink]
-group_id = "sink-{id}"
+group_id = "sink-{groups}"
 flush_interval = "300ms"
 alerts_flush_interval = "100ms"
 {extra}
 "#,
-            brokers = services.brokers,
-            his = topics.his_changes,
-            events = topics.clinical_events,
-            alerts = topics.alerts,
-            status = topics.patient_status,
-            acks = topics.alert_acks,
-            dlq = topics.dead_letters,
-            late = topics.late_events,
-            state = topics.processor_state,
-            ch = services.clickhouse_url,
-            key = dir.join("pseudonym.key").display(),
-        );
+        brokers = services.brokers,
+        partitions = kafka.partitions,
+        his = topics.his_changes,
+        events = topics.clinical_events,
+        alerts = topics.alerts,
+        status = topics.patient_status,
+        acks = topics.alert_acks,
+        dlq = topics.dead_letters,
+        late = topics.late_events,
+        state = topics.processor_state,
+        ch = services.clickhouse_url,
+        key = key_file.display(),
+    );
+    std::fs::write(path, config).expect("config written");
+}
+
+impl TestEnv {
+    /// `extra` is TOML appended to the generated configuration (sections not already present).
+    pub fn new(name: &str, partitions: i32, extra: &str) -> TestEnv {
+        let services = services();
+        let id = unique(name);
+        let dir = std::env::temp_dir().join(format!("vigil-test-{id}"));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        std::fs::write(dir.join("pseudonym.key"), TEST_KEY).expect("key written");
+        let database = format!("vigil_t_{id}");
+        let mut kafka = KafkaConfig {
+            brokers: services.brokers.clone(),
+            partitions,
+            ..KafkaConfig::default()
+        };
+        kafka.topics = kafka.topics.with_suffix(&id);
         let config_path = dir.join("vigil.toml");
-        std::fs::write(&config_path, config).expect("config written");
+        write_config(
+            &config_path,
+            &services,
+            &kafka,
+            &database,
+            &id,
+            &dir.join("pseudonym.key"),
+            extra,
+        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -155,10 +186,55 @@ alerts_flush_interval = "100ms"
             services,
             dir,
             config_path,
-            database,
+            database: database.clone(),
             kafka,
             runtime,
+            id,
+            extra: extra.to_string(),
+            databases: vec![database],
             keep: false,
+        }
+    }
+
+    /// A second pipeline reading this one's input topics, writing everywhere else on its own.
+    pub fn sibling(&mut self, name: &str) -> TestEnv {
+        let id = format!("{}_{name}", self.id);
+        let database = format!("vigil_t_{id}");
+        let mut kafka = self.kafka.clone();
+        let own = KafkaConfig::default().topics.with_suffix(&id);
+        kafka.topics.alerts = own.alerts;
+        kafka.topics.patient_status = own.patient_status;
+        kafka.topics.dead_letters = own.dead_letters;
+        kafka.topics.late_events = own.late_events;
+        kafka.topics.processor_state = own.processor_state;
+        let config_path = self.dir.join(format!("vigil-{name}.toml"));
+        write_config(
+            &config_path,
+            &self.services,
+            &kafka,
+            &database,
+            &id,
+            &self.dir.join("pseudonym.key"),
+            &self.extra,
+        );
+        self.databases.push(database.clone());
+        TestEnv {
+            services: Services {
+                brokers: self.services.brokers.clone(),
+                clickhouse_url: self.services.clickhouse_url.clone(),
+            },
+            dir: self.dir.clone(),
+            config_path,
+            database,
+            kafka,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime"),
+            id,
+            extra: self.extra.clone(),
+            databases: Vec::new(),
+            keep: true, // the parent cleans up
         }
     }
 
@@ -172,7 +248,9 @@ alerts_flush_interval = "100ms"
             .current_dir(&self.dir)
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("RUST_LOG").unwrap_or_else(|_| {
+                    "warn,vigil_processors=info,vigil_sinks=info,vigil_runtime=info".into()
+                }),
             )
             .env_remove("VIGIL_PSEUDONYM_KEY");
         command
@@ -213,9 +291,14 @@ alerts_flush_interval = "100ms"
         }
     }
 
-    /// Starts `vigil` in the background; it is killed when the guard drops.
+    /// Starts `vigil` in the background with its output in `log` (in the scratch directory); it
+    /// is killed when the guard drops.
     pub fn spawn_vigil(&self, args: &[&str], log: &str) -> ChildGuard {
-        let file = std::fs::File::create(self.dir.join(log)).expect("log file");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(log))
+            .expect("log file");
         let err = file.try_clone().expect("log file");
         let child = self
             .vigil(args)
@@ -224,6 +307,10 @@ alerts_flush_interval = "100ms"
             .spawn()
             .expect("vigil starts");
         ChildGuard(Some(child))
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
     }
 
     /// Produces records (keyed by `key`) and waits until the broker acknowledged them all.
@@ -267,6 +354,16 @@ alerts_flush_interval = "100ms"
                 .map(str::to_string)
                 .collect()
         })
+    }
+
+    /// A string value from this environment's config file, e.g. ("process", "group_id").
+    pub fn scalar_config(&self, section: &str, key: &str) -> String {
+        let text = std::fs::read_to_string(&self.config_path).expect("config readable");
+        let value: toml::Value = toml::from_str(&text).expect("config parses");
+        value[section][key]
+            .as_str()
+            .expect("a string setting")
+            .to_string()
     }
 
     pub fn scalar(&self, sql: &str) -> String {
@@ -356,4 +453,13 @@ pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Messages of `topic` that `group` has not committed yet, summed over partitions.
+pub fn group_lag(kafka: &KafkaConfig, group: &str, topic: &str) -> i64 {
+    vigil_runtime::kafka::group_lag(kafka, group, topic)
+        .expect("group lag")
+        .iter()
+        .map(|p| p.lag())
+        .sum()
 }

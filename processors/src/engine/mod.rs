@@ -108,7 +108,7 @@ pub struct PartitionState {
     pub max_event_ms: i64,
     /// Month (year * 12 + month - 1) the watermark is in: period rows open when it moves.
     pub period_month: Option<i32>,
-    dirty_status: FxHashMap<PatientKey, Vec<PeriodRef>>,
+    dirty_status: FxHashMap<PatientKey, Vec<status::DirtyPeriod>>,
     changed: FxHashSet<PatientKey>,
     interner: FxHashSet<Arc<str>>,
 }
@@ -250,7 +250,14 @@ impl Engine {
         if let Err((code, detail)) = observe::validate(event) {
             return Disposition::Rejected(code, detail);
         }
+        // The watermark moves with every event, and timers it passes fire before the event is
+        // applied: what fires depends only on the sequence of events, never on how the runner
+        // happened to batch them (a replay after a crash must reproduce the same alerts).
         state.max_event_ms = state.max_event_ms.max(time);
+        let watermark = self.event_time_watermark(state);
+        if watermark > state.watermark_ms {
+            self.advance_watermark(state, watermark, alerts);
+        }
         let hospital = state.intern(&event.hospital_id);
         let patient = state.patients.entry(key).or_insert_with(|| Patient {
             hospital: hospital.clone(),

@@ -43,6 +43,18 @@ pub struct PeriodRef {
     pub start_day: i32,
 }
 
+/// A period waiting for its row, with the inputs that bounded histories may prune before the
+/// row is emitted, captured when the period was last marked. The row then depends only on the
+/// sequence of events, never on when checkpoints happen to emit it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DirtyPeriod {
+    pub period: PeriodRef,
+    /// Latest blood pressure (systolic, diastolic) before the period's end.
+    pub bp: Option<(f32, f32)>,
+    /// Latest eGFR before the period's end.
+    pub egfr: Option<f32>,
+}
+
 /// [start, end) days of the period of `kind` that contains `day`.
 pub fn period_bounds(day: i32, kind: PeriodKind) -> (i32, i32) {
     let (year, month, _) = civil_from_days(day);
@@ -77,10 +89,33 @@ fn month_start(index: i32) -> i32 {
     days_from_civil(index.div_euclid(12), (index.rem_euclid(12) + 1) as u32, 1)
 }
 
-fn push_unique(list: &mut Vec<PeriodRef>, period: PeriodRef) {
-    if !list.contains(&period) {
-        list.push(period);
+/// Marks a period dirty, capturing its pruneable inputs as they are now.
+fn mark(list: &mut Vec<DirtyPeriod>, patient: &Patient, period: PeriodRef, end_ms: i64) {
+    let entry = DirtyPeriod {
+        period,
+        bp: patient
+            .latest_bp_before(end_ms)
+            .map(|r| (r.systolic, r.diastolic)),
+        egfr: patient
+            .egfr
+            .iter()
+            .rev()
+            .find(|r| r.time_ms < end_ms)
+            .map(|r| r.value),
+    };
+    match list.iter_mut().find(|d| d.period == period) {
+        Some(existing) => *existing = entry,
+        None => list.push(entry),
     }
+}
+
+/// The instants a period spans in the reporting zone.
+fn period_ms(start_day: i32, kind: PeriodKind, offset: i32) -> (i64, i64) {
+    let (start, end) = period_bounds(start_day, kind);
+    (
+        local_day_start_ms(start, offset),
+        local_day_start_ms(end, offset),
+    )
 }
 
 /// Marks the periods an event at `time_ms` affects. A follow-up also changes the year-to-date
@@ -102,50 +137,43 @@ pub fn mark_dirty_for_event(
     let Some(patient) = state.patients.get(&key) else {
         return;
     };
-    let mut periods = Vec::new();
+    let mut periods: Vec<PeriodRef> = Vec::new();
     for (condition, _) in patient.programmes() {
         for kind in PeriodKind::ALL {
-            let (start, end) = period_bounds(day, kind);
-            if patient.managed_during(
+            periods.push(PeriodRef {
                 condition,
-                local_day_start_ms(start, offset),
-                local_day_start_ms(end, offset),
-            ) {
-                periods.push(PeriodRef {
-                    condition,
-                    kind,
-                    start_day: start,
-                });
-            }
+                kind,
+                start_day: period_bounds(day, kind).0,
+            });
         }
         if follow_up {
             let (_, year_end) = period_bounds(day, PeriodKind::Year);
             for kind in [PeriodKind::Month, PeriodKind::Quarter] {
                 let mut start = period_bounds(day, kind).1;
                 while start < year_end && start <= open_until {
-                    let (_, end) = period_bounds(start, kind);
-                    if patient.managed_during(
+                    periods.push(PeriodRef {
                         condition,
-                        local_day_start_ms(start, offset),
-                        local_day_start_ms(end, offset),
-                    ) {
-                        periods.push(PeriodRef {
-                            condition,
-                            kind,
-                            start_day: start,
-                        });
-                    }
-                    start = end;
+                        kind,
+                        start_day: start,
+                    });
+                    start = period_bounds(start, kind).1;
                 }
             }
         }
     }
-    if periods.is_empty() {
+    let mut marked = Vec::new();
+    for period in periods {
+        let (start_ms, end_ms) = period_ms(period.start_day, period.kind, offset);
+        if patient.managed_during(period.condition, start_ms, end_ms) {
+            marked.push((period, end_ms));
+        }
+    }
+    if marked.is_empty() {
         return;
     }
     let entry = state.dirty_status.entry(key).or_default();
-    for period in periods {
-        push_unique(entry, period);
+    for (period, end_ms) in marked {
+        mark(entry, patient, period, end_ms);
     }
 }
 
@@ -168,46 +196,30 @@ pub fn advance_periods(engine: &Engine, state: &mut PartitionState) {
     let first = (previous + 1).max(current - MAX_MONTHS_OPENED + 1);
     for month in first..=current {
         let start = month_start(month);
-        let (_, month_end) = period_bounds(start, PeriodKind::Month);
-        let (start_ms, end_ms) = (
-            local_day_start_ms(start, offset),
-            local_day_start_ms(month_end, offset),
-        );
-        let opens_quarter = period_bounds(start, PeriodKind::Quarter).0 == start;
-        let opens_year = period_bounds(start, PeriodKind::Year).0 == start;
+        let mut kinds = vec![PeriodKind::Month];
+        if period_bounds(start, PeriodKind::Quarter).0 == start {
+            kinds.push(PeriodKind::Quarter);
+        }
+        if period_bounds(start, PeriodKind::Year).0 == start {
+            kinds.push(PeriodKind::Year);
+        }
         for (key, patient) in &state.patients {
             for (condition, _) in patient.programmes() {
-                if !patient.managed_during(condition, start_ms, end_ms) {
-                    continue;
-                }
-                let entry = state.dirty_status.entry(*key).or_default();
-                push_unique(
-                    entry,
-                    PeriodRef {
-                        condition,
-                        kind: PeriodKind::Month,
-                        start_day: start,
-                    },
-                );
-                if opens_quarter {
-                    push_unique(
-                        entry,
-                        PeriodRef {
-                            condition,
-                            kind: PeriodKind::Quarter,
-                            start_day: start,
-                        },
-                    );
-                }
-                if opens_year {
-                    push_unique(
-                        entry,
-                        PeriodRef {
-                            condition,
-                            kind: PeriodKind::Year,
-                            start_day: start,
-                        },
-                    );
+                for &kind in &kinds {
+                    let (start_ms, end_ms) = period_ms(start, kind, offset);
+                    if patient.managed_during(condition, start_ms, end_ms) {
+                        let entry = state.dirty_status.entry(*key).or_default();
+                        mark(
+                            entry,
+                            patient,
+                            PeriodRef {
+                                condition,
+                                kind,
+                                start_day: start,
+                            },
+                            end_ms,
+                        );
+                    }
                 }
             }
         }
@@ -221,8 +233,8 @@ pub fn drain(engine: &Engine, state: &mut PartitionState, out: &mut Vec<PatientS
         let Some(patient) = state.patients.get(&key) else {
             continue;
         };
-        for period in periods {
-            out.push(compute(engine, &key, patient, period));
+        for dirty in periods {
+            out.push(compute(engine, &key, patient, &dirty));
         }
     }
 }
@@ -247,8 +259,9 @@ pub fn compute(
     engine: &Engine,
     key: &PatientKey,
     patient: &Patient,
-    period: PeriodRef,
+    dirty: &DirtyPeriod,
 ) -> PatientStatus {
+    let period = dirty.period;
     let offset = engine.config.reporting_utc_offset_minutes;
     let (start_day, end_day) = period_bounds(period.start_day, period.kind);
     let (start_ms, end_ms) = (
@@ -301,8 +314,8 @@ pub fn compute(
         .collect();
     let has_complications = known_by_end.iter().any(|k| relevant(condition, *k));
 
-    let bp = patient.latest_bp_before(end_ms);
-    let grade = bp.map_or(0, |r| bp_grade(r.systolic as f64, r.diastolic as f64));
+    let bp = dirty.bp;
+    let grade = bp.map_or(0, |(s, d)| bp_grade(s as f64, d as f64));
     let year = civil_from_days(start_day).0;
     let age = patient.age_in(year);
     let risk_level = match (condition, bp) {
@@ -317,12 +330,7 @@ pub fn compute(
                 .is_some_and(|t| t < end_ms),
             diabetic_complications: known_by_end.iter().any(|k| !k.is_cardiovascular()),
             cardiovascular_disease: known_by_end.iter().any(|k| k.is_cardiovascular()),
-            egfr: patient
-                .egfr
-                .iter()
-                .rev()
-                .find(|r| r.time_ms < end_ms)
-                .map(|r| r.value as f64),
+            egfr: dirty.egfr.map(f64::from),
         }),
         _ => RiskLevel::NotAssessed,
     };

@@ -755,23 +755,20 @@ fn dispositions_for_late_future_and_invalid_input() {
 fn status_rows_follow_the_national_standard_definition() {
     let mut h = Harness::new();
     h.register(-400.0, &[Condition::Hypertension, Condition::Diabetes]);
-    // Four face-to-face hypertension follow-ups in 2025, the last one controlled.
-    for (d, bp) in [
-        (10.0, (150.0, 92.0)),
-        (100.0, (142.0, 88.0)),
-        (190.0, (138.0, 86.0)),
-        (280.0, (136.0, 84.0)),
-    ] {
+    // In time order: four face-to-face hypertension follow-ups in 2025 (the last controlled);
+    // for diabetes one face-to-face follow-up and, latest, one by phone with fasting glucose 7.2
+    // (not controlled; the phone follow-up counts for control, not for standardised management);
+    // a diabetic eye complication on day 200.
+    let ht = |h: &mut Harness, d: f64, bp: (f64, f64)| {
         h.follow_up(
             d,
             Condition::Hypertension,
             VisitMode::Clinic,
             Some(bp),
             None,
-        );
-    }
-    // Diabetes: one face-to-face follow-up; the latest (by phone) has fasting glucose 7.2: not
-    // controlled. The phone follow-up counts for control, not for standardised management.
+        )
+    };
+    ht(&mut h, 10.0, (150.0, 92.0));
     h.follow_up(
         50.0,
         Condition::Diabetes,
@@ -779,6 +776,7 @@ fn status_rows_follow_the_national_standard_definition() {
         None,
         Some(6.4),
     );
+    ht(&mut h, 100.0, (142.0, 88.0));
     h.follow_up(
         150.0,
         Condition::Diabetes,
@@ -786,7 +784,9 @@ fn status_rows_follow_the_national_standard_definition() {
         None,
         Some(7.2),
     );
+    ht(&mut h, 190.0, (138.0, 86.0));
     h.diagnose(200.0, "E11.300");
+    ht(&mut h, 280.0, (136.0, 84.0));
     let rows = h.status();
     let find = |c: Condition, k: PeriodKind, start: &str| {
         let start = vigil_runtime::time::parse_date(start).unwrap();
@@ -870,4 +870,51 @@ fn the_same_input_gives_the_same_output() {
     assert!(!a1.is_empty() && !s1.is_empty());
     assert_eq!(a1, a2);
     assert_eq!(s1, s2);
+}
+
+#[test]
+fn timers_fire_at_the_same_point_of_the_event_sequence_however_input_is_batched() {
+    // A patient misses a follow-up (due day 110) and comes back on day 111; another patient's
+    // readings move event time on meanwhile. Whether the runner ends a batch (and the wall clock
+    // nudges the watermark) between events must not change what comes out.
+    let other = "c3".repeat(32);
+    let run = |nudge_between: bool| {
+        let mut h = Harness::new();
+        h.register(0.0, &[Condition::Hypertension]);
+        h.follow_up(
+            10.0,
+            Condition::Hypertension,
+            VisitMode::Clinic,
+            Some((130.0, 80.0)),
+            None,
+        );
+        h.patient = other.clone();
+        for d in [60.0, 105.0, 110.2, 110.5] {
+            h.bp(d, 125.0, 80.0);
+            if nudge_between {
+                // What a batch end with an idle-partition fallback could do: never beyond the
+                // event-time watermark of what has been seen.
+                let wm = h.engine.event_time_watermark(&h.state);
+                h.engine.advance_watermark(&mut h.state, wm, &mut h.alerts);
+            }
+        }
+        h.patient = P.into();
+        h.follow_up(
+            111.0,
+            Condition::Hypertension,
+            VisitMode::Clinic,
+            Some((130.0, 80.0)),
+            None,
+        );
+        h.take_full()
+    };
+    let plain = run(false);
+    let nudged = run(true);
+    assert_eq!(plain, nudged);
+    let statuses: Vec<AlertStatus> = plain.iter().map(|a| a.status).collect();
+    assert_eq!(
+        statuses,
+        vec![AlertStatus::Raised, AlertStatus::Resolved],
+        "missed on day 110, back on day 111"
+    );
 }

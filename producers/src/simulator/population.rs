@@ -310,7 +310,9 @@ impl Simulation {
         {
             time_ms + 14 * DAY_MS // the standard asks for a re-visit within two weeks
         } else {
-            time_ms + (normal(&mut self.rng, 90.0, 9.0).clamp(60.0, 120.0) as i64) * DAY_MS
+            // On schedule: about quarterly, inside the 100-day window of the missed-follow-up rule;
+            // only a missed visit (adherence) takes a patient past it.
+            time_ms + (normal(&mut self.rng, 88.0, 5.0).clamp(70.0, 97.0) as i64) * DAY_MS
         };
         let conditions: Vec<Condition> = {
             let p = &self.patients[index as usize];

@@ -123,3 +123,60 @@ pub fn partition_count(
         .map(|t| t.partitions().len() as i32)
         .unwrap_or(0))
 }
+
+/// How far a consumer group is behind on one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub partition: i32,
+    /// The group's committed offset; `None` if it never committed here.
+    pub committed: Option<i64>,
+    pub low: i64,
+    pub high: i64,
+}
+
+impl PartitionLag {
+    /// Records the group has yet to commit (from the log start if it never committed).
+    pub fn lag(&self) -> i64 {
+        (self.high - self.committed.unwrap_or(self.low)).max(0)
+    }
+}
+
+/// The committed position of `group` on every partition of `topic`, against the partition's
+/// watermarks. Reads only: it does not join the group.
+pub fn group_lag(
+    kafka: &KafkaConfig,
+    group: &str,
+    topic: &str,
+) -> Result<Vec<PartitionLag>, RuntimeError> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let mut config = client_config(kafka, "vigil-lag");
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = config.create().map_err(kafka_err("lag reader creation"))?;
+    let partitions = partition_count(&consumer, topic)?;
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .map_err(kafka_err("read committed offsets"))?;
+    let mut out = Vec::with_capacity(partitions as usize);
+    for element in committed.elements() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, element.partition(), Duration::from_secs(10))
+            .map_err(kafka_err("fetch watermarks"))?;
+        let committed = match element.offset() {
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
+        };
+        out.push(PartitionLag {
+            partition: element.partition(),
+            committed,
+            low,
+            high,
+        });
+    }
+    Ok(out)
+}

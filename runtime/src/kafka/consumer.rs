@@ -92,8 +92,6 @@ pub struct ConsumerTuning {
     pub start_from_earliest: bool,
     /// librdkafka stalls this long whenever its prefetch queue fills (default 1000 ms); keep it small.
     pub fetch_queue_backoff: Duration,
-    /// Session timeout: how soon a dead instance's partitions move elsewhere.
-    pub session_timeout: Duration,
 }
 
 impl Default for ConsumerTuning {
@@ -101,7 +99,6 @@ impl Default for ConsumerTuning {
         ConsumerTuning {
             start_from_earliest: true,
             fetch_queue_backoff: Duration::from_millis(10),
-            session_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -141,13 +138,11 @@ impl GroupConsumer {
             )
             .set(
                 "session.timeout.ms",
-                tuning.session_timeout.as_millis().to_string(),
+                kafka.session_timeout.as_millis().to_string(),
             )
             .set(
                 "heartbeat.interval.ms",
-                (tuning.session_timeout.as_millis() / 4)
-                    .max(100)
-                    .to_string(),
+                (kafka.session_timeout.as_millis() / 4).max(100).to_string(),
             )
             .set("enable.partition.eof", "false");
         for (key, value) in &kafka.client_properties {
@@ -207,31 +202,49 @@ impl GroupConsumer {
     }
 
     /// Whether this member has read everything its assigned partitions hold right now: its
-    /// position equals each partition's high watermark. (No input for a while does not mean
-    /// that: a broker may serve some partitions only after others are drained.)
+    /// position (or, where it read nothing yet, its group's committed offset) reaches each
+    /// partition's high watermark. No input for a while does not mean that: a broker may serve
+    /// some partitions only after others are drained. A member without partitions is not caught
+    /// up: it has not started.
     pub fn caught_up(&self) -> Result<bool, RuntimeError> {
         let positions = self
             .consumer
             .position()
             .map_err(kafka_err("read positions"))?;
+        if positions.count() == 0 {
+            return Ok(false);
+        }
+        let mut committed: Option<TopicPartitionList> = None;
         for element in positions.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
             let (_, high) = self
                 .consumer
-                .fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(5))
+                .fetch_watermarks(topic, partition, Duration::from_secs(5))
                 .map_err(kafka_err("fetch watermarks"))?;
             let position = match element.offset() {
                 Offset::Offset(offset) => offset,
-                // Nothing consumed yet: caught up only if the partition is empty.
                 _ => {
-                    let (low, _) = self
-                        .consumer
-                        .fetch_watermarks(
-                            element.topic(),
-                            element.partition(),
-                            Duration::from_secs(5),
-                        )
-                        .map_err(kafka_err("fetch watermarks"))?;
-                    low
+                    if committed.is_none() {
+                        committed = Some(
+                            self.consumer
+                                .committed(Duration::from_secs(5))
+                                .map_err(kafka_err("read committed offsets"))?,
+                        );
+                    }
+                    match committed
+                        .as_ref()
+                        .and_then(|c| c.find_partition(topic, partition))
+                        .map(|e| e.offset())
+                    {
+                        Some(Offset::Offset(offset)) => offset,
+                        // Never committed: caught up only if the partition is empty.
+                        _ => {
+                            self.consumer
+                                .fetch_watermarks(topic, partition, Duration::from_secs(5))
+                                .map_err(kafka_err("fetch watermarks"))?
+                                .0
+                        }
+                    }
                 }
             };
             if position < high {

@@ -19,7 +19,7 @@ use rdkafka::error::KafkaError;
 use crate::config::KafkaConfig;
 use crate::RuntimeError;
 
-pub use admin::{ensure_topics, partition_count, TopicSpec};
+pub use admin::{ensure_topics, group_lag, partition_count, PartitionLag, TopicSpec};
 pub use consumer::{
     is_rebalance_noise, AssignmentChange, ConsumerTuning, GroupConsumer, GroupContext, Positions,
     TopicPartition,

@@ -1,0 +1,247 @@
+//! Effectively once, proven against the real broker and ClickHouse: a processor killed with
+//! SIGKILL at random points and restarted produces the same alerts and patient status as an
+//! uninterrupted run over the same input; and several instances sharing the partitions, joining
+//! and leaving mid-run, produce them too.
+
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::TestEnv;
+
+/// A fixed, time-ordered history: 2,500 patients over 500 days (about 100,000 events), enough
+/// that the kills land while the processor works.
+const HISTORY: [&str; 11] = [
+    "simulate",
+    "--patients",
+    "2500",
+    "--hospitals",
+    "3",
+    "--days",
+    "500",
+    "--end-date",
+    "2026-06-30",
+    "--seed",
+    "11",
+];
+
+const ALERTS: &str =
+    "SELECT alert_id, episode_id, rule_id, status, sequence, patient_pseudonym, event_time_ms, \
+    hospital_id, ifNull(toString(value), ''), message FROM {db}.alerts FINAL ORDER BY alert_id";
+
+/// The substance of each status row at its latest version. The version itself and the row's
+/// `event_time` are "as of" stamps of the patient's state when the row was emitted, which
+/// depends on checkpoint timing; everything the metrics use is compared.
+const STATUS: &str = "SELECT status_id, argMax(tuple(patient_pseudonym, hospital_id, condition, period_kind, \
+    toString(period_start), managed, managed_days, follow_ups, follow_ups_ytd, standardised, controlled, \
+    ifNull(toString(last_follow_up), ''), new_complications, has_complications, bp_grade, risk_level, age_band), version) \
+    FROM {db}.patient_status GROUP BY status_id ORDER BY status_id";
+
+/// Runs `vigil process --until-idle` until the processor group has committed the whole input.
+/// One run may own only some partitions (a crashed member's session has not expired yet, or
+/// Tansu 0.6.0 kept it in the group), and then stops once those are done: run again.
+fn finish_processing(env: &TestEnv) -> String {
+    let group = env.scalar_config("process", "group_id");
+    let mut logs = String::new();
+    for _ in 0..5 {
+        let output = env.run_vigil(&["process", "--until-idle", "3"], Duration::from_secs(600));
+        std::fs::write(env.path(&format!("finish-{}.log", logs.len())), &output)
+            .expect("log written");
+        logs += &output;
+        if common::group_lag(&env.kafka, &group, &env.kafka.topics.clinical_events) == 0 {
+            return logs;
+        }
+        std::thread::sleep(Duration::from_secs(7));
+    }
+    panic!("the processors did not finish the input:\n{logs}");
+}
+
+fn prepare(env: &TestEnv) {
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+}
+
+/// Fails with the first differences (not two pages of rows).
+fn assert_same(what: &str, expected: &[String], actual: &[String]) {
+    if expected == actual {
+        return;
+    }
+    let e: BTreeSet<&String> = expected.iter().collect();
+    let a: BTreeSet<&String> = actual.iter().collect();
+    let missing: Vec<&&String> = e.difference(&a).take(5).collect();
+    let extra: Vec<&&String> = a.difference(&e).take(5).collect();
+    panic!(
+        "{what}: {} rows expected, {} found.\nmissing (first 5): {missing:#?}\nunexpected (first 5): {extra:#?}",
+        expected.len(),
+        actual.len()
+    );
+}
+
+/// Runs the uninterrupted reference pipeline over the shared input and returns its outputs.
+fn reference_outputs(reference: &TestEnv) -> (Vec<String>, Vec<String>) {
+    reference.run_vigil(&["up", "--until-idle", "3"], Duration::from_secs(600));
+    let alerts = reference.query(ALERTS);
+    let status = reference.query(STATUS);
+    assert!(
+        alerts.len() > 500,
+        "the history should raise plenty of alerts, got {}",
+        alerts.len()
+    );
+    assert!(
+        status.len() > 5_000,
+        "the history should yield plenty of status rows, got {}",
+        status.len()
+    );
+    (alerts, status)
+}
+
+/// Loads whatever the chaos run's processors produced into its database, then compares.
+fn drain_and_compare(env: &TestEnv, expected: &(Vec<String>, Vec<String>)) {
+    env.run_vigil(&["sink", "--until-idle", "3"], Duration::from_secs(600));
+    assert_same("alerts", &expected.0, &env.query(ALERTS));
+    assert_same("patient status", &expected.1, &env.query(STATUS));
+    assert_eq!(env.scalar("SELECT count() FROM {db}.dead_letters"), "0");
+}
+
+/// Whether a processor's log shows it owns at least one partition.
+fn owns_partitions(log: &str) -> bool {
+    log.lines()
+        .any(|l| l.contains("Processing partitions") && !l.contains("partitions=[]"))
+}
+
+/// Patients restored from the changelog, summed over the "Restored partition state" log lines.
+fn restored_patients(log: &str) -> u64 {
+    log.lines()
+        .filter(|l| l.contains("Restored partition state"))
+        .filter_map(|l| l.split("patients=").nth(1))
+        .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum()
+}
+
+fn random_pause(seed: &mut u64, low_ms: u64, high_ms: u64) -> Duration {
+    // xorshift: reproducible from the printed seed, no dependency.
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    Duration::from_millis(low_ms + *seed % (high_ms - low_ms))
+}
+
+fn seed() -> u64 {
+    let seed = std::env::var("VIGIL_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        });
+    eprintln!("random seed {seed} (rerun with VIGIL_TEST_SEED={seed})");
+    seed
+}
+
+#[test]
+fn sigkill_at_random_points_leaves_the_outputs_of_an_uninterrupted_run() {
+    let mut env = TestEnv::new("sigkill", 4, "");
+    let reference = env.sibling("ref");
+    prepare(&env);
+    prepare(&reference);
+    env.run_vigil(&HISTORY, Duration::from_secs(300));
+    let expected = reference_outputs(&reference);
+
+    let mut rng = seed();
+    // The sink keeps loading while processors come and go.
+    let _sink = env.spawn_vigil(&["sink"], "sink.log");
+    let mut kills = 0;
+    let mut attempts = 0;
+    while kills < 4 {
+        attempts += 1;
+        assert!(
+            attempts <= 10,
+            "processors could not get partitions (see the process-*.log files)"
+        );
+        let log = format!("process-{attempts}.log");
+        let mut processor = env.spawn_vigil(&["process"], &log);
+        // Kill only once this instance owns partitions (its dead predecessor's session must
+        // expire first), at a random point while it processes, restores or checkpoints. Tansu
+        // 0.6.0 sometimes keeps a member that died mid-rebalance in the group, leaving the new
+        // one without partitions: that attempt is retried, as the broker's notes advise.
+        if !common::eventually(Duration::from_secs(30), || owns_partitions(&env.log(&log))) {
+            eprintln!("attempt {attempts}: no partitions after 30 s; retrying with a new instance");
+            processor.sigkill();
+            continue;
+        }
+        let pause = random_pause(&mut rng, 1_500, 5_000);
+        std::thread::sleep(pause);
+        eprintln!("kill {kills}: SIGKILL {pause:?} after it got its partitions");
+        processor.sigkill();
+        kills += 1;
+    }
+    let last = finish_processing(&env);
+    let logs: String = (1..=attempts)
+        .map(|r| env.log(&format!("process-{r}.log")))
+        .collect::<String>()
+        + &last;
+    assert!(
+        restored_patients(&logs) > 0,
+        "restarted processors restored state from the changelog"
+    );
+    drop(_sink);
+    drain_and_compare(&env, &expected);
+}
+
+#[test]
+fn instances_joining_and_leaving_mid_run_leave_the_outputs_of_a_single_instance() {
+    let mut env = TestEnv::new("scaleout", 4, "");
+    let reference = env.sibling("ref");
+    prepare(&env);
+    prepare(&reference);
+    env.run_vigil(&HISTORY, Duration::from_secs(300));
+    let expected = reference_outputs(&reference);
+
+    let mut rng = seed();
+    let _sink = env.spawn_vigil(&["sink"], "sink.log");
+    // One instance starts; a second joins; a third joins; the second leaves cleanly (SIGTERM-like
+    // shutdown is not needed: SIGKILL is the harder case) and the last one finishes the input.
+    let mut first = env.spawn_vigil(&["process"], "first.log");
+    std::thread::sleep(random_pause(&mut rng, 1_000, 3_000));
+    let mut second = env.spawn_vigil(&["process"], "second.log");
+    std::thread::sleep(random_pause(&mut rng, 2_000, 4_000));
+    let mut third = env.spawn_vigil(&["process"], "third.log");
+    std::thread::sleep(random_pause(&mut rng, 2_000, 4_000));
+    second.sigkill();
+    std::thread::sleep(random_pause(&mut rng, 1_000, 3_000));
+    first.sigkill();
+    // The third instance now owns everything (after the session timeout of the dead ones).
+    let finished = common::eventually(Duration::from_secs(300), || {
+        third
+            .0
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+            .is_some()
+            || caught_up(&env)
+    });
+    assert!(finished, "the remaining instance did not catch up");
+    third.kill();
+    let last = finish_processing(&env);
+    let logs = env.log("first.log") + &env.log("second.log") + &env.log("third.log") + &last;
+    assert!(
+        restored_patients(&logs) > 0,
+        "partitions moved between instances with their state"
+    );
+    drop(_sink);
+    drain_and_compare(&env, &expected);
+}
+
+/// The chaos run's processors produced as many status rows as the reference: a cheap "done" check.
+fn caught_up(env: &TestEnv) -> bool {
+    let done = env
+        .scalar("SELECT count() FROM system.tables WHERE database = '{db}' AND name = 'alerts'")
+        == "1";
+    done && env.log("third.log").contains("Processor progress")
+}
