@@ -2,13 +2,15 @@
 //! overridden by environment variables named `VIGIL_<SECTION>__<KEY>`, e.g.
 //! `VIGIL_KAFKA__BROKERS=10.0.0.5:9092` or `VIGIL_PROCESS__ENGINE__ALLOWED_LATENESS=30d`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use vigil_processors::ProcessConfig;
+use vigil_producers::edge::EdgeConfig;
+use vigil_producers::ingest::IngestConfig;
 use vigil_producers::simulator::SimulateConfig;
 use vigil_runtime::config::{ClickHouseConfig, KafkaConfig};
 use vigil_sinks::clickhouse::SinkConfig;
@@ -25,46 +27,24 @@ pub struct VigilConfig {
     #[serde(default)]
     pub simulate: SimulateConfig,
     #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
     pub process: ProcessConfig,
     #[serde(default)]
     pub sink: SinkConfig,
 }
 
-/// The hospital edge's secrets.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EdgeConfig {
-    /// File with the pseudonymisation key (hex, at least 32 bytes). The environment variable
-    /// VIGIL_PSEUDONYM_KEY takes precedence. Never commit or log it.
-    #[serde(default = "default_key_file")]
-    pub pseudonym_key_file: PathBuf,
-    /// Create a random key when the file is missing: right for a laptop, wrong for a deployment
-    /// (pseudonyms must stay stable), so production configs set this to false.
-    #[serde(default = "default_true")]
-    pub create_key_if_missing: bool,
-}
-
-/// Beside the local services' data (deploy/local/services.sh uses .vigil/ too).
-fn default_key_file() -> PathBuf {
-    PathBuf::from(".vigil/pseudonym.key")
-}
-
-fn default_true() -> bool {
-    true
-}
-
-impl Default for EdgeConfig {
-    fn default() -> Self {
-        EdgeConfig {
-            pseudonym_key_file: default_key_file(),
-            create_key_if_missing: true,
-        }
-    }
-}
-
 /// Sections that environment variables may address; other VIGIL_* variables (VIGIL_HOME, the
 /// test addresses) belong to the scripts and are left alone.
-const SECTIONS: [&str; 6] = ["kafka", "clickhouse", "edge", "simulate", "process", "sink"];
+const SECTIONS: [&str; 7] = [
+    "kafka",
+    "clickhouse",
+    "edge",
+    "simulate",
+    "ingest",
+    "process",
+    "sink",
+];
 
 /// Loads `path` (if it exists; an explicitly named file must exist), then the environment.
 pub fn load(path: &Path, explicit: bool) -> anyhow::Result<VigilConfig> {

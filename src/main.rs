@@ -45,6 +45,8 @@ enum Command {
     Topics,
     /// Produce a synthetic region's clinical history to Kafka.
     Simulate(SimulateArgs),
+    /// Run the hospital edge: Debezium change events (topic, file or stdin) to canonical events.
+    Ingest(IngestArgs),
     /// Run the stream processor: patient state, alert rules, patient status.
     Process(UntilIdle),
     /// Run the ClickHouse writer.
@@ -68,6 +70,16 @@ impl UntilIdle {
     fn duration(&self) -> Option<Duration> {
         self.until_idle.map(Duration::from_secs)
     }
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct IngestArgs {
+    /// Read JSON lines (one change-event value per line) from this file, or stdin for "-",
+    /// instead of the change-event topic; ends at the end of the input.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    until: UntilIdle,
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -96,6 +108,15 @@ struct SimulateArgs {
     /// Stop after this many events.
     #[arg(long)]
     max_events: Option<u64>,
+    /// cdc (hospital change events, for `vigil ingest`) or canonical (straight to the processor).
+    #[arg(long)]
+    output: Option<String>,
+    /// Inject every kind of CDC defect at this rate (e.g. 0.005).
+    #[arg(long)]
+    defects: Option<f64>,
+    /// Write what the edge should accept and reject to this JSON file.
+    #[arg(long)]
+    manifest: Option<String>,
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -136,6 +157,28 @@ fn apply_simulate_args(config: &mut VigilConfig, args: &SimulateArgs) -> anyhow:
     }
     if let Some(v) = args.max_events {
         sim.max_events = v;
+    }
+    if let Some(v) = &args.output {
+        sim.output = toml::Value::String(v.clone())
+            .try_into()
+            .with_context(|| format!("--output must be cdc or canonical, not '{v}'"))?;
+    }
+    if let Some(rate) = args.defects {
+        sim.defects = vigil_producers::simulator::DefectRates {
+            duplicate: rate,
+            late: rate,
+            correction: rate,
+            deletion: rate,
+            unknown_code: rate,
+            wrong_unit: rate,
+            missing_field: rate,
+            impossible_value: rate,
+            missing_identifier: rate,
+            malformed: rate,
+        };
+    }
+    if let Some(v) = &args.manifest {
+        sim.manifest = v.clone();
     }
     sim.validate()?;
     Ok(())
@@ -197,7 +240,13 @@ async fn run() -> anyhow::Result<()> {
             prepare_topics(&config.kafka).await?;
             let key = pseudonym_key(&config)?;
             let summary = supervise("simulate", shutdown.clone(), move |token| {
-                vigil_producers::simulator::run(&config.simulate, &config.kafka, key.clone(), token)
+                vigil_producers::simulator::run(
+                    &config.simulate,
+                    &config.edge,
+                    &config.kafka,
+                    key.clone(),
+                    token,
+                )
             })
             .await?;
             println!(
@@ -205,6 +254,39 @@ async fn run() -> anyhow::Result<()> {
                 summary.events,
                 summary.elapsed.as_secs_f64()
             );
+        }
+        Command::Ingest(args) => {
+            prepare_topics(&config.kafka).await?;
+            let key = pseudonym_key(&config)?;
+            let summary = match args.file {
+                Some(path) => {
+                    supervise("ingest", shutdown.clone(), move |token| {
+                        vigil_producers::ingest::run_file(
+                            &path,
+                            &config.edge,
+                            &config.kafka,
+                            key.clone(),
+                            token,
+                        )
+                    })
+                    .await?
+                }
+                None => {
+                    let stop = vigil_runtime::StopWhen::idle(args.until.duration());
+                    supervise("ingest", shutdown.clone(), move |token| {
+                        vigil_producers::ingest::run(
+                            &config.ingest,
+                            &config.edge,
+                            &config.kafka,
+                            key.clone(),
+                            token,
+                            stop.clone(),
+                        )
+                    })
+                    .await?
+                }
+            };
+            println!("{}", serde_json::to_string(&summary)?);
         }
         Command::Process(until) => {
             prepare_topics(&config.kafka).await?;
@@ -243,7 +325,27 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every stage in one process.
+/// Runs a stage on the runtime and raises `done` when it ends, so the next stage of the
+/// pipeline may stop (with --until-idle) once it has drained what this one produced.
+fn spawn_stage<T, E>(
+    name: &'static str,
+    shutdown: &Shutdown,
+    done: Shutdown,
+    stage: impl Fn(&Shutdown) -> Result<T, E> + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<anyhow::Result<T>>
+where
+    T: Send + 'static,
+    E: stages::StageError + Send + 'static,
+{
+    let run = supervise(name, shutdown.clone(), stage);
+    tokio::spawn(async move {
+        let result = run.await;
+        done.request();
+        result
+    })
+}
+
+/// Every stage in one process: (simulate ->) ingest -> process -> sink.
 async fn up(mut config: VigilConfig, args: UpArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     if args.simulate {
         apply_simulate_args(&mut config, &args.simulation)?;
@@ -262,32 +364,31 @@ async fn up(mut config: VigilConfig, args: UpArgs, shutdown: Shutdown) -> anyhow
     let config = std::sync::Arc::new(config);
     let idle = args.until.duration();
     // With --until-idle, stages stop in pipeline order: each only once its upstream finished.
-    let simulator_done = Shutdown::new();
-    let processor_done = Shutdown::new();
+    let (simulated, ingested, processed, sunk) = (
+        Shutdown::new(),
+        Shutdown::new(),
+        Shutdown::new(),
+        Shutdown::new(),
+    );
+    let after = |upstream: &Shutdown, first: bool| vigil_runtime::StopWhen {
+        idle_for: idle,
+        upstream_done: (!first || args.simulate).then(|| upstream.clone()),
+    };
 
-    let c = config.clone();
-    let stop = vigil_processors::runner::StopWhen {
-        idle_for: idle,
-        upstream_done: args.simulate.then(|| simulator_done.clone()),
-    };
-    let done = processor_done.clone();
-    let process = tokio::spawn({
-        let run = supervise("process", shutdown.clone(), move |token| {
-            vigil_processors::runner::run(&c.process, &c.kafka, token, stop.clone())
-        });
-        async move {
-            let result = run.await;
-            done.request();
-            result
-        }
+    let (c, k, stop) = (config.clone(), key.clone(), after(&simulated, true));
+    let ingest = spawn_stage("ingest", &shutdown, ingested.clone(), move |token| {
+        vigil_producers::ingest::run(&c.ingest, &c.edge, &c.kafka, k.clone(), token, stop.clone())
     });
-    let c = config.clone();
-    let handle = tokio::runtime::Handle::current();
-    let stop = vigil_sinks::clickhouse::writer::StopWhen {
-        idle_for: idle,
-        upstream_done: Some(processor_done),
-    };
-    let sink = tokio::spawn(supervise("sink", shutdown.clone(), move |token| {
+    let (c, stop) = (config.clone(), after(&ingested, false));
+    let process = spawn_stage("process", &shutdown, processed.clone(), move |token| {
+        vigil_processors::runner::run(&c.process, &c.kafka, token, stop.clone())
+    });
+    let (c, stop, handle) = (
+        config.clone(),
+        after(&processed, false),
+        tokio::runtime::Handle::current(),
+    );
+    let sink = spawn_stage("sink", &shutdown, sunk, move |token| {
         vigil_sinks::clickhouse::writer::run(
             &c.sink,
             &c.kafka,
@@ -296,21 +397,25 @@ async fn up(mut config: VigilConfig, args: UpArgs, shutdown: Shutdown) -> anyhow
             token,
             stop.clone(),
         )
-    }));
+    });
     if args.simulate {
         let c = config.clone();
         let summary = supervise("simulate", shutdown.clone(), move |token| {
-            vigil_producers::simulator::run(&c.simulate, &c.kafka, key.clone(), token)
+            vigil_producers::simulator::run(&c.simulate, &c.edge, &c.kafka, key.clone(), token)
         })
         .await;
-        simulator_done.request();
+        simulated.request();
+        let summary = summary?;
         info!(
-            events = summary?.events,
+            facts = summary.events,
+            records = summary.records,
             "The simulator has produced its history; the pipeline keeps running."
         );
     }
+    let ingested = ingest.await.context("ingest stage")??;
     let processed = process.await.context("process stage")??;
     let sunk = sink.await.context("sink stage")??;
+    println!("ingest:    {}", serde_json::to_string(&ingested)?);
     println!("processor: {processed:?}");
     println!("sink:      {sunk:?}");
     Ok(())

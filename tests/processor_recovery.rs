@@ -15,8 +15,10 @@ use common::TestEnv;
 
 /// A fixed, time-ordered history: 2,500 patients over 500 days (about 100,000 events), enough
 /// that the kills land while the processor works.
-const HISTORY: [&str; 11] = [
+const HISTORY: [&str; 13] = [
     "simulate",
+    "--output",
+    "canonical",
     "--patients",
     "2500",
     "--hospitals",

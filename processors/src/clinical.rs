@@ -2,6 +2,7 @@
 //! what, unit conversions, CKD-EPI 2021, KDIGO stages, blood-pressure grades and the
 //! cardiovascular risk strata of the China hypertension guideline (2018).
 
+use vigil_schemas::terminology::CREATININE_UMOL_L_PER_MG_DL;
 use vigil_schemas::{RiskLevel, Sex};
 
 /// Complication categories tracked per patient (ICD-10 families).
@@ -91,43 +92,6 @@ pub fn classify_icd10(code: &str) -> DiagnosisClass {
         _ => DiagnosisClass::Other,
     }
 }
-
-/// Observations the rules use, recognised by LOINC code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Observation {
-    Hba1c,
-    FastingGlucose,
-    Glucose,
-    Creatinine,
-    Egfr,
-    UrineAcr,
-    Systolic,
-    Diastolic,
-}
-
-/// The observation a LOINC code stands for and the factor that converts its value to the
-/// canonical unit (mmol/L for glucose, µmol/L for creatinine).
-pub fn classify_loinc(loinc: &str) -> Option<(Observation, f64)> {
-    Some(match loinc.trim() {
-        "4548-4" | "17856-6" => (Observation::Hba1c, 1.0),
-        "14771-0" => (Observation::FastingGlucose, 1.0),
-        "1558-6" => (Observation::FastingGlucose, 1.0 / GLUCOSE_MG_DL_PER_MMOL_L),
-        "14749-6" | "15074-8" => (Observation::Glucose, 1.0),
-        "2345-7" | "2339-0" => (Observation::Glucose, 1.0 / GLUCOSE_MG_DL_PER_MMOL_L),
-        "14682-9" => (Observation::Creatinine, 1.0),
-        "2160-0" => (Observation::Creatinine, CREATININE_UMOL_L_PER_MG_DL),
-        "98979-8" | "62238-1" | "33914-3" | "48642-3" | "48643-1" => (Observation::Egfr, 1.0),
-        "9318-7" | "14959-1" => (Observation::UrineAcr, 1.0),
-        "8480-6" => (Observation::Systolic, 1.0),
-        "8462-4" => (Observation::Diastolic, 1.0),
-        _ => return None,
-    })
-}
-
-/// mg/dL of glucose per mmol/L (CLINICAL.md: ÷ 18.016).
-pub const GLUCOSE_MG_DL_PER_MMOL_L: f64 = 18.016;
-/// µmol/L of creatinine per mg/dL.
-pub const CREATININE_UMOL_L_PER_MG_DL: f64 = 88.4;
 
 /// eGFR (mL/min/1.73m²) by the race-free CKD-EPI 2021 creatinine equation.
 pub fn egfr_ckd_epi_2021(creatinine_umol_l: f64, age_years: f64, sex: Sex) -> Option<f64> {
@@ -312,18 +276,6 @@ mod tests {
         for (code, expected) in cases {
             assert_eq!(classify_icd10(code), expected, "{code}");
         }
-    }
-
-    #[test]
-    fn loinc_and_unit_conversion() {
-        let (obs, factor) = classify_loinc("1558-6").unwrap();
-        assert_eq!(obs, Observation::FastingGlucose);
-        assert!((126.0 * factor - 6.99).abs() < 0.01);
-        let (obs, factor) = classify_loinc("2160-0").unwrap();
-        assert_eq!(obs, Observation::Creatinine);
-        assert!((1.0 * factor - 88.4).abs() < 1e-9);
-        assert_eq!(classify_loinc("62238-1").unwrap().0, Observation::Egfr);
-        assert!(classify_loinc("0000-0").is_none());
     }
 
     #[test]

@@ -44,25 +44,7 @@ pub struct ProcessSummary {
     pub restores: u64,
 }
 
-/// When a run ends by itself (besides shutdown): used by `vigil up --until-idle`, tests and
-/// benchmarks.
-#[derive(Clone, Default)]
-pub struct StopWhen {
-    /// Stop once no input arrived for this long (after at least one checkpoint)...
-    pub idle_for: Option<Duration>,
-    /// ...and the stage feeding this one has finished (when it runs in the same process).
-    pub upstream_done: Option<Shutdown>,
-}
-
-impl StopWhen {
-    fn reached(&self, idle: Duration) -> bool {
-        self.idle_for.is_some_and(|limit| idle >= limit)
-            && self
-                .upstream_done
-                .as_ref()
-                .is_none_or(Shutdown::is_requested)
-    }
-}
+pub use vigil_runtime::StopWhen;
 
 struct Owned {
     state: PartitionState,

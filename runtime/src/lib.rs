@@ -7,8 +7,10 @@ pub mod config;
 mod error;
 pub mod kafka;
 pub mod shutdown;
+mod stop;
 pub mod telemetry;
 pub mod time;
 
 pub use error::RuntimeError;
 pub use shutdown::Shutdown;
+pub use stop::StopWhen;

@@ -13,6 +13,7 @@ mod codec;
 mod error;
 pub mod ids;
 mod records;
+pub mod terminology;
 
 pub use codec::{AvroCodec, WireRecord, SINGLE_OBJECT_MAGIC};
 pub use error::SchemaError;

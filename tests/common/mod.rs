@@ -125,6 +125,7 @@ database = "{database}"
 
 [edge]
 pseudonym_key_file = "{key}"
+catalog_dir = "{catalog}"
 
 [process]
 group_id = "process-{groups}"
@@ -149,6 +150,7 @@ alerts_flush_interval = "100ms"
         state = topics.processor_state,
         ch = services.clickhouse_url,
         key = key_file.display(),
+        catalog = repo_path("deploy/edge").display(),
     );
     std::fs::write(path, config).expect("config written");
 }
@@ -462,4 +464,27 @@ pub fn group_lag(kafka: &KafkaConfig, group: &str, topic: &str) -> i64 {
         .iter()
         .map(|p| p.lag())
         .sum()
+}
+
+/// Every record value of every partition of `topic` (tombstones as empty).
+pub fn read_topic(kafka: &KafkaConfig, topic: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for partition in 0..kafka.partitions {
+        let reader =
+            vigil_runtime::kafka::RangeReader::new(kafka, "vigil-test-scan", topic, partition)
+                .expect("reader");
+        let (low, high) = reader.watermarks().expect("watermarks");
+        reader
+            .read::<vigil_runtime::RuntimeError>(
+                low,
+                high,
+                Duration::from_secs(60),
+                |_, payload| {
+                    out.push(payload.unwrap_or_default().to_vec());
+                    Ok(())
+                },
+            )
+            .expect("topic read");
+    }
+    out
 }

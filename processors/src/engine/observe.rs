@@ -7,10 +7,9 @@ use std::sync::Arc;
 use rustc_hash::FxHashSet;
 use vigil_schemas::{ClinicalEvent, Condition, Operation, Payload, Sex};
 
-use crate::clinical::{
-    classify_icd10, classify_loinc, egfr_ckd_epi_2021, Complication, DiagnosisClass, Observation,
-    CREATININE_UMOL_L_PER_MG_DL, GLUCOSE_MG_DL_PER_MMOL_L,
-};
+use vigil_schemas::terminology::Observation;
+
+use crate::clinical::{classify_icd10, egfr_ckd_epi_2021, Complication, DiagnosisClass};
 use crate::state::{
     condition_index, record_hash, retract, upsert, BpReading, ComplicationRecord, FollowUp,
     Patient, Reading, BP_HISTORY, EGFR_HISTORY, FOLLOW_UP_HISTORY, FOLLOW_UP_RETENTION_MS,
@@ -122,15 +121,7 @@ fn check_bp(systolic: Option<f64>, diastolic: Option<f64>) -> Result<(), Invalid
 
 /// Physiologically possible values in canonical units (wider than any alert threshold).
 fn plausible(observation: Observation) -> (f64, f64) {
-    match observation {
-        Observation::Hba1c => (3.0, 20.0),
-        Observation::FastingGlucose | Observation::Glucose => (0.5, 60.0),
-        Observation::Creatinine => (10.0, 3_000.0),
-        Observation::Egfr => (1.0, 200.0),
-        Observation::UrineAcr => (0.0, 10_000.0),
-        Observation::Systolic => (50.0, 300.0),
-        Observation::Diastolic => (20.0, 200.0),
-    }
+    observation.plausible_range()
 }
 
 /// The observation and its value in the canonical unit, or None for tests no rule uses.
@@ -140,35 +131,11 @@ pub fn normalise_lab(
     value: f64,
     unit: &str,
 ) -> Result<Option<(Observation, f64)>, Invalid> {
-    let Some((observation, _)) = classify_loinc(loinc) else {
+    let Some(observation) = Observation::from_loinc(loinc) else {
         return Ok(None);
     };
-    let unit_key: String = unit
-        .trim()
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    let factor = match (observation, unit_key.as_str()) {
-        (Observation::FastingGlucose | Observation::Glucose, "mmol/l") => Some(1.0),
-        (Observation::FastingGlucose | Observation::Glucose, "mg/dl") => {
-            Some(1.0 / GLUCOSE_MG_DL_PER_MMOL_L)
-        }
-        (Observation::Creatinine, "umol/l" | "µmol/l" | "μmol/l") => Some(1.0),
-        (Observation::Creatinine, "mg/dl") => Some(CREATININE_UMOL_L_PER_MG_DL),
-        (Observation::Hba1c, "%") => Some(1.0),
-        (Observation::Egfr, u) if u.starts_with("ml/min") => Some(1.0),
-        (Observation::UrineAcr, "mg/g") => Some(1.0),
-        (Observation::UrineAcr, "mg/mmol") => Some(8.84),
-        (Observation::Systolic | Observation::Diastolic, "mm[hg]" | "mmhg") => Some(1.0),
-        _ => None,
-    };
-    // HbA1c in IFCC units (mmol/mol) converts by the NGSP master equation.
-    if observation == Observation::Hba1c && unit_key == "mmol/mol" {
-        return Ok(Some((observation, 0.09148 * value + 2.152)));
-    }
-    match factor {
-        Some(factor) => Ok(Some((observation, value * factor))),
+    match observation.to_canonical(value, unit) {
+        Some(canonical) => Ok(Some((observation, canonical))),
         None => Err((
             "unexpected_unit",
             format!("unit '{unit}' does not fit LOINC {loinc}"),

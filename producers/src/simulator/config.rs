@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::cdc::DefectRates;
 use crate::error::ProducerError;
 
 /// A synthetic region: hospitals, a chronic-disease population and its clinical history.
@@ -39,9 +40,28 @@ pub struct SimulateConfig {
     /// Stop after this many events (0: the whole span).
     #[serde(default)]
     pub max_events: u64,
+    /// What to produce: `cdc` (each hospital's change events in its vendor's shape, to the
+    /// his_changes topic, for `vigil ingest`) or `canonical` (canonical events straight to the
+    /// clinical events topic, skipping the edge: processor benchmarks and tests).
+    #[serde(default)]
+    pub output: Output,
+    /// Defects injected into CDC output, as fractions of eligible records.
+    #[serde(default)]
+    pub defects: DefectRates,
+    /// Where to write the CDC run's manifest (what the edge should accept and reject); empty: nowhere.
+    #[serde(default)]
+    pub manifest: String,
     /// How often progress is logged on long runs.
     #[serde(default = "default_progress_every", with = "humantime_serde")]
     pub progress_every: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Output {
+    #[default]
+    Cdc,
+    Canonical,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +110,9 @@ impl Default for SimulateConfig {
             rate: default_rate(),
             compress_into: default_compress_into(),
             max_events: 0,
+            output: Output::Cdc,
+            defects: DefectRates::default(),
+            manifest: String::new(),
             progress_every: default_progress_every(),
         }
     }
@@ -119,6 +142,7 @@ impl SimulateConfig {
         if matches!(self.pace, Pace::Rate | Pace::Live) && self.rate == 0 {
             return fail("simulate.rate must be at least 1 event/s".into());
         }
+        self.defects.validate()?;
         if self.pace == Pace::Compressed && self.compress_into.is_zero() {
             return fail("simulate.compress_into must be longer than zero".into());
         }

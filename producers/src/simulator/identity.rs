@@ -4,6 +4,8 @@
 //! leaves the hospital.
 
 use sha2::{Digest, Sha256};
+
+pub use crate::edge::resident_id::check_char as resident_id_check_char;
 use vigil_schemas::Sex;
 
 const SURNAMES: [&str; 20] = [
@@ -90,18 +92,6 @@ pub fn identity(
 /// The hospital's medical record number for a patient.
 pub fn medical_record_number(hospital: u16, index: u32) -> String {
     format!("MRN{:02}{index:08}", hospital % 100)
-}
-
-/// ISO 7064 MOD 11-2 check character of the first 17 digits of a resident ID (GB 11643-1999).
-pub fn resident_id_check_char(body: &str) -> char {
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    const CHECK: [char; 11] = ['1', '0', 'X', '9', '8', '7', '6', '5', '4', '3', '2'];
-    let sum: u32 = body
-        .chars()
-        .zip(WEIGHTS)
-        .map(|(c, w)| c.to_digit(10).unwrap_or(0) * w)
-        .sum();
-    CHECK[(sum % 11) as usize]
 }
 
 #[cfg(test)]

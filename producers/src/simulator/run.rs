@@ -10,42 +10,83 @@ use vigil_runtime::Shutdown;
 use vigil_schemas::{AvroCodec, ClinicalEvent};
 
 use super::canonical::CanonicalRenderer;
-use super::config::{Pace, SimulateConfig};
+use super::cdc::{CdcRecord, CdcRenderer, Manifest};
+use super::config::{Output, Pace, SimulateConfig};
+use super::facts::SimEvent;
 use super::population::Simulation;
+use crate::edge::{Catalog, EdgeConfig};
 use crate::error::ProducerError;
 use crate::pseudonym::PseudonymKey;
 
 /// What a simulation run produced.
 #[derive(Debug, Clone, Default)]
 pub struct SimulateSummary {
+    /// Simulated clinical facts.
     pub events: u64,
+    /// Kafka records produced (CDC output may add duplicates, corrections and tombstones).
+    pub records: u64,
     pub elapsed: Duration,
-    /// Event time of the first and last event produced.
+    /// Event time of the first and last fact.
     pub first_event_ms: i64,
     pub last_event_ms: i64,
+    /// For CDC output: what the edge should accept and reject.
+    pub manifest: Option<Manifest>,
 }
 
-/// Produces the simulated history as canonical events to `kafka.topics.clinical_events`, keyed
-/// by patient pseudonym, and returns once everything is acknowledged (or shutdown was requested).
+/// Where rendered facts go.
+enum Sink {
+    Canonical {
+        renderer: CanonicalRenderer,
+        codec: Box<AvroCodec<ClinicalEvent>>,
+        topic: String,
+    },
+    Cdc {
+        renderer: Box<CdcRenderer>,
+        topic: String,
+    },
+}
+
+/// Produces the simulated history (CDC change events or canonical events, per `output`) and
+/// returns once everything is acknowledged (or shutdown was requested).
 pub fn run(
     config: &SimulateConfig,
+    edge: &EdgeConfig,
     kafka: &KafkaConfig,
     key: PseudonymKey,
     shutdown: &Shutdown,
 ) -> Result<SimulateSummary, ProducerError> {
     config.validate()?;
     let producer = DurableProducer::new(kafka, "vigil-simulate")?;
-    let codec = AvroCodec::<ClinicalEvent>::new()?;
     let mut simulation = Simulation::new(config);
-    let renderer = CanonicalRenderer::new(key, config.seed);
-    let topic = &kafka.topics.clinical_events;
+    let mut sink = match config.output {
+        Output::Canonical => Sink::Canonical {
+            renderer: CanonicalRenderer::new(key, config.seed),
+            codec: Box::new(AvroCodec::new()?),
+            topic: kafka.topics.clinical_events.clone(),
+        },
+        Output::Cdc => {
+            let catalog = Catalog::load(&edge.catalog_dir)?;
+            let renderer = CdcRenderer::new(
+                &catalog,
+                config.hospitals,
+                config.seed,
+                edge.hospital_utc_offset_minutes,
+                config.defects.clone(),
+            )?;
+            Sink::Cdc {
+                renderer: Box::new(renderer),
+                topic: kafka.topics.his_changes.clone(),
+            }
+        }
+    };
     let mut pacer = Pacer::new(config, simulation.start_ms, simulation.end_ms());
     let mut buffer = Vec::with_capacity(512);
+    let mut records: Vec<CdcRecord> = Vec::new();
     let mut summary = SimulateSummary::default();
     let started = Instant::now();
     let mut last_progress = Instant::now();
-    info!(patients = config.patients, hospitals = config.hospitals, pace = ?config.pace,
-        "Simulating {} of clinical history.", humantime_days(config.span));
+    info!(patients = config.patients, hospitals = config.hospitals, pace = ?config.pace, output = ?config.output,
+        "Simulating {} days of clinical history.", config.span.as_secs() / 86_400);
 
     while let Some(mut event) = simulation.next() {
         if config.max_events > 0 && summary.events >= config.max_events {
@@ -57,10 +98,14 @@ pub fn run(
         if config.pace == Pace::Live {
             event.time_ms = now_ms();
         }
-        let canonical = renderer.render(&simulation, &event, now_ms());
-        buffer.clear();
-        codec.encode_into(&canonical, &mut buffer)?;
-        producer.send(topic, canonical.patient_pseudonym.as_bytes(), &buffer)?;
+        summary.records += produce(
+            &mut sink,
+            &producer,
+            &simulation,
+            &event,
+            &mut buffer,
+            &mut records,
+        )?;
         if summary.events == 0 {
             summary.first_event_ms = event.time_ms;
         }
@@ -74,18 +119,71 @@ pub fn run(
                 "Simulation progress.");
         }
     }
+    if let Sink::Cdc { renderer, topic } = &mut sink {
+        records.clear();
+        renderer.finish(&mut records);
+        summary.records += send_records(&producer, topic, &records)?;
+        summary.manifest = Some(renderer.manifest.clone());
+    }
     producer.flush()?;
+    if let (Some(manifest), false) = (&summary.manifest, config.manifest.is_empty()) {
+        let text = serde_json::to_string_pretty(manifest)
+            .map_err(|e| ProducerError::Config(e.to_string()))?;
+        std::fs::write(&config.manifest, text).map_err(|source| ProducerError::Io {
+            path: config.manifest.clone(),
+            source,
+        })?;
+    }
     summary.elapsed = started.elapsed();
     info!(
         events = summary.events,
+        records = summary.records,
         seconds = summary.elapsed.as_secs_f64(),
-        "Simulation finished; every event was acknowledged by the broker."
+        "Simulation finished; every record was acknowledged by the broker."
     );
     Ok(summary)
 }
 
-fn humantime_days(span: Duration) -> String {
-    format!("{} days", span.as_secs() / 86_400)
+fn produce(
+    sink: &mut Sink,
+    producer: &DurableProducer,
+    simulation: &Simulation,
+    event: &SimEvent,
+    buffer: &mut Vec<u8>,
+    records: &mut Vec<CdcRecord>,
+) -> Result<u64, ProducerError> {
+    match sink {
+        Sink::Canonical {
+            renderer,
+            codec,
+            topic,
+        } => {
+            let canonical = renderer.render(simulation, event, now_ms());
+            buffer.clear();
+            codec.encode_into(&canonical, buffer)?;
+            producer.send(topic, canonical.patient_pseudonym.as_bytes(), buffer)?;
+            Ok(1)
+        }
+        Sink::Cdc { renderer, topic } => {
+            records.clear();
+            renderer.render(simulation, event, records);
+            send_records(producer, topic, records)
+        }
+    }
+}
+
+fn send_records(
+    producer: &DurableProducer,
+    topic: &str,
+    records: &[CdcRecord],
+) -> Result<u64, ProducerError> {
+    for record in records {
+        match &record.value {
+            Some(value) => producer.send(topic, &record.key, value)?,
+            None => producer.send_tombstone(topic, &record.key)?,
+        }
+    }
+    Ok(records.len() as u64)
 }
 
 /// Holds emission back to the configured pace.

@@ -97,6 +97,11 @@ impl DurableProducer {
         )
     }
 
+    /// Queues a tombstone (a record without a value), as Debezium writes after a delete.
+    pub fn send_tombstone(&self, topic: &str, key: &[u8]) -> Result<(), RuntimeError> {
+        self.enqueue(BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, 0).key(key))
+    }
+
     /// Queues one record for an explicit partition; its offset is remembered once acknowledged
     /// (see [`DurableProducer::last_offset`]).
     pub fn send_to(

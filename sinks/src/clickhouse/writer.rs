@@ -45,24 +45,7 @@ pub struct SinkSummary {
     pub retries: u64,
 }
 
-/// When a run ends by itself (besides shutdown).
-#[derive(Clone, Default)]
-pub struct StopWhen {
-    /// Stop once no input arrived for this long and everything is flushed...
-    pub idle_for: Option<Duration>,
-    /// ...and the stage feeding this one has finished (when it runs in the same process).
-    pub upstream_done: Option<Shutdown>,
-}
-
-impl StopWhen {
-    fn reached(&self, idle: Duration) -> bool {
-        self.idle_for.is_some_and(|limit| idle >= limit)
-            && self
-                .upstream_done
-                .as_ref()
-                .is_none_or(Shutdown::is_requested)
-    }
-}
+pub use vigil_runtime::StopWhen;
 
 /// A Kafka record type and the table its rows go to.
 trait Table {

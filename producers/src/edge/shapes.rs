@@ -1,0 +1,322 @@
+//! How each HIS vendor lays out its tables (deploy/edge/vendors/*.toml). The simulator writes
+//! rows through a shape and the ingest reads rows through the same shape, so a new vendor is a
+//! new file, not new code.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How a vendor writes instants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampFormat {
+    /// Text "YYYY-MM-DD HH:MM:SS" in the hospital's local time.
+    LocalDatetime,
+    EpochMillis,
+    /// Debezium's MicroTimestamp: microseconds since the epoch.
+    EpochMicros,
+}
+
+/// How a vendor writes calendar dates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DateFormat {
+    /// Text "YYYY-MM-DD".
+    LocalDate,
+    /// Debezium's Date: days since the epoch.
+    EpochDays,
+    EpochMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendorShape {
+    pub name: String,
+    /// The Debezium connector of the vendor's database (mysql, postgresql, oracle).
+    pub connector: String,
+    pub timestamp_format: TimestampFormat,
+    pub date_format: DateFormat,
+    /// Columns that identify a person directly: dropped at the edge and from dead-letter copies.
+    pub direct_identifiers: Vec<String>,
+    pub patient: PatientTable,
+    pub encounter: EncounterTable,
+    pub diagnosis: DiagnosisTable,
+    pub lab: LabTable,
+    pub vitals: VitalsTable,
+    pub prescription: PrescriptionTable,
+    pub follow_up: FollowUpTable,
+}
+
+/// Local code values of an enumerated column: canonical name -> the vendor's value.
+pub type CodeValues = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientTable {
+    pub table: String,
+    pub key: String,
+    pub resident_id: String,
+    pub sex: String,
+    pub birth_date: String,
+    pub region: String,
+    pub hypertension_enrolled: String,
+    pub diabetes_enrolled: String,
+    pub death: String,
+    /// Further columns the table has (names, contacts) that Vigil never reads.
+    #[serde(default)]
+    pub other: Vec<String>,
+    pub codes: PatientCodes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientCodes {
+    pub sex: CodeValues,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncounterTable {
+    pub table: String,
+    pub key: String,
+    pub resident_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub department: String,
+    pub start: String,
+    pub end: String,
+    pub codes: EncounterCodes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncounterCodes {
+    #[serde(rename = "type")]
+    pub kind: CodeValues,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnosisTable {
+    pub table: String,
+    pub key: String,
+    pub resident_id: String,
+    pub code: String,
+    /// Column saying whether `code` is ICD-10 ("ICD10") or local ("LOCAL"); empty: always ICD-10.
+    pub code_system: String,
+    pub primary: String,
+    pub department: String,
+    pub encounter: String,
+    pub time: String,
+    pub codes: DiagnosisCodes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnosisCodes {
+    pub primary: CodeValues,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabTable {
+    pub table: String,
+    pub key: String,
+    pub resident_id: String,
+    pub code: String,
+    pub value: String,
+    pub unit: String,
+    pub time: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VitalsTable {
+    pub table: String,
+    pub key: String,
+    pub resident_id: String,
+    pub systolic: String,
+    pub diastolic: String,
+    pub heart_rate: String,
+    pub weight: String,
+    pub height: String,
+    pub time: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrescriptionTable {
+    pub table: String,
+    pub key: String,
+    pub resident_id: String,
+    pub drug: String,
+    pub dose: String,
+    pub dose_unit: String,
+    pub frequency: String,
+    pub days: String,
+    pub time: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowUpTable {
+    pub table: String,
+    pub key: String,
+    pub resident_id: String,
+    pub program: String,
+    pub mode: String,
+    pub systolic: String,
+    pub diastolic: String,
+    pub fasting_glucose: String,
+    pub hba1c: String,
+    pub next_visit: String,
+    pub clinician: String,
+    pub time: String,
+    pub codes: FollowUpCodes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowUpCodes {
+    pub program: CodeValues,
+    pub mode: CodeValues,
+}
+
+/// Which kind of record a table holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TableKind {
+    Patient,
+    Encounter,
+    Diagnosis,
+    Lab,
+    Vitals,
+    Prescription,
+    FollowUp,
+}
+
+impl TableKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TableKind::Patient => "patient",
+            TableKind::Encounter => "encounter",
+            TableKind::Diagnosis => "diagnosis",
+            TableKind::Lab => "lab",
+            TableKind::Vitals => "vitals",
+            TableKind::Prescription => "prescription",
+            TableKind::FollowUp => "follow_up",
+        }
+    }
+}
+
+impl VendorShape {
+    /// (table name, key column, resident-id column) of each kind.
+    pub fn tables(&self) -> [(TableKind, &str, &str, &str); 7] {
+        [
+            (
+                TableKind::Patient,
+                &self.patient.table,
+                &self.patient.key,
+                &self.patient.resident_id,
+            ),
+            (
+                TableKind::Encounter,
+                &self.encounter.table,
+                &self.encounter.key,
+                &self.encounter.resident_id,
+            ),
+            (
+                TableKind::Diagnosis,
+                &self.diagnosis.table,
+                &self.diagnosis.key,
+                &self.diagnosis.resident_id,
+            ),
+            (
+                TableKind::Lab,
+                &self.lab.table,
+                &self.lab.key,
+                &self.lab.resident_id,
+            ),
+            (
+                TableKind::Vitals,
+                &self.vitals.table,
+                &self.vitals.key,
+                &self.vitals.resident_id,
+            ),
+            (
+                TableKind::Prescription,
+                &self.prescription.table,
+                &self.prescription.key,
+                &self.prescription.resident_id,
+            ),
+            (
+                TableKind::FollowUp,
+                &self.follow_up.table,
+                &self.follow_up.key,
+                &self.follow_up.resident_id,
+            ),
+        ]
+    }
+
+    /// The kind, key column and resident-id column of a table, by its name.
+    pub fn table(&self, name: &str) -> Option<(TableKind, &str, &str)> {
+        self.tables()
+            .into_iter()
+            .find(|(_, table, _, _)| table.eq_ignore_ascii_case(name))
+            .map(|(kind, _, key, resident)| (kind, key, resident))
+    }
+
+    /// Checks that every enumeration lists the values the ingest relies on.
+    pub fn validate(&self) -> Result<(), String> {
+        let need = |what: &str, map: &CodeValues, keys: &[&str]| -> Result<(), String> {
+            for key in keys {
+                if !map.contains_key(*key) {
+                    return Err(format!("vendor {}: {what} codes lack '{key}'", self.name));
+                }
+            }
+            Ok(())
+        };
+        need("patient.sex", &self.patient.codes.sex, &["male", "female"])?;
+        need(
+            "encounter.type",
+            &self.encounter.codes.kind,
+            &["outpatient", "inpatient", "emergency", "home_visit"],
+        )?;
+        need(
+            "diagnosis.primary",
+            &self.diagnosis.codes.primary,
+            &["yes", "no"],
+        )?;
+        need(
+            "follow_up.program",
+            &self.follow_up.codes.program,
+            &["hypertension", "diabetes"],
+        )?;
+        need(
+            "follow_up.mode",
+            &self.follow_up.codes.mode,
+            &["clinic", "home", "phone", "online"],
+        )?;
+        let mut names: Vec<String> = self
+            .tables()
+            .iter()
+            .map(|(_, t, _, _)| t.to_ascii_lowercase())
+            .collect();
+        names.sort();
+        names.dedup();
+        if names.len() != 7 {
+            return Err(format!(
+                "vendor {}: two kinds share a table name",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The canonical name a local code value stands for (reverse lookup of a code list).
+pub fn decode<'a>(codes: &'a CodeValues, value: &str) -> Option<&'a str> {
+    codes
+        .iter()
+        .find(|(_, local)| local.as_str() == value.trim())
+        .map(|(canonical, _)| canonical.as_str())
+}

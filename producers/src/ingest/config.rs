@@ -1,0 +1,63 @@
+//! Configuration of `vigil ingest`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ProducerError;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Consumer group of the ingest instances on the change-event topic.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Most records handled per batch (one flush and one commit per batch).
+    #[serde(default = "default_batch_max_records")]
+    pub batch_max_records: usize,
+    /// Longest wait to fill a batch: bounds the added latency.
+    #[serde(default = "default_batch_max_wait", with = "humantime_serde")]
+    pub batch_max_wait: Duration,
+    /// How often the edge catalogue is checked for changed files.
+    #[serde(default = "default_reload_interval", with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+fn default_group_id() -> String {
+    "vigil-ingest".into()
+}
+fn default_batch_max_records() -> usize {
+    20_000
+}
+/// A crisis value should not wait at the edge.
+fn default_batch_max_wait() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_reload_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            group_id: default_group_id(),
+            batch_max_records: default_batch_max_records(),
+            batch_max_wait: default_batch_max_wait(),
+            reload_interval: default_reload_interval(),
+        }
+    }
+}
+
+impl IngestConfig {
+    pub fn validate(&self) -> Result<(), ProducerError> {
+        if self.group_id.trim().is_empty() {
+            return Err(ProducerError::Config("ingest.group_id is empty".into()));
+        }
+        if self.batch_max_records == 0 {
+            return Err(ProducerError::Config(
+                "ingest.batch_max_records must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,307 @@
+//! The ingest loops: from the change-event topic, or from JSON lines (a file or stdin).
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::CommitMode;
+use rdkafka::message::Message;
+use serde::Serialize;
+use tracing::{info, warn};
+use vigil_runtime::config::KafkaConfig;
+use vigil_runtime::kafka::{ConsumerTuning, DurableProducer, GroupConsumer, Positions};
+use vigil_runtime::time::now_ms;
+use vigil_runtime::{Shutdown, StopWhen};
+use vigil_schemas::ids::stable_id;
+use vigil_schemas::{AvroCodec, ClinicalEvent, DeadLetter};
+
+use super::adapter::{Adapter, Outcome};
+use super::config::IngestConfig;
+use super::redact::{redacted_json, withheld};
+use crate::edge::catalog::newest_change;
+use crate::edge::{Catalog, EdgeConfig};
+use crate::error::ProducerError;
+use crate::pseudonym::PseudonymKey;
+
+/// What a run of the ingest did: every input record is counted exactly once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IngestSummary {
+    pub records: u64,
+    pub accepted: u64,
+    pub tombstones: u64,
+    /// Rejected records by reason code.
+    pub rejected: BTreeMap<String, u64>,
+    /// Accepted records with a code the catalogue could not map, by what was unmapped.
+    pub unmapped: BTreeMap<String, u64>,
+}
+
+impl IngestSummary {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// The catalogue, re-read when its files change (a broken edit keeps the previous one).
+struct LiveCatalog {
+    catalog: Catalog,
+    dir: std::path::PathBuf,
+    checked: Instant,
+    interval: Duration,
+}
+
+impl LiveCatalog {
+    fn load(dir: &Path, interval: Duration) -> Result<Self, ProducerError> {
+        let catalog = Catalog::load(dir)?;
+        info!(hospitals = catalog.len(), dir = %dir.display(), "Edge catalogue loaded.");
+        Ok(LiveCatalog {
+            catalog,
+            dir: dir.to_path_buf(),
+            checked: Instant::now(),
+            interval,
+        })
+    }
+
+    fn refresh(&mut self) {
+        if self.checked.elapsed() < self.interval {
+            return;
+        }
+        self.checked = Instant::now();
+        if newest_change(&self.dir) == self.catalog.loaded_from {
+            return;
+        }
+        match Catalog::load(&self.dir) {
+            Ok(catalog) => {
+                info!(
+                    hospitals = catalog.len(),
+                    "Edge catalogue changed on disk; reloaded."
+                );
+                self.catalog = catalog;
+            }
+            Err(error) => {
+                warn!(%error, "Edge catalogue changed but does not load; keeping the previous one.")
+            }
+        }
+    }
+}
+
+/// Turns records into produced events or dead letters, counting as it goes.
+struct Handler {
+    key: PseudonymKey,
+    offset: i32,
+    events_topic: String,
+    dead_letter_topic: String,
+    event_codec: AvroCodec<ClinicalEvent>,
+    dead_letter_codec: AvroCodec<DeadLetter>,
+    buffer: Vec<u8>,
+    summary: IngestSummary,
+}
+
+impl Handler {
+    fn new(
+        kafka: &KafkaConfig,
+        edge: &EdgeConfig,
+        key: PseudonymKey,
+    ) -> Result<Self, ProducerError> {
+        Ok(Handler {
+            key,
+            offset: edge.hospital_utc_offset_minutes,
+            events_topic: kafka.topics.clinical_events.clone(),
+            dead_letter_topic: kafka.topics.dead_letters.clone(),
+            event_codec: AvroCodec::new()?,
+            dead_letter_codec: AvroCodec::new()?,
+            buffer: Vec::with_capacity(1024),
+            summary: IngestSummary::default(),
+        })
+    }
+
+    fn handle(
+        &mut self,
+        catalog: &Catalog,
+        producer: &DurableProducer,
+        value: Option<&[u8]>,
+        (topic, partition, offset): (&str, i32, i64),
+    ) -> Result<(), ProducerError> {
+        self.summary.records += 1;
+        let now = now_ms();
+        let adapter = Adapter {
+            catalog,
+            key: &self.key,
+            utc_offset_minutes: self.offset,
+            now_ms: now,
+        };
+        let event = match adapter.adapt(value) {
+            Outcome::Tombstone => {
+                self.summary.tombstones += 1;
+                return Ok(());
+            }
+            Outcome::Accepted(event) => event,
+            Outcome::AcceptedUnmapped(event, what) => {
+                *self.summary.unmapped.entry(what.to_string()).or_default() += 1;
+                event
+            }
+            Outcome::Rejected(rejection) => {
+                *self
+                    .summary
+                    .rejected
+                    .entry(rejection.reason.to_string())
+                    .or_default() += 1;
+                let bytes = value.unwrap_or_default();
+                let copy = match serde_json::from_slice::<serde_json::Value>(bytes) {
+                    Ok(parsed) => redacted_json(&parsed, &rejection.identifiers),
+                    Err(_) => withheld(bytes),
+                };
+                let letter = DeadLetter {
+                    dead_letter_id: stable_id(&[
+                        b"ingest",
+                        topic.as_bytes(),
+                        &partition.to_le_bytes(),
+                        &offset.to_le_bytes(),
+                    ]),
+                    stage: "ingest".into(),
+                    hospital_id: rejection.hospital,
+                    reason_code: rejection.reason.into(),
+                    reason_detail: rejection.detail,
+                    source_topic: topic.into(),
+                    source_partition: partition,
+                    source_offset: offset,
+                    event_time_ms: None,
+                    received_time_ms: now,
+                    redacted_payload: copy,
+                };
+                self.buffer.clear();
+                self.dead_letter_codec
+                    .encode_into(&letter, &mut self.buffer)?;
+                producer.send(
+                    &self.dead_letter_topic,
+                    letter.hospital_id.as_bytes(),
+                    &self.buffer,
+                )?;
+                return Ok(());
+            }
+        };
+        self.summary.accepted += 1;
+        self.buffer.clear();
+        self.event_codec.encode_into(&event, &mut self.buffer)?;
+        producer.send(
+            &self.events_topic,
+            event.patient_pseudonym.as_bytes(),
+            &self.buffer,
+        )?;
+        Ok(())
+    }
+}
+
+/// Reads the change-event topic until shutdown (or the stop condition).
+pub fn run(
+    config: &IngestConfig,
+    edge: &EdgeConfig,
+    kafka: &KafkaConfig,
+    key: PseudonymKey,
+    shutdown: &Shutdown,
+    stop: StopWhen,
+) -> Result<IngestSummary, ProducerError> {
+    config.validate()?;
+    kafka.validate()?;
+    let mut catalog = LiveCatalog::load(&edge.catalog_dir, config.reload_interval)?;
+    let mut handler = Handler::new(kafka, edge, key)?;
+    let producer = DurableProducer::new(kafka, "vigil-ingest")?;
+    let consumer = GroupConsumer::new(
+        kafka,
+        &config.group_id,
+        "vigil-ingest",
+        &[&kafka.topics.his_changes],
+        &ConsumerTuning::default(),
+    )?;
+    let mut positions = Positions::default();
+    let mut last_input = Instant::now();
+    let mut last_report = Instant::now();
+    loop {
+        let stopping = shutdown.is_requested()
+            || (stop.reached(last_input.elapsed()) && consumer.caught_up().unwrap_or(false));
+        if stopping {
+            info!(summary = ?handler.summary, "Ingest stopped; everything read was produced and committed.");
+            return Ok(handler.summary);
+        }
+        catalog.refresh();
+        let batch = consumer.poll_batch(config.batch_max_records, config.batch_max_wait);
+        if batch.is_empty() {
+            continue;
+        }
+        last_input = Instant::now();
+        for message in &batch {
+            handler.handle(
+                &catalog.catalog,
+                &producer,
+                message.payload(),
+                (message.topic(), message.partition(), message.offset()),
+            )?;
+            positions.advance_past(message);
+        }
+        drop(batch);
+        // Offsets move only once every event and dead letter of the batch is acknowledged.
+        producer.flush()?;
+        for change in consumer.take_assignment_changes() {
+            if let vigil_runtime::kafka::AssignmentChange::Revoked(list) = change {
+                positions.forget(&list);
+            }
+        }
+        consumer.commit(&positions, CommitMode::Async);
+        positions.clear();
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            last_report = Instant::now();
+            let s = &handler.summary;
+            info!(
+                records = s.records,
+                accepted = s.accepted,
+                rejected = s.rejected_total(),
+                "Ingest progress."
+            );
+        }
+    }
+}
+
+/// Ingests JSON lines (one Debezium change-event value per line; `null` is a tombstone) from a
+/// file, or from stdin when `path` is "-". Returns once everything is acknowledged.
+pub fn run_file(
+    path: &Path,
+    edge: &EdgeConfig,
+    kafka: &KafkaConfig,
+    key: PseudonymKey,
+    shutdown: &Shutdown,
+) -> Result<IngestSummary, ProducerError> {
+    kafka.validate()?;
+    let catalog = Catalog::load(&edge.catalog_dir)?;
+    let mut handler = Handler::new(kafka, edge, key)?;
+    let producer = DurableProducer::new(kafka, "vigil-ingest-file")?;
+    let io_error = |source| ProducerError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let reader: Box<dyn BufRead> = if path == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).map_err(io_error)?,
+        ))
+    };
+    let source = format!("file:{}", path.display());
+    for (number, line) in reader.lines().enumerate() {
+        if shutdown.is_requested() {
+            break;
+        }
+        let line = line.map_err(io_error)?;
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let value = (trimmed != "null").then_some(trimmed.as_bytes());
+        handler.handle(&catalog, &producer, value, (&source, 0, number as i64 + 1))?;
+        if handler.summary.records % 10_000 == 0 {
+            producer.flush()?;
+        }
+    }
+    producer.flush()?;
+    info!(summary = ?handler.summary, "File ingested; everything was acknowledged by the broker.");
+    Ok(handler.summary)
+}

@@ -1,0 +1,161 @@
+//! The hospital edge against the real broker and ClickHouse: a simulated multi-vendor stream with
+//! defects goes through `vigil ingest`; every record is accounted for exactly (accepted +
+//! rejected by reason + tombstones = input, as the simulator's manifest says), and no raw
+//! identifier appears in any topic or table downstream of the edge.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::TestEnv;
+use vigil_producers::simulator::identity::{identity, medical_record_number};
+use vigil_producers::simulator::{Manifest, SimulateConfig, Simulation};
+
+#[test]
+fn a_defective_multi_vendor_stream_reconciles_exactly_and_leaks_no_identifier() {
+    let env = TestEnv::new("edge", 4, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+    let manifest_path = env.path("manifest.json");
+    let history = [
+        "simulate",
+        "--output",
+        "cdc",
+        "--patients",
+        "600",
+        "--hospitals",
+        "6",
+        "--days",
+        "365",
+        "--end-date",
+        "2026-06-30",
+        "--seed",
+        "23",
+        "--defects",
+        "0.01",
+        "--manifest",
+        manifest_path.to_str().unwrap(),
+    ];
+    env.run_vigil(&history, Duration::from_secs(300));
+    let manifest: Manifest =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    assert!(
+        manifest.rejected.len() >= 5,
+        "several kinds of rejection were injected: {manifest:?}"
+    );
+
+    // Every input record is accounted for, by reason, exactly.
+    let output = env.run_vigil(&["ingest", "--until-idle", "3"], Duration::from_secs(600));
+    let summary: serde_json::Value =
+        serde_json::from_str(output.lines().rev().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    let rejected: BTreeMap<String, u64> =
+        serde_json::from_value(summary["rejected"].clone()).unwrap();
+    assert_eq!(
+        summary["records"].as_u64(),
+        Some(manifest.records),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["accepted"].as_u64(),
+        Some(manifest.accepted),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["tombstones"].as_u64(),
+        Some(manifest.tombstones),
+        "{summary}"
+    );
+    assert_eq!(rejected, manifest.rejected);
+    let topic_events = common::read_topic(&env.kafka, &env.kafka.topics.clinical_events);
+    let topic_letters = common::read_topic(&env.kafka, &env.kafka.topics.dead_letters);
+    assert_eq!(topic_events.len() as u64, manifest.accepted);
+    assert_eq!(
+        topic_letters.len() as u64,
+        manifest.rejected.values().sum::<u64>()
+    );
+
+    // Downstream: the processor and the ClickHouse writer; dead letters land per hospital and reason.
+    env.run_vigil(&["process", "--until-idle", "3"], Duration::from_secs(600));
+    env.run_vigil(&["sink", "--until-idle", "3"], Duration::from_secs(600));
+    let landed: BTreeMap<String, u64> = env
+        .query("SELECT reason_code, uniqExact(dead_letter_id) FROM {db}.dead_letters WHERE stage = 'ingest' GROUP BY reason_code")
+        .iter()
+        .map(|l| {
+            let (reason, n) = l.split_once('\t').unwrap();
+            (reason.to_string(), n.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(landed, manifest.rejected);
+    let hospitals: u64 = env
+        .scalar("SELECT uniqExact(hospital_id) FROM {db}.dead_letters WHERE hospital_id != ''")
+        .parse()
+        .unwrap();
+    assert!(
+        hospitals >= 5,
+        "dead letters name their hospitals: {hospitals}"
+    );
+
+    // No raw identifier anywhere past the edge: not in a topic, not in a table.
+    let config = SimulateConfig {
+        patients: 600,
+        hospitals: 6,
+        end_date: "2026-06-30".into(),
+        seed: 23,
+        ..SimulateConfig::default()
+    };
+    let simulation = Simulation::new(&config);
+    let mut identifiers = Vec::new();
+    for index in 0..config.patients {
+        let p = simulation.patient(index).unwrap();
+        let person = identity(config.seed, index, p.sex, p.birth_year, p.birth_day_of_year);
+        identifiers.extend([
+            person.national_id,
+            person.name,
+            person.phone,
+            person.address,
+            medical_record_number(p.hospital, index),
+        ]);
+    }
+    let topics = &env.kafka.topics;
+    let mut scanned = 0;
+    for topic in [
+        &topics.clinical_events,
+        &topics.dead_letters,
+        &topics.alerts,
+        &topics.patient_status,
+        &topics.late_events,
+        &topics.processor_state,
+    ] {
+        for value in common::read_topic(&env.kafka, topic) {
+            scanned += 1;
+            let text = String::from_utf8_lossy(&value);
+            for identifier in &identifiers {
+                assert!(
+                    !text.contains(identifier.as_str()),
+                    "{identifier} found in topic {topic}"
+                );
+            }
+        }
+    }
+    assert!(scanned > 10_000, "scanned {scanned} records");
+    for table in [
+        "clinical_events",
+        "dead_letters",
+        "alerts",
+        "patient_status",
+    ] {
+        let dump = env
+            .query(&format!("SELECT * FROM {{db}}.{table} FORMAT TabSeparated"))
+            .join("\n");
+        assert!(!dump.is_empty(), "{table} is empty");
+        for identifier in &identifiers {
+            assert!(
+                !dump.contains(identifier.as_str()),
+                "{identifier} found in table {table}"
+            );
+        }
+    }
+}
