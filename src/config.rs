@@ -12,7 +12,7 @@ use vigil_processors::ProcessConfig;
 use vigil_producers::edge::EdgeConfig;
 use vigil_producers::ingest::IngestConfig;
 use vigil_producers::simulator::SimulateConfig;
-use vigil_runtime::config::{ClickHouseConfig, KafkaConfig};
+use vigil_runtime::config::{ClickHouseConfig, KafkaConfig, TelemetryConfig};
 use vigil_sinks::clickhouse::SinkConfig;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -32,6 +32,8 @@ pub struct VigilConfig {
     pub process: ProcessConfig,
     #[serde(default)]
     pub sink: SinkConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 /// Sections that environment variables may address; other VIGIL_* variables (VIGIL_HOME, the

@@ -202,6 +202,12 @@ async fn run() -> anyhow::Result<()> {
     let mut config = config::load(&cli.config, explicit)?;
     let shutdown = Shutdown::new();
     shutdown.listen_for_signals();
+    if !matches!(
+        cli.command,
+        Command::Config | Command::Rules { .. } | Command::Migrate | Command::Topics
+    ) {
+        vigil_runtime::telemetry::init_metrics(&config.telemetry.metrics_listen);
+    }
 
     match cli.command {
         Command::Config => {

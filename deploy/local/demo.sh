@@ -24,7 +24,8 @@ until_idle=(--until-idle 5)
 $live && until_idle=()
 
 echo "==> running the pipeline: simulate -> Kafka -> process -> Kafka -> sink -> ClickHouse"
-./target/release/vigil up --simulate "${until_idle[@]}" "$@"
+# A few defects per thousand records, so the data-quality figures have something to show.
+./target/release/vigil up --simulate --defects 0.002 "${until_idle[@]}" "$@"
 
 port=${VIGIL_CLICKHOUSE_TCP_PORT:-9000}
 ch() { clickhouse-client --port "$port" --format PrettyCompactMonoBlock --query "$1"; }

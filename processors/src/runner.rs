@@ -106,6 +106,9 @@ pub fn run(
     let mut last_input = Instant::now();
     let mut last_report = Instant::now();
     let mut dirty_since_checkpoint = false;
+    // Per-batch metric tallies: (rule, status) of alerts; the summary's totals at the last publication.
+    let mut alert_counts: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
+    let mut published = ProcessSummary::default();
     let idle_ms = config.idle_partition_timeout.as_millis() as i64;
     let lag_ms = config.engine.max_out_of_orderness.as_millis() as i64;
 
@@ -291,6 +294,9 @@ pub fn run(
             codecs.alert.encode_into(&alert, &mut buffer)?;
             producer.send(&topics.alerts, alert.patient_pseudonym.as_bytes(), &buffer)?;
             summary.alerts += 1;
+            *alert_counts
+                .entry((alert.rule_id.clone(), alert.status.as_str()))
+                .or_default() += 1;
         }
 
         if stopping || last_checkpoint.elapsed() >= config.checkpoint_interval {
@@ -312,8 +318,10 @@ pub fn run(
             }
             last_checkpoint = Instant::now();
         }
+        publish_metrics(&summary, &mut published, &mut alert_counts, &owned);
         if last_report.elapsed() >= Duration::from_secs(10) {
             last_report = Instant::now();
+            consumer.report_lag("process");
             let patients: usize = owned.values().map(|p| p.state.len()).sum();
             info!(
                 events = summary.events,
@@ -410,6 +418,34 @@ fn checkpoint(
     Ok(())
 }
 
+/// Publishes what changed since the last call (once per batch, not per event).
+fn publish_metrics(
+    summary: &ProcessSummary,
+    published: &mut ProcessSummary,
+    alert_counts: &mut BTreeMap<(String, &'static str), u64>,
+    owned: &BTreeMap<i32, Owned>,
+) {
+    let delta = |now: u64, then: u64| now.saturating_sub(then);
+    metrics::counter!("vigil_process_events_total", "outcome" => "applied")
+        .increment(delta(summary.events, published.events));
+    metrics::counter!("vigil_process_events_total", "outcome" => "late")
+        .increment(delta(summary.late, published.late));
+    metrics::counter!("vigil_process_events_total", "outcome" => "rejected")
+        .increment(delta(summary.rejected, published.rejected));
+    metrics::counter!("vigil_process_acks_total").increment(delta(summary.acks, published.acks));
+    metrics::counter!("vigil_patient_status_rows_total")
+        .increment(delta(summary.status_rows, published.status_rows));
+    metrics::counter!("vigil_process_checkpoints_total")
+        .increment(delta(summary.checkpoints, published.checkpoints));
+    for ((rule, status), n) in std::mem::take(alert_counts) {
+        metrics::counter!("vigil_alerts_total", "rule" => rule, "status" => status).increment(n);
+    }
+    metrics::gauge!("vigil_process_patients")
+        .set(owned.values().map(|p| p.state.len()).sum::<usize>() as f64);
+    metrics::gauge!("vigil_process_partitions").set(owned.len() as f64);
+    *published = summary.clone();
+}
+
 /// Restores partitions in parallel (the decode of a large state is CPU-bound).
 fn restore_all(
     changelog: &Changelog,
@@ -427,6 +463,7 @@ fn restore_all(
                 .map(|&partition| {
                     scope.spawn(move || {
                         let restored = changelog.restore(partition, &engine.rules)?;
+                        metrics::gauge!("vigil_process_restore_seconds", "partition" => partition.to_string()).set(restored.stats.elapsed.as_secs_f64());
                         let next = |topic: &str| {
                             restored
                                 .inputs
@@ -527,6 +564,8 @@ fn send_dead_letter(
     letter: &DeadLetter,
     buffer: &mut Vec<u8>,
 ) -> Result<(), ProcessorError> {
+    metrics::counter!("vigil_dead_letters_total", "stage" => "process", "hospital" => letter.hospital_id.clone(), "reason" => letter.reason_code.clone())
+        .increment(1);
     tracing::debug!(reason = %letter.reason_code, hospital = %letter.hospital_id, offset = letter.source_offset,
         "Input rejected to the dead-letter topic.");
     buffer.clear();

@@ -189,7 +189,7 @@ fn ingest_verdicts_reconcile_exactly_with_the_injected_defects() {
         "malformed",
     ] {
         assert!(
-            manifest.defects.get(kind).copied().unwrap_or(0) > 5,
+            manifest.defects.get(kind).copied().unwrap_or(0) > 0,
             "{kind} injected: {:?}",
             manifest.defects
         );

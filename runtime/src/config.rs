@@ -234,6 +234,29 @@ impl Topics {
     }
 }
 
+/// Logs and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Where Prometheus scrapes `/metrics` ("host:port"; empty turns the endpoint off). When
+    /// several vigil processes share a host, give each its own port.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: String,
+}
+
+/// 9464 is the port OpenTelemetry's Prometheus exporter conventionally uses; loopback only.
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            metrics_listen: default_metrics_listen(),
+        }
+    }
+}
+
 /// The ClickHouse server the sink writes to and `vigil migrate` prepares.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

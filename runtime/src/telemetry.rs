@@ -1,4 +1,6 @@
-//! Structured logs through `tracing`. `RUST_LOG` filters them (default: info for Vigil, warn for
+//! Structured logs through `tracing`, and Prometheus metrics on an HTTP endpoint.
+//!
+//! Logs: `RUST_LOG` filters them (default: info for Vigil, warn for
 //! the rest); `VIGIL_LOG_FORMAT=json` switches to one JSON object per line for log shippers.
 
 use tracing_subscriber::EnvFilter;
@@ -20,4 +22,33 @@ pub fn init_logging() {
     };
     // A second initialisation (tests, `vigil up`) keeps the first subscriber.
     let _ = result;
+}
+
+/// Serves Prometheus metrics (`GET /metrics`) on `listen` ("host:port"; empty: no endpoint).
+/// Stages record counters per batch with bounded labels (stage, hospital, reason, table, rule):
+/// `vigil_<what>_<unit>_total`. A taken port is logged and skipped: metrics never stop a stage.
+pub fn init_metrics(listen: &str) {
+    if listen.trim().is_empty() {
+        return;
+    }
+    let address: std::net::SocketAddr = match listen.parse() {
+        Ok(address) => address,
+        Err(error) => {
+            tracing::warn!(%listen, %error, "telemetry.metrics_listen is not host:port; serving no metrics.");
+            return;
+        }
+    };
+    if std::net::TcpListener::bind(address).is_err() {
+        tracing::warn!(%address, "The metrics port is taken (another vigil process?); this one serves no metrics.");
+        return;
+    }
+    match metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(address)
+        .install()
+    {
+        Ok(()) => tracing::info!(%address, "Serving Prometheus metrics at /metrics."),
+        Err(error) => {
+            tracing::warn!(%error, "Could not start the metrics endpoint; continuing without it.")
+        }
+    }
 }

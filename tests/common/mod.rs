@@ -132,6 +132,9 @@ group_id = "process-{groups}"
 checkpoint_interval = "500ms"
 idle_partition_timeout = "0s"
 
+[telemetry]
+metrics_listen = ""
+
 [sink]
 group_id = "sink-{groups}"
 flush_interval = "300ms"

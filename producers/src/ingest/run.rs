@@ -10,7 +10,7 @@ use rdkafka::message::Message;
 use serde::Serialize;
 use tracing::{info, warn};
 use vigil_runtime::config::KafkaConfig;
-use vigil_runtime::kafka::{ConsumerTuning, DurableProducer, GroupConsumer, Positions};
+use vigil_runtime::kafka::{Aligner, ConsumerTuning, DurableProducer, GroupConsumer, Positions};
 use vigil_runtime::time::now_ms;
 use vigil_runtime::{Shutdown, StopWhen};
 use vigil_schemas::ids::stable_id;
@@ -95,6 +95,10 @@ struct Handler {
     dead_letter_codec: AvroCodec<DeadLetter>,
     buffer: Vec<u8>,
     summary: IngestSummary,
+    /// Counts since the last publication: (hospital, outcome or reason or code kind).
+    records: BTreeMap<(String, &'static str), u64>,
+    letters: BTreeMap<(String, &'static str), u64>,
+    unmapped: BTreeMap<(String, &'static str), u64>,
 }
 
 impl Handler {
@@ -112,7 +116,23 @@ impl Handler {
             dead_letter_codec: AvroCodec::new()?,
             buffer: Vec::with_capacity(1024),
             summary: IngestSummary::default(),
+            records: BTreeMap::new(),
+            letters: BTreeMap::new(),
+            unmapped: BTreeMap::new(),
         })
+    }
+
+    /// Publishes the counts gathered since the last call (once per batch, not per record).
+    fn publish_metrics(&mut self) {
+        for ((hospital, outcome), n) in std::mem::take(&mut self.records) {
+            metrics::counter!("vigil_ingest_records_total", "hospital" => hospital, "outcome" => outcome).increment(n);
+        }
+        for ((hospital, reason), n) in std::mem::take(&mut self.letters) {
+            metrics::counter!("vigil_dead_letters_total", "stage" => "ingest", "hospital" => hospital, "reason" => reason).increment(n);
+        }
+        for ((hospital, kind), n) in std::mem::take(&mut self.unmapped) {
+            metrics::counter!("vigil_ingest_unmapped_codes_total", "hospital" => hospital, "kind" => kind).increment(n);
+        }
     }
 
     fn handle(
@@ -181,6 +201,10 @@ impl Handler {
             }
         };
         self.summary.accepted += 1;
+        *self
+            .records
+            .entry((event.hospital_id.clone(), "accepted"))
+            .or_default() += 1;
         self.buffer.clear();
         self.event_codec.encode_into(&event, &mut self.buffer)?;
         producer.send(
@@ -214,47 +238,64 @@ pub fn run(
         &ConsumerTuning::default(),
     )?;
     let mut positions = Positions::default();
+    // Change events of several partitions merge into per-patient streams: release them in the
+    // order they were written, whatever order the broker serves partitions in (see Aligner).
+    let mut aligner = Aligner::new(config.batch_max_records);
+    let mut ready = Vec::new();
     let mut last_input = Instant::now();
     let mut last_report = Instant::now();
     loop {
         let stopping = shutdown.is_requested()
-            || (stop.reached(last_input.elapsed()) && consumer.caught_up().unwrap_or(false));
+            || (stop.reached(last_input.elapsed())
+                && aligner.buffered() == 0
+                && consumer.caught_up().unwrap_or(false));
         if stopping {
             info!(summary = ?handler.summary, "Ingest stopped; everything read was produced and committed.");
             return Ok(handler.summary);
         }
         catalog.refresh();
         let batch = consumer.poll_batch(config.batch_max_records, config.batch_max_wait);
-        if batch.is_empty() {
+        if !batch.is_empty() {
+            last_input = Instant::now();
+        }
+        for message in &batch {
+            aligner.push(message.detach());
+        }
+        drop(batch);
+        for change in consumer.take_assignment_changes() {
+            if let vigil_runtime::kafka::AssignmentChange::Revoked(list) = change {
+                aligner.forget(&list);
+                positions.forget(&list);
+            }
+        }
+        ready.clear();
+        aligner.release(&consumer, &consumer.assigned(), &mut ready);
+        if ready.is_empty() {
             continue;
         }
-        last_input = Instant::now();
-        for message in &batch {
+        for message in &ready {
             handler.handle(
                 &catalog.catalog,
                 &producer,
                 message.payload(),
                 (message.topic(), message.partition(), message.offset()),
             )?;
-            positions.advance_past(message);
+            positions.advance(message.topic(), message.partition(), message.offset());
         }
-        drop(batch);
-        // Offsets move only once every event and dead letter of the batch is acknowledged.
+        // Offsets move only once every event and dead letter released is acknowledged.
         producer.flush()?;
-        for change in consumer.take_assignment_changes() {
-            if let vigil_runtime::kafka::AssignmentChange::Revoked(list) = change {
-                positions.forget(&list);
-            }
-        }
         consumer.commit(&positions, CommitMode::Async);
         positions.clear();
+        handler.publish_metrics();
         if last_report.elapsed() >= Duration::from_secs(10) {
             last_report = Instant::now();
+            consumer.report_lag("ingest");
             let s = &handler.summary;
             info!(
                 records = s.records,
                 accepted = s.accepted,
                 rejected = s.rejected_total(),
+                held = aligner.buffered(),
                 "Ingest progress."
             );
         }
@@ -302,6 +343,7 @@ pub fn run_file(
         }
     }
     producer.flush()?;
+    handler.publish_metrics();
     info!(summary = ?handler.summary, "File ingested; everything was acknowledged by the broker.");
     Ok(handler.summary)
 }

@@ -134,7 +134,12 @@ impl Simulation {
                 diabetes,
                 enrolled_ms,
                 registration_seq: seq,
-                adherence: rng.random_range(0.35..0.97),
+                // Most managed patients come most of the time; a minority rarely do.
+                adherence: if rng.random_bool(0.8) {
+                    rng.random_range(0.75..0.98)
+                } else {
+                    rng.random_range(0.3..0.7)
+                },
                 sbp_untreated: normal(&mut rng, 158.0, 14.0).clamp(135.0, 200.0) as f32,
                 treatment: if enrolled_ms < start_ms {
                     rng.random_range(0.2..0.8)
@@ -246,8 +251,8 @@ impl Simulation {
         }
         let time_ms = due_ms + self.rng.random_range(8 * 60..17 * 60) * MINUTE_MS;
         let mode = match self.rng.random_range(0..100) {
-            0..=69 => VisitMode::Clinic,
-            70..=84 => VisitMode::Home,
+            0..=74 => VisitMode::Clinic,
+            75..=89 => VisitMode::Home,
             _ => VisitMode::Phone,
         };
         let face_to_face = mode.is_face_to_face();
@@ -312,7 +317,7 @@ impl Simulation {
         } else {
             // On schedule: about quarterly, inside the 100-day window of the missed-follow-up rule;
             // only a missed visit (adherence) takes a patient past it.
-            time_ms + (normal(&mut self.rng, 88.0, 5.0).clamp(70.0, 97.0) as i64) * DAY_MS
+            time_ms + (normal(&mut self.rng, 82.0, 5.0).clamp(68.0, 96.0) as i64) * DAY_MS
         };
         let conditions: Vec<Condition> = {
             let p = &self.patients[index as usize];

@@ -201,23 +201,19 @@ impl GroupConsumer {
         }
     }
 
-    /// Whether this member has read everything its assigned partitions hold right now: its
-    /// position (or, where it read nothing yet, its group's committed offset) reaches each
-    /// partition's high watermark. No input for a while does not mean that: a broker may serve
-    /// some partitions only after others are drained. A member without partitions is not caught
-    /// up: it has not started.
-    pub fn caught_up(&self) -> Result<bool, RuntimeError> {
+    /// Records each assigned partition still holds for this member: high watermark minus its
+    /// position (or, where it read nothing yet, its group's committed offset, else the log
+    /// start). Empty while nothing is assigned.
+    pub fn lag(&self) -> Result<Vec<(String, i32, i64)>, RuntimeError> {
         let positions = self
             .consumer
             .position()
             .map_err(kafka_err("read positions"))?;
-        if positions.count() == 0 {
-            return Ok(false);
-        }
         let mut committed: Option<TopicPartitionList> = None;
+        let mut out = Vec::with_capacity(positions.count());
         for element in positions.elements() {
             let (topic, partition) = (element.topic(), element.partition());
-            let (_, high) = self
+            let (low, high) = self
                 .consumer
                 .fetch_watermarks(topic, partition, Duration::from_secs(5))
                 .map_err(kafka_err("fetch watermarks"))?;
@@ -237,21 +233,46 @@ impl GroupConsumer {
                         .map(|e| e.offset())
                     {
                         Some(Offset::Offset(offset)) => offset,
-                        // Never committed: caught up only if the partition is empty.
-                        _ => {
-                            self.consumer
-                                .fetch_watermarks(topic, partition, Duration::from_secs(5))
-                                .map_err(kafka_err("fetch watermarks"))?
-                                .0
-                        }
+                        _ => low,
                     }
                 }
             };
-            if position < high {
-                return Ok(false);
-            }
+            out.push((topic.to_string(), partition, (high - position).max(0)));
         }
-        Ok(true)
+        Ok(out)
+    }
+
+    /// Whether this member has read everything its assigned partitions hold right now. No input
+    /// for a while does not mean that: a broker may serve some partitions only after others
+    /// are drained. A member without partitions is not caught up: it has not started.
+    pub fn caught_up(&self) -> Result<bool, RuntimeError> {
+        let lag = self.lag()?;
+        Ok(!lag.is_empty() && lag.iter().all(|(_, _, l)| *l == 0))
+    }
+
+    /// Publishes the lag per topic as the gauge `vigil_consumer_lag_messages{stage, topic}`.
+    pub fn report_lag(&self, stage: &'static str) {
+        match self.lag() {
+            Ok(lag) => {
+                let mut per_topic: std::collections::BTreeMap<String, i64> =
+                    std::collections::BTreeMap::new();
+                for (topic, _, l) in lag {
+                    *per_topic.entry(topic).or_default() += l;
+                }
+                for (topic, l) in per_topic {
+                    metrics::gauge!("vigil_consumer_lag_messages", "stage" => stage, "topic" => topic).set(l as f64);
+                }
+            }
+            Err(error) => debug!(%error, "Could not measure consumer lag."),
+        }
+    }
+
+    /// The partitions this member owns now.
+    pub fn assigned(&self) -> Vec<TopicPartition> {
+        self.consumer
+            .assignment()
+            .map(|list| partitions_of(&list))
+            .unwrap_or_default()
     }
 
     /// Stops fetching the given partitions (e.g. while their state is restored).

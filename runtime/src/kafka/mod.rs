@@ -9,6 +9,7 @@
 //! * [`RangeReader`]: exact offset ranges of one partition, outside any group (state restore).
 
 mod admin;
+mod aligned;
 mod consumer;
 mod producer;
 mod reader;
@@ -20,6 +21,7 @@ use crate::config::KafkaConfig;
 use crate::RuntimeError;
 
 pub use admin::{ensure_topics, group_lag, partition_count, PartitionLag, TopicSpec};
+pub use aligned::Aligner;
 pub use consumer::{
     is_rebalance_noise, AssignmentChange, ConsumerTuning, GroupConsumer, GroupContext, Positions,
     TopicPartition,

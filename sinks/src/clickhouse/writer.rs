@@ -361,6 +361,7 @@ pub fn run(
         writer.flush_due(stopping)?;
         if last_report.elapsed() >= Duration::from_secs(10) {
             last_report = Instant::now();
+            writer.consumer.report_lag("sink");
             info!(
                 events = writer.summary.events,
                 alerts = writer.summary.alerts,
@@ -405,6 +406,8 @@ impl Writer<'_> {
     }
 
     fn send_dead_letter(&mut self, letter: &DeadLetter) -> Result<(), SinkError> {
+        metrics::counter!("vigil_dead_letters_total", "stage" => "sink", "hospital" => letter.hospital_id.clone(), "reason" => letter.reason_code.clone())
+            .increment(1);
         let bytes = self.dead_letter_codec.encode(letter)?;
         self.producer.send(
             &self.dead_letter_topic,
@@ -452,6 +455,8 @@ impl Writer<'_> {
                 Ok(rejected) => break rejected,
                 Err(source) => {
                     self.summary.retries += 1;
+                    metrics::counter!("vigil_sink_insert_retries_total", "table" => T::TABLE)
+                        .increment(1);
                     warn!(table = T::TABLE, rows = rows.len(), error = %source, retry_in = ?backoff,
                         "ClickHouse is unavailable; holding the batch and retrying.");
                     self.wait_while_paused(backoff)?;
@@ -460,6 +465,10 @@ impl Writer<'_> {
             }
         };
         self.summary.inserts += 1;
+        metrics::counter!("vigil_sink_rows_total", "table" => T::TABLE)
+            .increment((rows.len() - rejected.len()) as u64);
+        metrics::counter!("vigil_sink_rejected_rows_total", "table" => T::TABLE)
+            .increment(rejected.len() as u64);
         for (index, reason) in &rejected {
             let (partition, offset, hospital) = table(&mut self.tables).sources[*index].clone();
             let topic = table(&mut self.tables).topic.clone();
