@@ -41,6 +41,8 @@ struct Cli {
 enum Command {
     /// Create or upgrade the ClickHouse database (idempotent).
     Migrate,
+    /// Publish the insurance bureau's aggregated outcome metrics now (the writer also does so periodically).
+    Publish,
     /// Create the Kafka topics (each stage also does this at start unless kafka.create_topics = false).
     Topics,
     /// Produce a synthetic region's clinical history to Kafka.
@@ -184,10 +186,38 @@ fn apply_simulate_args(config: &mut VigilConfig, args: &SimulateArgs) -> anyhow:
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// Prints a report line to stdout. A reader that went away (`vigil rules | head`) is not an
+/// error worth failing or panicking over: the work is done by the time we report it.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+fn main() -> std::process::ExitCode {
     vigil_runtime::telemetry::init_logging();
-    match run().await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("vigil: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let shutdown = Shutdown::new();
+    let result = runtime.block_on(async {
+        shutdown.listen_for_signals();
+        run(shutdown.clone()).await
+    });
+    // Whatever ended the command (success, an error, a failed stage), every stage still running
+    // must stop too; a stage blocked on a token nobody raises would otherwise keep the process
+    // alive forever, deaf to signals once the runtime is gone.
+    shutdown.request();
+    runtime.shutdown_timeout(Duration::from_secs(30));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("vigil: {error:#}");
@@ -196,12 +226,10 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
     let cli = Cli::parse();
     let explicit = cli.config != std::path::Path::new("vigil.toml");
     let mut config = config::load(&cli.config, explicit)?;
-    let shutdown = Shutdown::new();
-    shutdown.listen_for_signals();
     if !matches!(
         cli.command,
         Command::Config | Command::Rules { .. } | Command::Migrate | Command::Topics
@@ -211,7 +239,7 @@ async fn run() -> anyhow::Result<()> {
 
     match cli.command {
         Command::Config => {
-            print!("{}", toml::to_string_pretty(&config)?);
+            say!("{}", toml::to_string_pretty(&config)?.trim_end());
         }
         Command::Rules { file } => {
             let rules = match file.or(config.process.rules_file.clone()) {
@@ -219,7 +247,7 @@ async fn run() -> anyhow::Result<()> {
                 None => RuleSet::defaults()?,
             };
             for rule in rules.rules() {
-                println!(
+                say!(
                     "{:<34} v{:<3} {:<9} {}",
                     rule.id,
                     rule.version,
@@ -232,14 +260,26 @@ async fn run() -> anyhow::Result<()> {
             let report = vigil_sinks::clickhouse::migrate::migrate(&config.clickhouse)
                 .await
                 .with_context(|| format!("cannot migrate ClickHouse at {}; is it running (deploy/local/services.sh start)?", config.clickhouse.url))?;
-            println!(
+            say!(
                 "migrations applied: {:?}; already present: {:?}",
-                report.applied, report.already
+                report.applied,
+                report.already
+            );
+        }
+        Command::Publish => {
+            let cells = vigil_sinks::clickhouse::publish::publish(
+                &config.clickhouse,
+                config.sink.publish_min_cell,
+            )
+            .await?;
+            say!(
+                "published {cells} outcome-metric cells to {}_insurance",
+                config.clickhouse.database
             );
         }
         Command::Topics => {
             prepare_topics(&config.kafka).await?;
-            println!("topics ready on {}", config.kafka.brokers);
+            say!("topics ready on {}", config.kafka.brokers);
         }
         Command::Simulate(args) => {
             apply_simulate_args(&mut config, &args)?;
@@ -255,7 +295,7 @@ async fn run() -> anyhow::Result<()> {
                 )
             })
             .await?;
-            println!(
+            say!(
                 "simulated {} events in {:.1}s",
                 summary.events,
                 summary.elapsed.as_secs_f64()
@@ -292,7 +332,7 @@ async fn run() -> anyhow::Result<()> {
                     .await?
                 }
             };
-            println!("{}", serde_json::to_string(&summary)?);
+            say!("{}", serde_json::to_string(&summary)?);
         }
         Command::Process(until) => {
             prepare_topics(&config.kafka).await?;
@@ -304,7 +344,7 @@ async fn run() -> anyhow::Result<()> {
                 vigil_processors::runner::run(&config.process, &config.kafka, token, stop.clone())
             })
             .await?;
-            println!("{summary:?}");
+            say!("{summary:?}");
         }
         Command::Sink(until) => {
             prepare_topics(&config.kafka).await?;
@@ -324,7 +364,7 @@ async fn run() -> anyhow::Result<()> {
                 )
             })
             .await?;
-            println!("{summary:?}");
+            say!("{summary:?}");
         }
         Command::Up(args) => up(config, args, shutdown).await?,
     }
@@ -421,8 +461,8 @@ async fn up(mut config: VigilConfig, args: UpArgs, shutdown: Shutdown) -> anyhow
     let ingested = ingest.await.context("ingest stage")??;
     let processed = process.await.context("process stage")??;
     let sunk = sink.await.context("sink stage")??;
-    println!("ingest:    {}", serde_json::to_string(&ingested)?);
-    println!("processor: {processed:?}");
-    println!("sink:      {sunk:?}");
+    say!("ingest:    {}", serde_json::to_string(&ingested)?);
+    say!("processor: {processed:?}");
+    say!("sink:      {sunk:?}");
     Ok(())
 }

@@ -18,6 +18,7 @@
 #   VIGIL_CLICKHOUSE_TCP_PORT      ClickHouse native port          (default: 9000)
 #   VIGIL_CLICKHOUSE_INTERSERVER_PORT                              (default: 9009)
 #   VIGIL_KAFKA_STORAGE            Tansu storage engine            (default: sqlite://tansu.db)
+#   VIGIL_CH_DATABASES             Vigil databases the ClickHouse users may use (default: vigil)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -110,6 +111,35 @@ clickhouse_ready() {
   [ "$(curl -fsS "http://127.0.0.1:$ch_http/ping" 2>/dev/null)" = "Ok." ]
 }
 
+# Passwords of the ClickHouse users, generated once per installation and kept (mode 600) in
+# $dir/credentials.env; users.xml gets their SHA-256.
+render_users() {
+  local dir=$1 credentials=$1/credentials.env
+  if [ ! -f "$credentials" ]; then
+    (umask 077
+     for user in WRITER COMMISSION INSURANCE; do
+       printf 'VIGIL_CH_%s_PASSWORD=%s\n' "$user" "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+     done >"$credentials")
+  fi
+  # shellcheck disable=SC1090
+  . "$credentials"
+  local sha
+  sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+  # Each served database and its published <db>_insurance companion.
+  local db main="" published=""
+  for db in ${VIGIL_CH_DATABASES:-vigil}; do
+    main="$main<database>$db</database>"
+    published="$published<database>${db}_insurance</database>"
+  done
+  sed -e "s/@WRITER_SHA256@/$(sha "$VIGIL_CH_WRITER_PASSWORD")/" \
+      -e "s/@COMMISSION_SHA256@/$(sha "$VIGIL_CH_COMMISSION_PASSWORD")/" \
+      -e "s/@INSURANCE_SHA256@/$(sha "$VIGIL_CH_INSURANCE_PASSWORD")/" \
+      -e "s|@WRITER_DATABASES@|$main$published|" \
+      -e "s|@COMMISSION_DATABASES@|$main|" \
+      -e "s|@INSURANCE_DATABASES@|$published|" \
+      "$(dirname "$ch_config")/users.xml" >"$dir/users.xml"
+}
+
 start_clickhouse() {
   local pidfile=$home/clickhouse.pid dir=$home/clickhouse
   if pid_alive "$pidfile"; then
@@ -122,7 +152,7 @@ start_clickhouse() {
   mkdir -p "$dir"/{data,tmp,user_files,format_schemas}
   # The server reads users.xml relative to the config file: keep both together in $dir.
   cp "$ch_config" "$dir/config.xml"
-  cp "$(dirname "$ch_config")/users.xml" "$dir/users.xml"
+  render_users "$dir"
   (cd "$dir" && exec clickhouse-server --config-file="$dir/config.xml" -- \
       --path="$dir/data/" --tmp_path="$dir/tmp/" --user_files_path="$dir/user_files/" \
       --format_schema_path="$dir/format_schemas/" \
@@ -177,6 +207,7 @@ export VIGIL_KAFKA__BROKERS=127.0.0.1:$kafka_port
 export VIGIL_CLICKHOUSE__URL=http://127.0.0.1:$ch_http
 export VIGIL_TEST_KAFKA_BROKERS=127.0.0.1:$kafka_port
 export VIGIL_TEST_CLICKHOUSE_URL=http://127.0.0.1:$ch_http
+export VIGIL_TEST_CLICKHOUSE_CREDENTIALS=$home/clickhouse/credentials.env
 EOF
 }
 

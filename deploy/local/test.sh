@@ -29,6 +29,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> starting the local services (first run on a new machine installs them)"
+# The access test owns vigil_access_test; the users must be allowed to use it.
+export VIGIL_CH_DATABASES="vigil vigil_access_test"
 deploy/local/services.sh start
 eval "$(deploy/local/services.sh env)"
 

@@ -9,7 +9,7 @@
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -161,12 +161,26 @@ alerts_flush_interval = "100ms"
 impl TestEnv {
     /// `extra` is TOML appended to the generated configuration (sections not already present).
     pub fn new(name: &str, partitions: i32, extra: &str) -> TestEnv {
-        let services = services();
         let id = unique(name);
+        let database = format!("vigil_t_{id}");
+        TestEnv::build(id, database, partitions, extra)
+    }
+
+    /// Like `new`, with a fixed database name (dropped first if an earlier run left it), for
+    /// tests of what ClickHouse users may do: users.xml names the databases they may use.
+    pub fn with_database(name: &str, database: &str, partitions: i32, extra: &str) -> TestEnv {
+        let env = TestEnv::build(unique(name), database.to_string(), partitions, extra);
+        for db in [database.to_string(), format!("{database}_insurance")] {
+            env.admin(&format!("DROP DATABASE IF EXISTS {db}"));
+        }
+        env
+    }
+
+    fn build(id: String, database: String, partitions: i32, extra: &str) -> TestEnv {
+        let services = services();
         let dir = std::env::temp_dir().join(format!("vigil-test-{id}"));
         std::fs::create_dir_all(&dir).expect("scratch dir");
         std::fs::write(dir.join("pseudonym.key"), TEST_KEY).expect("key written");
-        let database = format!("vigil_t_{id}");
         let mut kafka = KafkaConfig {
             brokers: services.brokers.clone(),
             partitions,
@@ -263,34 +277,51 @@ impl TestEnv {
 
     /// Runs `vigil` to completion within `limit`, and fails the test with its output otherwise.
     pub fn run_vigil(&self, args: &[&str], limit: Duration) -> String {
-        let child = self
-            .vigil(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        self.run_command(self.vigil(args), limit)
+    }
+
+    /// Runs a prepared `vigil` command (extra environment, say) like `run_vigil`. Output goes
+    /// through a file, not a pipe: a chatty run cannot block on a full pipe nobody reads.
+    pub fn run_command(&self, command: Command, limit: Duration) -> String {
+        let (success, args, text) = self.try_command(command, limit);
+        assert!(success, "vigil {args:?} failed:\n{text}");
+        text
+    }
+
+    /// Runs a prepared `vigil` command to its end within `limit`: whether it succeeded, its
+    /// arguments and its output.
+    pub fn try_command(
+        &self,
+        mut command: Command,
+        limit: Duration,
+    ) -> (bool, Vec<String>, String) {
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        let log = self
+            .dir
+            .join(format!("run-{}.log", RUNS.fetch_add(1, Ordering::SeqCst)));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = command
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
             .spawn()
             .expect("vigil starts");
+        let args: Vec<String> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         let mut guard = ChildGuard(Some(child));
         let started = Instant::now();
         loop {
             let child = guard.0.as_mut().expect("child");
             if let Some(status) = child.try_wait().expect("wait") {
-                let output = guard
-                    .0
-                    .take()
-                    .expect("child")
-                    .wait_with_output()
-                    .expect("output");
-                let text = format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                );
-                assert!(status.success(), "vigil {args:?} failed:\n{text}");
-                return text;
+                guard.0 = None;
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                return (status.success(), args, text);
             }
             assert!(
                 started.elapsed() < limit,
-                "vigil {args:?} did not finish within {limit:?}"
+                "vigil {args:?} did not finish within {limit:?}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -371,6 +402,35 @@ impl TestEnv {
             .to_string()
     }
 
+    /// Runs a statement as the administrator (`default`), failing the test if it fails.
+    pub fn admin(&self, sql: &str) {
+        let client = clickhouse::Client::default()
+            .with_url(&self.services.clickhouse_url)
+            .with_validation(false);
+        let sql = sql.to_string();
+        self.runtime
+            .block_on(async move { client.query(&sql).execute().await })
+            .unwrap_or_else(|e| panic!("admin statement failed: {e}"));
+    }
+
+    /// Runs a query as `user`: its tab-separated rows, or ClickHouse's refusal.
+    pub fn query_as(&self, user: &str, password: &str, sql: &str) -> Result<String, String> {
+        let sql = sql.replace("{db}", &self.database);
+        let client = clickhouse::Client::default()
+            .with_url(&self.services.clickhouse_url)
+            .with_user(user)
+            .with_password(password)
+            .with_validation(false);
+        self.runtime.block_on(async move {
+            let mut cursor = client
+                .query(&sql)
+                .fetch_bytes("TabSeparated")
+                .map_err(|e| e.to_string())?;
+            let bytes = cursor.collect().await.map_err(|e| e.to_string())?;
+            Ok(String::from_utf8_lossy(&bytes).trim_end().to_string())
+        })
+    }
+
     pub fn scalar(&self, sql: &str) -> String {
         self.query(sql).into_iter().next().unwrap_or_default()
     }
@@ -395,13 +455,18 @@ impl Drop for TestEnv {
             );
             return;
         }
-        let client = clickhouse::Client::default()
-            .with_url(&self.services.clickhouse_url)
-            .with_validation(false);
-        let sql = format!("DROP DATABASE IF EXISTS {}", self.database);
-        let _ = self
-            .runtime
-            .block_on(async move { client.query(&sql).execute().await });
+        for db in [
+            self.database.clone(),
+            format!("{}_insurance", self.database),
+        ] {
+            let client = clickhouse::Client::default()
+                .with_url(&self.services.clickhouse_url)
+                .with_validation(false);
+            let sql = format!("DROP DATABASE IF EXISTS {db}");
+            let _ = self
+                .runtime
+                .block_on(async move { client.query(&sql).execute().await });
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

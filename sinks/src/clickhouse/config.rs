@@ -22,6 +22,12 @@ pub struct SinkConfig {
     /// The alerts table is flushed sooner: dashboards and audits see alerts within this.
     #[serde(default = "default_alerts_flush_interval", with = "humantime_serde")]
     pub alerts_flush_interval: Duration,
+    /// How often the insurance bureau's outcome metrics are republished (0s: never).
+    #[serde(default = "default_publish_interval", with = "humantime_serde")]
+    pub publish_interval: Duration,
+    /// Cells (and rates) resting on fewer patients than this are suppressed in publications.
+    #[serde(default = "default_min_cell")]
+    pub publish_min_cell: u64,
     /// Longest pause between retries while ClickHouse is unreachable.
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     pub max_retry_backoff: Duration,
@@ -40,6 +46,14 @@ fn default_flush_interval() -> Duration {
 fn default_alerts_flush_interval() -> Duration {
     Duration::from_millis(200)
 }
+/// Quarterly figures move slowly; every few minutes keeps them current without load.
+fn default_publish_interval() -> Duration {
+    Duration::from_secs(300)
+}
+/// A common small-cell threshold in health statistics publications.
+fn default_min_cell() -> u64 {
+    10
+}
 fn default_max_backoff() -> Duration {
     Duration::from_secs(30)
 }
@@ -51,6 +65,8 @@ impl Default for SinkConfig {
             batch_max_rows: default_batch_max_rows(),
             flush_interval: default_flush_interval(),
             alerts_flush_interval: default_alerts_flush_interval(),
+            publish_interval: default_publish_interval(),
+            publish_min_cell: default_min_cell(),
             max_retry_backoff: default_max_backoff(),
         }
     }
@@ -64,6 +80,11 @@ impl SinkConfig {
         if self.batch_max_rows == 0 || self.batch_max_rows > 1_000_000 {
             return Err(SinkError::Config(
                 "sink.batch_max_rows must be 1..=1000000".into(),
+            ));
+        }
+        if self.publish_min_cell < 2 {
+            return Err(SinkError::Config(
+                "sink.publish_min_cell must be at least 2".into(),
             ));
         }
         if self.flush_interval.is_zero() || self.alerts_flush_interval.is_zero() {

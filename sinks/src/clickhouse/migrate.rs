@@ -12,11 +12,18 @@ use vigil_runtime::RuntimeError;
 use crate::error::SinkError;
 
 /// (version, name, SQL) in order. Every file of the directory must be listed (a test checks).
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "0001_core_tables",
-    include_str!("../../../deploy/clickhouse/migrations/0001_core_tables.sql"),
-)];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "0001_core_tables",
+        include_str!("../../../deploy/clickhouse/migrations/0001_core_tables.sql"),
+    ),
+    (
+        2,
+        "0002_pilot_metrics",
+        include_str!("../../../deploy/clickhouse/migrations/0002_pilot_metrics.sql"),
+    ),
+];
 
 #[derive(Debug, Row, Serialize, Deserialize)]
 struct Applied {
@@ -67,6 +74,40 @@ pub struct MigrateReport {
     pub already: Vec<u32>,
 }
 
+async fn read_applied(client: &clickhouse::Client, db: &str) -> Result<Vec<Applied>, SinkError> {
+    Ok(client
+        .query(&format!(
+            "SELECT version, checksum FROM {db}.schema_migrations ORDER BY version"
+        ))
+        .fetch_all()
+        .await
+        .map_err(|source| RuntimeError::ClickHouse {
+            operation: "read applied migrations",
+            source,
+        })?)
+}
+
+/// The report of a schema that has every migration, unchanged; `None` if some are pending.
+fn already_current(applied: &[Applied]) -> Result<Option<MigrateReport>, SinkError> {
+    let mut report = MigrateReport::default();
+    for (version, name, sql) in MIGRATIONS {
+        let Some(done) = applied.iter().find(|a| a.version == *version) else {
+            return Ok(None);
+        };
+        let sum = checksum(sql);
+        if done.checksum != sum {
+            return Err(SinkError::MigrationChanged {
+                version: *version,
+                name,
+                applied: done.checksum.clone(),
+                now: sum,
+            });
+        }
+        report.already.push(*version);
+    }
+    Ok(Some(report))
+}
+
 pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrateReport, SinkError> {
     config.validate()?;
     let client = vigil_runtime::clickhouse::server_client(config);
@@ -84,22 +125,20 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrateReport, SinkErr
                 })
         }
     };
+    // A schema that is already current needs no DDL, so stages running as a user without DDL
+    // rights (vigil_writer) can call this at start-up as a check.
+    if let Ok(applied) = read_applied(&client, db).await {
+        if let Some(report) = already_current(&applied)? {
+            return Ok(report);
+        }
+    }
     run(format!("CREATE DATABASE IF NOT EXISTS {db}")).await?;
     run(format!(
         "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, checksum String, applied_at DateTime) \
          ENGINE = MergeTree() ORDER BY version"
     ))
     .await?;
-    let applied: Vec<Applied> = client
-        .query(&format!(
-            "SELECT version, checksum FROM {db}.schema_migrations ORDER BY version"
-        ))
-        .fetch_all()
-        .await
-        .map_err(|source| RuntimeError::ClickHouse {
-            operation: "read applied migrations",
-            source,
-        })?;
+    let applied = read_applied(&client, db).await?;
 
     let mut report = MigrateReport::default();
     for (version, name, sql) in MIGRATIONS {

@@ -3,9 +3,11 @@
 //! * `migrate`: versioned DDL from `deploy/clickhouse/migrations/`, applied once each, in order.
 //! * `rows`: the table rows and how Kafka records map to them.
 //! * `writer`: the `vigil sink` loop: batch per table, insert, then commit the offsets.
+//! * `publish`: the insurance bureau's aggregated, suppressed outcome metrics.
 
 mod config;
 pub mod migrate;
+pub mod publish;
 pub mod rows;
 pub mod writer;
 

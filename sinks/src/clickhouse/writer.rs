@@ -349,6 +349,7 @@ pub fn run(
     };
     let mut last_input = Instant::now();
     let mut last_report = Instant::now();
+    let mut last_publication = Instant::now();
     loop {
         let stopping = shutdown.is_requested()
             || (stop.reached(last_input.elapsed()) && writer.consumer.caught_up().unwrap_or(false));
@@ -359,6 +360,20 @@ pub fn run(
             }
         }
         writer.flush_due(stopping)?;
+        if !config.publish_interval.is_zero()
+            && (last_publication.elapsed() >= config.publish_interval || stopping)
+        {
+            last_publication = Instant::now();
+            // A failed publication is retried next interval: it never holds up the writing.
+            match handle.block_on(super::publish::publish(clickhouse, config.publish_min_cell)) {
+                Ok(cells) => {
+                    tracing::debug!(cells, "Published the insurance bureau's outcome metrics.")
+                }
+                Err(error) => {
+                    warn!(%error, "Publishing outcome metrics failed; retrying next interval.")
+                }
+            }
+        }
         if last_report.elapsed() >= Duration::from_secs(10) {
             last_report = Instant::now();
             writer.consumer.report_lag("sink");
