@@ -14,6 +14,7 @@ use vigil_producers::ingest::IngestConfig;
 use vigil_producers::simulator::SimulateConfig;
 use vigil_runtime::config::{ClickHouseConfig, KafkaConfig, TelemetryConfig};
 use vigil_sinks::clickhouse::SinkConfig;
+use vigil_sinks::notify::NotifyConfig;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,12 +34,14 @@ pub struct VigilConfig {
     #[serde(default)]
     pub sink: SinkConfig,
     #[serde(default)]
+    pub notify: NotifyConfig,
+    #[serde(default)]
     pub telemetry: TelemetryConfig,
 }
 
 /// Sections that environment variables may address; other VIGIL_* variables (VIGIL_HOME, the
 /// test addresses) belong to the scripts and are left alone.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 9] = [
     "kafka",
     "clickhouse",
     "edge",
@@ -46,6 +49,8 @@ const SECTIONS: [&str; 7] = [
     "ingest",
     "process",
     "sink",
+    "notify",
+    "telemetry",
 ];
 
 /// Loads `path` (if it exists; an explicitly named file must exist), then the environment.

@@ -53,6 +53,8 @@ enum Command {
     Process(UntilIdle),
     /// Run the ClickHouse writer.
     Sink(UntilIdle),
+    /// Deliver alerts to each hospital's webhook (signed, retried, recorded).
+    Notify(UntilIdle),
     /// Run every stage in one process against the configured services (a laptop or a pilot site).
     Up(UpArgs),
     /// Print the effective configuration (file, defaults and environment combined).
@@ -365,6 +367,22 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
             })
             .await?;
             say!("{summary:?}");
+        }
+        Command::Notify(until) => {
+            prepare_topics(&config.kafka).await?;
+            let handle = tokio::runtime::Handle::current();
+            let stop = vigil_runtime::StopWhen::idle(until.duration());
+            let summary = supervise("notify", shutdown.clone(), move |token| {
+                vigil_sinks::notify::run(
+                    &config.notify,
+                    &config.kafka,
+                    &handle,
+                    token,
+                    stop.clone(),
+                )
+            })
+            .await?;
+            say!("{}", serde_json::to_string(&summary)?);
         }
         Command::Up(args) => up(config, args, shutdown).await?,
     }

@@ -37,6 +37,12 @@ pub async fn prepare_topics(kafka: &KafkaConfig) -> anyhow::Result<()> {
     let mut state = TopicSpec::new(&topics.processor_state, kafka.partitions);
     state.config.insert("retention.ms".into(), "-1".into());
     specs.push(state);
+    // Compacted: the latest outcome per alert is the notifier's memory of what was acknowledged.
+    let mut deliveries = TopicSpec::new(&topics.alert_deliveries, kafka.partitions);
+    deliveries
+        .config
+        .insert("cleanup.policy".into(), "compact".into());
+    specs.push(deliveries);
     ensure_topics(kafka, &specs)
         .await
         .with_context(|| format!("cannot create Vigil's topics on {}; is the broker running (deploy/local/services.sh start)?", kafka.brokers))

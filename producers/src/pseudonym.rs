@@ -57,7 +57,10 @@ impl PseudonymKey {
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound && create_if_missing => {
                 let key: [u8; 32] = rand::random();
-                write_secret_file(file, hex::encode(key).as_bytes())?;
+                vigil_runtime::secret::write_secret_file(file, hex::encode(key).as_bytes())
+                    .map_err(|e| {
+                        ProducerError::Config(format!("cannot create {}: {e}", file.display()))
+                    })?;
                 tracing::warn!(path = %file.display(),
                     "Generated a new pseudonymisation key for local use; production deployments must provide their own.");
                 Self::from_bytes(&key)
@@ -82,26 +85,6 @@ impl PseudonymKey {
         mac.update(identifier.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
-}
-
-fn write_secret_file(path: &Path, contents: &[u8]) -> Result<(), ProducerError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| ProducerError::Config(format!("cannot create {}: {e}", dir.display())))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    use std::io::Write;
-    let mut file = options
-        .open(path)
-        .map_err(|e| ProducerError::Config(format!("cannot create {}: {e}", path.display())))?;
-    file.write_all(contents)
-        .map_err(|e| ProducerError::Config(format!("cannot write {}: {e}", path.display())))
 }
 
 #[cfg(test)]

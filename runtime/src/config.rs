@@ -140,6 +140,10 @@ pub struct Topics {
     /// The processor's state changelog and checkpoints, one partition per input partition.
     #[serde(default = "topic_processor_state")]
     pub processor_state: String,
+    /// Outcomes of alert deliveries (Avro), keyed by alert id, compacted: what each hospital's
+    /// endpoint acknowledged, so an alert is never delivered twice.
+    #[serde(default = "topic_alert_deliveries")]
+    pub alert_deliveries: String,
 }
 
 fn topic_his_changes() -> String {
@@ -166,6 +170,9 @@ fn topic_late_events() -> String {
 fn topic_processor_state() -> String {
     "vigil.processor.state".into()
 }
+fn topic_alert_deliveries() -> String {
+    "vigil.notify.deliveries".into()
+}
 
 impl Default for Topics {
     fn default() -> Self {
@@ -178,12 +185,13 @@ impl Default for Topics {
             dead_letters: topic_dead_letters(),
             late_events: topic_late_events(),
             processor_state: topic_processor_state(),
+            alert_deliveries: topic_alert_deliveries(),
         }
     }
 }
 
 impl Topics {
-    pub fn all(&self) -> [&str; 8] {
+    pub fn all(&self) -> [&str; 9] {
         [
             &self.his_changes,
             &self.clinical_events,
@@ -193,6 +201,7 @@ impl Topics {
             &self.dead_letters,
             &self.late_events,
             &self.processor_state,
+            &self.alert_deliveries,
         ]
     }
 
@@ -230,6 +239,7 @@ impl Topics {
             dead_letters: s(&self.dead_letters),
             late_events: s(&self.late_events),
             processor_state: s(&self.processor_state),
+            alert_deliveries: s(&self.alert_deliveries),
         }
     }
 }

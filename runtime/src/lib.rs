@@ -6,6 +6,7 @@ pub mod clickhouse;
 pub mod config;
 mod error;
 pub mod kafka;
+pub mod secret;
 pub mod shutdown;
 mod stop;
 pub mod telemetry;

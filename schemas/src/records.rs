@@ -375,6 +375,43 @@ pub struct DeadLetter {
     pub redacted_payload: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeliveryOutcome {
+    Delivered,
+    Undeliverable,
+    Stale,
+}
+
+impl DeliveryOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Delivered => "DELIVERED",
+            DeliveryOutcome::Undeliverable => "UNDELIVERABLE",
+            DeliveryOutcome::Stale => "STALE",
+        }
+    }
+}
+
+/// The outcome of delivering one alert to its hospital (`alert_delivery.avsc`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertDelivery {
+    pub alert_id: String,
+    pub episode_id: String,
+    pub rule_id: String,
+    pub severity: Severity,
+    pub alert_status: AlertStatus,
+    pub hospital_id: String,
+    pub outcome: DeliveryOutcome,
+    pub attempts: i32,
+    pub http_status: i32,
+    pub detail: String,
+    pub endpoint: String,
+    pub alert_time_ms: i64,
+    pub first_attempt_ms: i64,
+    pub finished_ms: i64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AckAction {

@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use vigil_schemas::{
-    Alert, AlertAck, AvroCodec, ClinicalEvent, DeadLetter, PatientStatus, WireRecord,
+    Alert, AlertAck, AlertDelivery, AvroCodec, ClinicalEvent, DeadLetter, PatientStatus, WireRecord,
 };
 
 fn examples_dir(record_dir: &str) -> PathBuf {
@@ -126,6 +126,11 @@ fn dead_letter_examples() {
 #[test]
 fn alert_ack_examples() {
     check_examples::<AlertAck>("alert_ack", 2);
+}
+
+#[test]
+fn alert_delivery_examples() {
+    check_examples::<AlertDelivery>("alert_delivery", 2);
 }
 
 #[test]

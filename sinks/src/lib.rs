@@ -3,5 +3,6 @@
 
 pub mod clickhouse;
 mod error;
+pub mod notify;
 
 pub use error::SinkError;

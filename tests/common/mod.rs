@@ -118,6 +118,7 @@ alert_acks = "{acks}"
 dead_letters = "{dlq}"
 late_events = "{late}"
 processor_state = "{state}"
+alert_deliveries = "{deliveries}"
 
 [clickhouse]
 url = "{ch}"
@@ -151,6 +152,7 @@ alerts_flush_interval = "100ms"
         dlq = topics.dead_letters,
         late = topics.late_events,
         state = topics.processor_state,
+        deliveries = topics.alert_deliveries,
         ch = services.clickhouse_url,
         key = key_file.display(),
         catalog = repo_path("deploy/edge").display(),
@@ -226,6 +228,7 @@ impl TestEnv {
         kafka.topics.dead_letters = own.dead_letters;
         kafka.topics.late_events = own.late_events;
         kafka.topics.processor_state = own.processor_state;
+        kafka.topics.alert_deliveries = own.alert_deliveries;
         let config_path = self.dir.join(format!("vigil-{name}.toml"));
         write_config(
             &config_path,

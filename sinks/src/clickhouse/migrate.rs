@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0002_pilot_metrics",
         include_str!("../../../deploy/clickhouse/migrations/0002_pilot_metrics.sql"),
     ),
+    (
+        3,
+        "0003_alert_deliveries",
+        include_str!("../../../deploy/clickhouse/migrations/0003_alert_deliveries.sql"),
+    ),
 ];
 
 #[derive(Debug, Row, Serialize, Deserialize)]

@@ -1,9 +1,11 @@
-//! Table rows, one struct per table of `0001_core_tables.sql`, and how each Kafka record becomes
+//! Table rows, one struct per table of the migrations, and how each Kafka record becomes
 //! one. Column names are the struct's field names (the writer inserts by name).
 
 use clickhouse::Row;
 use serde::Serialize;
-use vigil_schemas::{Alert, ClinicalEvent, DeadLetter, PatientStatus, Payload, RiskLevel, Sex};
+use vigil_schemas::{
+    Alert, AlertDelivery, ClinicalEvent, DeadLetter, PatientStatus, Payload, RiskLevel, Sex,
+};
 
 /// Seconds for a ClickHouse `DateTime` (UInt32): clamped into its range.
 pub fn datetime(ms: i64) -> u32 {
@@ -269,6 +271,51 @@ impl DeadLetterRow {
             event_time: d.event_time_ms.map(datetime),
             received_time: datetime(d.received_time_ms),
             redacted_payload: d.redacted_payload.clone(),
+            landed_time_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+pub struct DeliveryRow {
+    pub alert_id: String,
+    pub episode_id: String,
+    pub rule_id: String,
+    pub severity: String,
+    pub alert_status: String,
+    pub hospital_id: String,
+    pub outcome: String,
+    pub attempts: u32,
+    pub http_status: u16,
+    pub detail: String,
+    pub endpoint: String,
+    pub alert_time: u32,
+    pub alert_time_ms: i64,
+    pub first_attempt_ms: i64,
+    pub finished_ms: i64,
+    pub version: u64,
+    pub landed_time_ms: i64,
+}
+
+impl DeliveryRow {
+    pub fn from_delivery(d: &AlertDelivery, landed_time_ms: i64) -> DeliveryRow {
+        DeliveryRow {
+            alert_id: d.alert_id.clone(),
+            episode_id: d.episode_id.clone(),
+            rule_id: d.rule_id.clone(),
+            severity: format!("{:?}", d.severity).to_uppercase(),
+            alert_status: d.alert_status.as_str().to_string(),
+            hospital_id: d.hospital_id.clone(),
+            outcome: d.outcome.as_str().to_string(),
+            attempts: d.attempts.max(0) as u32,
+            http_status: d.http_status.clamp(0, u16::MAX as i32) as u16,
+            detail: d.detail.clone(),
+            endpoint: d.endpoint.clone(),
+            alert_time: datetime(d.alert_time_ms),
+            alert_time_ms: d.alert_time_ms,
+            first_attempt_ms: d.first_attempt_ms,
+            finished_ms: d.finished_ms,
+            version: d.finished_ms.max(0) as u64,
             landed_time_ms,
         }
     }

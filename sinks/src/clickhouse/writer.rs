@@ -26,10 +26,12 @@ use vigil_runtime::kafka::{
 use vigil_runtime::time::now_ms;
 use vigil_runtime::{RuntimeError, Shutdown};
 use vigil_schemas::ids::stable_id;
-use vigil_schemas::{Alert, AvroCodec, ClinicalEvent, DeadLetter, PatientStatus, WireRecord};
+use vigil_schemas::{
+    Alert, AlertDelivery, AvroCodec, ClinicalEvent, DeadLetter, PatientStatus, WireRecord,
+};
 
 use super::config::SinkConfig;
-use super::rows::{AlertRow, DeadLetterRow, EventRow, StatusRow};
+use super::rows::{AlertRow, DeadLetterRow, DeliveryRow, EventRow, StatusRow};
 use crate::error::SinkError;
 
 /// What a run of the writer did.
@@ -39,6 +41,7 @@ pub struct SinkSummary {
     pub alerts: u64,
     pub status_rows: u64,
     pub dead_letters: u64,
+    pub deliveries: u64,
     /// Records that could not be decoded or rows ClickHouse refused, sent to dead letters.
     pub rejected: u64,
     pub inserts: u64,
@@ -104,6 +107,19 @@ impl Table for DeadLetters {
         DeadLetterRow::from_dead_letter(record, landed_ms)
     }
     fn hospital(record: &DeadLetter) -> &str {
+        &record.hospital_id
+    }
+}
+
+struct Deliveries;
+impl Table for Deliveries {
+    type Record = AlertDelivery;
+    type Row = DeliveryRow;
+    const TABLE: &'static str = "alert_deliveries";
+    fn row(record: &AlertDelivery, landed_ms: i64) -> DeliveryRow {
+        DeliveryRow::from_delivery(record, landed_ms)
+    }
+    fn hospital(record: &AlertDelivery) -> &str {
         &record.hospital_id
     }
 }
@@ -261,12 +277,13 @@ where
     })
 }
 
-/// The four tables' buffers.
+/// Each table's buffer.
 struct Tables {
     events: Pending<Events>,
     alerts: Pending<Alerts>,
     statuses: Pending<Statuses>,
     dead_letters: Pending<DeadLetters>,
+    deliveries: Pending<Deliveries>,
 }
 
 impl Tables {
@@ -279,6 +296,8 @@ impl Tables {
             self.alerts.push(message, landed)
         } else if topic == self.statuses.topic {
             self.statuses.push(message, landed)
+        } else if topic == self.deliveries.topic {
+            self.deliveries.push(message, landed)
         } else {
             self.dead_letters.push(message, landed)
         }
@@ -326,6 +345,7 @@ pub fn run(
             &topics.alerts,
             &topics.patient_status,
             &topics.dead_letters,
+            &topics.alert_deliveries,
         ],
         &ConsumerTuning::default(),
     )?;
@@ -344,6 +364,7 @@ pub fn run(
             alerts: Pending::new(&topics.alerts, config.alerts_flush_interval)?,
             statuses: Pending::new(&topics.patient_status, config.flush_interval)?,
             dead_letters: Pending::new(&topics.dead_letters, config.flush_interval)?,
+            deliveries: Pending::new(&topics.alert_deliveries, config.flush_interval)?,
         },
         summary: SinkSummary::default(),
     };
@@ -416,6 +437,7 @@ impl Writer<'_> {
                 self.tables.alerts.positions.forget(&list);
                 self.tables.statuses.positions.forget(&list);
                 self.tables.dead_letters.positions.forget(&list);
+                self.tables.deliveries.positions.forget(&list);
             }
         }
     }
@@ -450,6 +472,10 @@ impl Writer<'_> {
         let t = &self.tables;
         if t.dead_letters.due(max) || (all && t.dead_letters.has_work()) {
             self.summary.dead_letters += self.flush::<DeadLetters>(|t| &mut t.dead_letters)?;
+        }
+        let t = &self.tables;
+        if t.deliveries.due(max) || (all && t.deliveries.has_work()) {
+            self.summary.deliveries += self.flush::<Deliveries>(|t| &mut t.deliveries)?;
         }
         Ok(())
     }

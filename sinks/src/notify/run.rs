@@ -1,0 +1,713 @@
+//! `vigil notify`: alerts topic → each hospital's webhook.
+//!
+//! Every hospital has its own delivery queue, so one endpoint that is down delays only its own
+//! alerts; a partition's offsets are committed up to its oldest alert still undelivered. Each
+//! outcome is written to the compacted deliveries topic (and flushed) before the offset that
+//! carried the alert is committed; on start and after every rebalance the notifier reads that
+//! topic back, so an alert an endpoint acknowledged is not sent to it again, even after a crash
+//! or when another instance takes the partition over. The only window left — the endpoint
+//! answered 2xx but the process died before the outcome was written — is closed on the hospital's
+//! side by the Idempotency-Key header (the alert id).
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::CommitMode;
+use rdkafka::message::{BorrowedMessage, Message};
+use serde::Serialize;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+use vigil_runtime::config::KafkaConfig;
+use vigil_runtime::kafka::{
+    AssignmentChange, ConsumerTuning, DurableProducer, GroupConsumer, Positions, RangeReader,
+    TopicPartition,
+};
+use vigil_runtime::time::now_ms;
+use vigil_runtime::{Shutdown, StopWhen};
+use vigil_schemas::ids::stable_id;
+use vigil_schemas::{Alert, AlertDelivery, AvroCodec, DeadLetter, DeliveryOutcome};
+
+use super::config::NotifyConfig;
+use super::delivery::{self, Deliverer};
+use super::endpoints::Endpoints;
+use crate::error::SinkError;
+
+/// What a run of the notifier did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NotifySummary {
+    pub alerts_read: u64,
+    pub delivered: u64,
+    pub undeliverable: u64,
+    pub stale: u64,
+    /// Acknowledged earlier (by this run or a previous one): not sent again.
+    pub already_delivered: u64,
+    /// Changes clinicians need not be told about (acknowledged, snoozed, resolved).
+    pub not_notifying: u64,
+    pub undecodable: u64,
+}
+
+/// One alert handed to its hospital's queue.
+struct Job {
+    partition: i32,
+    epoch: u64,
+    offset: i64,
+    /// When the alert reached Kafka, for the latency metric.
+    produced_ms: Option<i64>,
+    alert: Alert,
+}
+
+/// A finished job: the outcome to record, then the offset may be committed.
+struct Done {
+    partition: i32,
+    epoch: u64,
+    offset: i64,
+    alert: Alert,
+    delivery: AlertDelivery,
+}
+
+/// Offsets read but not finished, per partition: commits stop at the oldest of them.
+#[derive(Default)]
+struct Tracker {
+    partitions: HashMap<i32, PartitionTrack>,
+    next_epoch: u64,
+}
+
+struct PartitionTrack {
+    epoch: u64,
+    pending: BTreeSet<i64>,
+    /// One past the highest offset read.
+    read_to: Option<i64>,
+}
+
+impl Tracker {
+    fn assign(&mut self, partition: i32) {
+        self.next_epoch += 1;
+        self.partitions.insert(
+            partition,
+            PartitionTrack {
+                epoch: self.next_epoch,
+                pending: BTreeSet::new(),
+                read_to: None,
+            },
+        );
+    }
+
+    fn revoke(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+    }
+
+    /// Notes a read offset; `None` if the partition is not (or no longer) ours.
+    fn read(&mut self, partition: i32, offset: i64, finished: bool) -> Option<u64> {
+        let track = self.partitions.get_mut(&partition)?;
+        track.read_to = Some(track.read_to.unwrap_or(0).max(offset + 1));
+        if !finished {
+            track.pending.insert(offset);
+        }
+        Some(track.epoch)
+    }
+
+    fn finish(&mut self, partition: i32, epoch: u64, offset: i64) {
+        if let Some(track) = self.partitions.get_mut(&partition) {
+            if track.epoch == epoch {
+                track.pending.remove(&offset);
+            }
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.partitions.values().map(|t| t.pending.len()).sum()
+    }
+
+    /// The next offsets that may be committed: below the oldest pending alert.
+    fn positions(&self, topic: &str) -> Positions {
+        let mut positions = Positions::default();
+        for (partition, track) in &self.partitions {
+            let next = match (track.pending.first(), track.read_to) {
+                (Some(oldest), _) => *oldest,
+                (None, Some(read_to)) => read_to,
+                (None, None) => continue,
+            };
+            if next > 0 {
+                positions.advance(topic, *partition, next - 1);
+            }
+        }
+        positions
+    }
+}
+
+/// Which alerts have a final outcome (sent, refused, stale), read back from the deliveries
+/// topic. Only alerts young enough to be sent matter, so older entries are dropped.
+struct Memory {
+    topic: String,
+    /// Next offset to read, per partition of the deliveries topic.
+    read_from: Vec<i64>,
+    /// alert id → alert event time.
+    finished: HashMap<String, i64>,
+}
+
+impl Memory {
+    fn new(kafka: &KafkaConfig) -> Memory {
+        Memory {
+            topic: kafka.topics.alert_deliveries.clone(),
+            read_from: Vec::new(),
+            finished: HashMap::new(),
+        }
+    }
+
+    /// Reads what was recorded since the last call.
+    fn catch_up(
+        &mut self,
+        kafka: &KafkaConfig,
+        consumer: &GroupConsumer,
+        codec: &AvroCodec<AlertDelivery>,
+    ) -> Result<u64, SinkError> {
+        let partitions = vigil_runtime::kafka::partition_count(consumer.consumer(), &self.topic)?
+            .max(0) as usize;
+        self.read_from.resize(partitions, 0);
+        let mut records = 0;
+        for partition in 0..partitions {
+            let reader =
+                RangeReader::new(kafka, "vigil-notify-memory", &self.topic, partition as i32)?;
+            let (low, high) = reader.watermarks()?;
+            let from = self.read_from[partition].max(low);
+            let finished = &mut self.finished;
+            records +=
+                reader.read::<SinkError>(from, high, Duration::from_secs(60), |_, payload| {
+                    if let Some(bytes) = payload {
+                        match codec.decode(bytes) {
+                            Ok(delivery) => {
+                                finished.insert(delivery.alert_id, delivery.alert_time_ms);
+                            }
+                            Err(error) => warn!(%error, "Skipping an unreadable delivery record."),
+                        }
+                    }
+                    Ok(())
+                })?;
+            self.read_from[partition] = high;
+        }
+        Ok(records)
+    }
+
+    fn forget_older_than(&mut self, oldest_ms: i64) {
+        self.finished.retain(|_, time| *time >= oldest_ms);
+    }
+}
+
+pub fn run(
+    config: &NotifyConfig,
+    kafka: &KafkaConfig,
+    handle: &Handle,
+    shutdown: &Shutdown,
+    stop: StopWhen,
+) -> Result<NotifySummary, SinkError> {
+    config.validate()?;
+    kafka.validate()?;
+    let endpoints = std::sync::Arc::new(Endpoints::load(config)?);
+    let deliverer = Deliverer::new(config)?;
+    let topics = &kafka.topics;
+    let alert_codec = AvroCodec::<Alert>::new()?;
+    let delivery_codec = AvroCodec::<AlertDelivery>::new()?;
+    let dead_letter_codec = AvroCodec::<DeadLetter>::new()?;
+    let producer = DurableProducer::new(kafka, "vigil-notify")?;
+    let consumer = GroupConsumer::new(
+        kafka,
+        &config.group_id,
+        "vigil-notify",
+        &[&topics.alerts],
+        &ConsumerTuning::default(),
+    )?;
+    let mut memory = Memory::new(kafka);
+    let remembered = memory.catch_up(kafka, &consumer, &delivery_codec)?;
+    info!(endpoints = endpoints.len(), remembered, "Notifier started.");
+
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut queues: HashMap<String, mpsc::UnboundedSender<Job>> = HashMap::new();
+    // Workers stop retrying when this is raised; their unfinished alerts stay uncommitted.
+    let workers_stop = Shutdown::new();
+    let mut tracker = Tracker::default();
+    let mut summary = NotifySummary::default();
+    let mut paused = false;
+    let mut uncommitted = false;
+    let mut last_commit = Instant::now();
+    let mut last_input = Instant::now();
+    let mut last_report = Instant::now();
+
+    let result = loop {
+        let idle = tracker.in_flight() == 0 && stop.reached(last_input.elapsed());
+        let stopping = shutdown.is_requested() || (idle && consumer.caught_up().unwrap_or(false));
+
+        // Backpressure: a hospital that is down fills its queue; stop reading more beyond the cap.
+        if !paused && tracker.in_flight() >= config.max_in_flight {
+            consumer.pause(&consumer.assigned());
+            paused = true;
+            warn!(
+                in_flight = tracker.in_flight(),
+                "Too many alerts awaiting delivery; pausing the input."
+            );
+        } else if paused && tracker.in_flight() < config.max_in_flight / 2 {
+            consumer.resume(&consumer.assigned());
+            paused = false;
+        }
+
+        if !stopping {
+            let batch = consumer.poll_batch(1000, Duration::from_millis(20));
+            // Rebalance callbacks ran inside the poll; ownership first, then the messages.
+            if let Err(e) =
+                apply_assignment(&consumer, &mut tracker, &mut memory, kafka, &delivery_codec)
+            {
+                break Err(e);
+            }
+            if !batch.is_empty() {
+                last_input = Instant::now();
+            }
+            let mut failed = None;
+            for message in &batch {
+                summary.alerts_read += 1;
+                let routed = route(
+                    message,
+                    config,
+                    &alert_codec,
+                    &memory,
+                    &mut tracker,
+                    &mut summary,
+                );
+                match routed {
+                    Routed::Finished(Some(record)) => {
+                        let location = message_location(message);
+                        if let Err(e) = record_outcome(
+                            &producer,
+                            topics,
+                            &delivery_codec,
+                            &dead_letter_codec,
+                            &record,
+                            location,
+                        ) {
+                            failed = Some(e);
+                            break;
+                        }
+                        memory.finished.insert(
+                            record.delivery.alert_id.clone(),
+                            record.delivery.alert_time_ms,
+                        );
+                        uncommitted = true;
+                    }
+                    Routed::Finished(None) => uncommitted = true,
+                    Routed::Queued(job) => {
+                        let hospital = job.alert.hospital_id.clone();
+                        let Some(endpoint) = endpoints.get(&hospital).cloned() else {
+                            let delivery = delivery::outcome_record(
+                                &job.alert,
+                                DeliveryOutcome::Undeliverable,
+                                0,
+                                0,
+                                format!("no endpoint is configured for hospital {hospital}"),
+                                "",
+                                now_ms(),
+                            );
+                            let _ = done_tx.send(Done {
+                                partition: job.partition,
+                                epoch: job.epoch,
+                                offset: job.offset,
+                                alert: job.alert,
+                                delivery,
+                            });
+                            continue;
+                        };
+                        let queue = queues.entry(hospital).or_insert_with(|| {
+                            spawn_worker(
+                                handle,
+                                deliverer.clone(),
+                                endpoint,
+                                done_tx.clone(),
+                                workers_stop.clone(),
+                            )
+                        });
+                        // The worker lives as long as the queue's sender; a send cannot fail.
+                        let _ = queue.send(job);
+                    }
+                    Routed::NotOurs => {}
+                }
+            }
+            if let Some(e) = failed {
+                break Err(e);
+            }
+        }
+
+        // Outcomes of finished deliveries: record them, then their offsets may be committed.
+        let mut failed = None;
+        while let Ok(done) = done_rx.try_recv() {
+            let location = (topics.alerts.clone(), done.partition, done.offset);
+            let record = Finished {
+                alert: done.alert,
+                delivery: done.delivery,
+            };
+            if let Err(e) = record_outcome(
+                &producer,
+                topics,
+                &delivery_codec,
+                &dead_letter_codec,
+                &record,
+                location,
+            ) {
+                failed = Some(e);
+                break;
+            }
+            match record.delivery.outcome {
+                DeliveryOutcome::Delivered => summary.delivered += 1,
+                DeliveryOutcome::Undeliverable => summary.undeliverable += 1,
+                DeliveryOutcome::Stale => summary.stale += 1,
+            }
+            memory.finished.insert(
+                record.delivery.alert_id.clone(),
+                record.delivery.alert_time_ms,
+            );
+            tracker.finish(done.partition, done.epoch, done.offset);
+            uncommitted = true;
+        }
+        if let Some(e) = failed {
+            break Err(e);
+        }
+        metrics::gauge!("vigil_notify_in_flight").set(tracker.in_flight() as f64);
+
+        if uncommitted && (stopping || last_commit.elapsed() >= Duration::from_millis(500)) {
+            // Outcomes durable first: a commit must never get ahead of what was recorded.
+            if let Err(e) = producer.flush() {
+                break Err(e.into());
+            }
+            consumer.commit(&tracker.positions(&topics.alerts), CommitMode::Sync);
+            uncommitted = false;
+            last_commit = Instant::now();
+        }
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            last_report = Instant::now();
+            consumer.report_lag("notify");
+            let oldest =
+                now_ms() - i64::try_from(config.max_alert_age.as_millis()).unwrap_or(i64::MAX);
+            memory.forget_older_than(oldest.saturating_sub(3_600_000));
+            info!(summary = ?summary, in_flight = tracker.in_flight(), "Notifier progress.");
+        }
+        if stopping {
+            break Ok(());
+        }
+    };
+    workers_stop.request();
+    result?;
+    info!(summary = ?summary, "Notifier stopped; every outcome was recorded and committed.");
+    Ok(summary)
+}
+
+/// An alert finished without a worker, or by one: what to record.
+struct Finished {
+    alert: Alert,
+    delivery: AlertDelivery,
+}
+
+enum Routed {
+    /// Done on the spot; `Some` carries an outcome to record first.
+    Finished(Option<Finished>),
+    Queued(Job),
+    /// The partition was revoked during the poll: its new owner handles it.
+    NotOurs,
+}
+
+fn message_location(message: &BorrowedMessage<'_>) -> (String, i32, i64) {
+    (
+        message.topic().to_string(),
+        message.partition(),
+        message.offset(),
+    )
+}
+
+fn route(
+    message: &BorrowedMessage<'_>,
+    config: &NotifyConfig,
+    codec: &AvroCodec<Alert>,
+    memory: &Memory,
+    tracker: &mut Tracker,
+    summary: &mut NotifySummary,
+) -> Routed {
+    let (partition, offset) = (message.partition(), message.offset());
+    let alert = match message.payload().map(|bytes| codec.decode(bytes)) {
+        Some(Ok(alert)) => alert,
+        Some(Err(error)) => {
+            summary.undecodable += 1;
+            warn!(%error, partition, offset, "An alert record cannot be decoded; sending it to dead letters.");
+            if tracker.read(partition, offset, true).is_none() {
+                return Routed::NotOurs;
+            }
+            return Routed::Finished(Some(Finished {
+                alert: undecodable_placeholder(message),
+                delivery: undecodable_delivery(&error.to_string()),
+            }));
+        }
+        None => {
+            // A tombstone: nothing to deliver.
+            return match tracker.read(partition, offset, true) {
+                Some(_) => Routed::Finished(None),
+                None => Routed::NotOurs,
+            };
+        }
+    };
+    if !alert.status.notifies() || memory.finished.contains_key(&alert.alert_id) {
+        if alert.status.notifies() {
+            summary.already_delivered += 1;
+        } else {
+            summary.not_notifying += 1;
+        }
+        return match tracker.read(partition, offset, true) {
+            Some(_) => Routed::Finished(None),
+            None => Routed::NotOurs,
+        };
+    }
+    let max_age = i64::try_from(config.max_alert_age.as_millis()).unwrap_or(i64::MAX);
+    if alert.event_time_ms < now_ms().saturating_sub(max_age) {
+        if tracker.read(partition, offset, true).is_none() {
+            return Routed::NotOurs;
+        }
+        summary.stale += 1;
+        let delivery = delivery::outcome_record(
+            &alert,
+            DeliveryOutcome::Stale,
+            0,
+            0,
+            format!(
+                "older than notify.max_alert_age ({:?}) on arrival; not sent",
+                config.max_alert_age
+            ),
+            "",
+            now_ms(),
+        );
+        return Routed::Finished(Some(Finished { alert, delivery }));
+    }
+    match tracker.read(partition, offset, false) {
+        Some(epoch) => Routed::Queued(Job {
+            partition,
+            epoch,
+            offset,
+            produced_ms: message.timestamp().to_millis(),
+            alert,
+        }),
+        None => Routed::NotOurs,
+    }
+}
+
+/// Undecodable records still leave a trace in dead letters; these carry what is known.
+fn undecodable_placeholder(message: &BorrowedMessage<'_>) -> Alert {
+    Alert {
+        alert_id: String::new(),
+        episode_id: String::new(),
+        rule_id: String::new(),
+        rule_version: 0,
+        severity: vigil_schemas::Severity::Info,
+        status: vigil_schemas::AlertStatus::Raised,
+        sequence: 0,
+        hospital_id: String::new(),
+        department_code: String::new(),
+        patient_pseudonym: String::new(),
+        event_time_ms: message.timestamp().to_millis().unwrap_or(0),
+        episode_start_ms: 0,
+        trigger_event_id: String::new(),
+        value: None,
+        unit: String::new(),
+        threshold: String::new(),
+        message: String::new(),
+        source: String::new(),
+        actor: String::new(),
+    }
+}
+
+fn undecodable_delivery(error: &str) -> AlertDelivery {
+    AlertDelivery {
+        alert_id: String::new(),
+        episode_id: String::new(),
+        rule_id: String::new(),
+        severity: vigil_schemas::Severity::Info,
+        alert_status: vigil_schemas::AlertStatus::Raised,
+        hospital_id: String::new(),
+        outcome: DeliveryOutcome::Undeliverable,
+        attempts: 0,
+        http_status: 0,
+        detail: format!("the alert record cannot be decoded: {error}"),
+        endpoint: String::new(),
+        alert_time_ms: 0,
+        first_attempt_ms: now_ms(),
+        finished_ms: now_ms(),
+    }
+}
+
+/// Writes the outcome (and, for an alert that could not be delivered, a dead letter).
+fn record_outcome(
+    producer: &DurableProducer,
+    topics: &vigil_runtime::config::Topics,
+    delivery_codec: &AvroCodec<AlertDelivery>,
+    dead_letter_codec: &AvroCodec<DeadLetter>,
+    finished: &Finished,
+    (topic, partition, offset): (String, i32, i64),
+) -> Result<(), SinkError> {
+    let delivery = &finished.delivery;
+    metrics::counter!("vigil_notify_outcomes_total", "outcome" => delivery.outcome.as_str())
+        .increment(1);
+    if !delivery.alert_id.is_empty() {
+        producer.send(
+            &topics.alert_deliveries,
+            delivery.alert_id.as_bytes(),
+            &delivery_codec.encode(delivery)?,
+        )?;
+    }
+    if delivery.outcome == DeliveryOutcome::Undeliverable {
+        let reason_code = if delivery.alert_id.is_empty() {
+            "undecodable_alert"
+        } else if delivery.endpoint.is_empty() {
+            "no_endpoint"
+        } else {
+            "undeliverable_alert"
+        };
+        // Alerts are pseudonymous; the notification body lets an operator deliver it by hand.
+        let payload = if delivery.alert_id.is_empty() {
+            String::new()
+        } else {
+            String::from_utf8_lossy(&delivery::body(&finished.alert)?).into_owned()
+        };
+        let letter = DeadLetter {
+            dead_letter_id: stable_id(&[
+                b"notify",
+                topic.as_bytes(),
+                &partition.to_le_bytes(),
+                &offset.to_le_bytes(),
+            ]),
+            stage: "notify".into(),
+            hospital_id: delivery.hospital_id.clone(),
+            reason_code: reason_code.into(),
+            reason_detail: delivery.detail.chars().take(500).collect(),
+            source_topic: topic,
+            source_partition: partition,
+            source_offset: offset,
+            event_time_ms: (delivery.alert_time_ms > 0).then_some(delivery.alert_time_ms),
+            received_time_ms: now_ms(),
+            redacted_payload: payload.chars().take(4000).collect(),
+        };
+        producer.send(
+            &topics.dead_letters,
+            letter.hospital_id.as_bytes(),
+            &dead_letter_codec.encode(&letter)?,
+        )?;
+    }
+    Ok(())
+}
+
+/// Takes ownership changes into account; after gaining partitions, re-reads what other
+/// instances recorded so nothing they delivered is sent again.
+fn apply_assignment(
+    consumer: &GroupConsumer,
+    tracker: &mut Tracker,
+    memory: &mut Memory,
+    kafka: &KafkaConfig,
+    codec: &AvroCodec<AlertDelivery>,
+) -> Result<(), SinkError> {
+    let mut gained = false;
+    for change in consumer.take_assignment_changes() {
+        match change {
+            AssignmentChange::Assigned(list) => {
+                for TopicPartition { partition, .. } in list {
+                    tracker.assign(partition);
+                }
+                gained = true;
+            }
+            AssignmentChange::Revoked(list) => {
+                for TopicPartition { partition, .. } in list {
+                    tracker.revoke(partition);
+                }
+            }
+        }
+    }
+    if gained {
+        memory.catch_up(kafka, consumer, codec)?;
+    }
+    Ok(())
+}
+
+/// A hospital's delivery queue: one alert at a time, in the order they were raised.
+fn spawn_worker(
+    handle: &Handle,
+    deliverer: Deliverer,
+    endpoint: super::endpoints::Endpoint,
+    done: mpsc::UnboundedSender<Done>,
+    stop: Shutdown,
+) -> mpsc::UnboundedSender<Job> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+    handle.spawn(async move {
+        while let Some(job) = rx.recv().await {
+            if stop.is_requested() {
+                return;
+            }
+            let delivery = match deliverer.deliver(&endpoint, &job.alert, &stop).await {
+                Ok(Some(delivery)) => delivery,
+                Ok(None) => return,
+                Err(error) => delivery::record(
+                    &job.alert,
+                    &endpoint,
+                    DeliveryOutcome::Undeliverable,
+                    0,
+                    0,
+                    error.to_string(),
+                    now_ms(),
+                ),
+            };
+            if delivery.outcome == DeliveryOutcome::Delivered {
+                if let Some(produced) = job.produced_ms {
+                    metrics::histogram!("vigil_notify_delivery_seconds")
+                        .record((now_ms() - produced).max(0) as f64 / 1000.0);
+                }
+            }
+            let finished = Done {
+                partition: job.partition,
+                epoch: job.epoch,
+                offset: job.offset,
+                alert: job.alert,
+                delivery,
+            };
+            if done.send(finished).is_err() {
+                return;
+            }
+        }
+    });
+    tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_stop_below_the_oldest_alert_still_in_flight() {
+        let mut tracker = Tracker::default();
+        tracker.assign(0);
+        tracker.assign(1);
+        let e0 = tracker.read(0, 10, true).unwrap();
+        tracker.read(0, 11, false).unwrap();
+        tracker.read(0, 12, true).unwrap();
+        tracker.read(1, 5, true).unwrap();
+        let positions = tracker.positions("alerts");
+        assert_eq!(
+            positions.get("alerts", 0),
+            Some(11),
+            "11 is still being delivered"
+        );
+        assert_eq!(positions.get("alerts", 1), Some(6));
+        assert_eq!(tracker.in_flight(), 1);
+        tracker.finish(0, e0, 11);
+        assert_eq!(tracker.positions("alerts").get("alerts", 0), Some(13));
+
+        // A stale completion from before a revoke and re-assign does not count.
+        let old = tracker.read(0, 13, false).unwrap();
+        tracker.revoke(0);
+        assert!(tracker.read(0, 14, false).is_none(), "not ours any more");
+        tracker.assign(0);
+        let new = tracker.read(0, 13, false).unwrap();
+        tracker.finish(0, old, 13);
+        assert_eq!(tracker.in_flight(), 1);
+        tracker.finish(0, new, 13);
+        assert_eq!(tracker.in_flight(), 0);
+    }
+}

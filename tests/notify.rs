@@ -1,0 +1,424 @@
+//! The notifier against a real HTTP receiver, the real broker and the real ClickHouse: one
+//! hospital's endpoint fails for a while and recovers, another refuses, a third has no endpoint;
+//! the notifier is killed with SIGKILL while alerts are still in flight and restarted. Every
+//! alert an endpoint acknowledged was acknowledged exactly once, every signature verifies with
+//! the hospital's own secret, and every outcome lands in ClickHouse and, where undeliverable, in
+//! dead letters.
+
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::TestEnv;
+use hmac::{Hmac, KeyInit, Mac};
+use vigil_runtime::kafka::DurableProducer;
+use vigil_runtime::time::now_ms;
+use vigil_schemas::{Alert, AlertDelivery, AlertStatus, AvroCodec, Severity};
+
+/// Recovers after failing: answers 503 until `recover` is called.
+const FLAKY: &str = "H0001";
+/// Answers 503 until the test lets it recover after the kill.
+const DOWN_AT_KILL: &str = "H0002";
+/// Refuses every request (404): its alerts are undeliverable at once.
+const REFUSING: &str = "H0003";
+/// Has no endpoint configured.
+const UNCONFIGURED: &str = "H0004";
+
+/// One request the receiver answered.
+#[derive(Debug, Clone)]
+struct Received {
+    hospital: String,
+    idempotency_key: String,
+    signature_valid: bool,
+    status: u16,
+    body: serde_json::Value,
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    healthy: BTreeMap<String, bool>,
+    received: Vec<Received>,
+}
+
+/// A hospital side: a plain HTTP/1.1 server on loopback that checks each signature with the
+/// hospital's secret and answers as the test tells it. Stops when dropped.
+struct Receiver {
+    port: u16,
+    state: Arc<Mutex<ReceiverState>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    fn start(secrets: HashMap<String, Vec<u8>>) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("receiver binds");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("address").port();
+        let state = Arc::new(Mutex::new(ReceiverState::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let secrets = Arc::new(secrets);
+        let (state_for_server, stop_for_server) = (state.clone(), stop.clone());
+        std::thread::spawn(move || {
+            // Bounded: the server ends with the test, or after ten minutes at most.
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while !stop_for_server.load(Ordering::Relaxed) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (state, secrets, stop) = (
+                            state_for_server.clone(),
+                            secrets.clone(),
+                            stop_for_server.clone(),
+                        );
+                        std::thread::spawn(move || serve(stream, &state, &secrets, &stop));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Receiver { port, state, stop }
+    }
+
+    fn set_healthy(&self, hospital: &str, healthy: bool) {
+        self.state
+            .lock()
+            .unwrap()
+            .healthy
+            .insert(hospital.to_string(), healthy);
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    fn acknowledged(&self, hospital: &str) -> Vec<String> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.hospital == hospital && r.status == 200)
+            .map(|r| r.idempotency_key)
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Serves the requests of one keep-alive connection.
+fn serve(
+    stream: TcpStream,
+    state: &Mutex<ReceiverState>,
+    secrets: &HashMap<String, Vec<u8>>,
+    stop: &AtomicBool,
+) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    while !stop.load(Ordering::Relaxed) {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = HashMap::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+            }
+        }
+        let length: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        // POST /hospitals/<id>/alerts HTTP/1.1
+        let path = request_line.split_whitespace().nth(1).unwrap_or_default();
+        let hospital = path.split('/').nth(2).unwrap_or_default().to_string();
+        let signature_valid = secrets.get(&hospital).is_some_and(|secret| {
+            verify(
+                secret,
+                headers.get("x-vigil-signature").map(String::as_str),
+                &body,
+            )
+        });
+        let mut state = state.lock().unwrap();
+        let status = match hospital.as_str() {
+            REFUSING => 404,
+            _ if !signature_valid => 401,
+            _ if state.healthy.get(&hospital).copied().unwrap_or(false) => 200,
+            _ => 503,
+        };
+        state.received.push(Received {
+            hospital,
+            idempotency_key: headers.get("idempotency-key").cloned().unwrap_or_default(),
+            signature_valid,
+            status,
+            body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        });
+        drop(state);
+        let reason = match status {
+            200 => "OK",
+            404 => "Not Found",
+            401 => "Unauthorized",
+            _ => "Service Unavailable",
+        };
+        let response = format!("HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\n\r\n");
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// What a hospital does with `X-Vigil-Signature: t=<unix>,v1=<hex>`.
+fn verify(secret: &[u8], header: Option<&str>, body: &[u8]) -> bool {
+    let Some(header) = header else { return false };
+    let fields: HashMap<&str, &str> = header
+        .split(',')
+        .filter_map(|part| part.split_once('='))
+        .collect();
+    let (Some(t), Some(v1)) = (fields.get("t"), fields.get("v1")) else {
+        return false;
+    };
+    let fresh = t
+        .parse::<i64>()
+        .is_ok_and(|t| (now_ms() / 1000 - t).abs() < 300);
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    fresh && hex::decode(v1).is_ok_and(|expected| mac.verify_slice(&expected).is_ok())
+}
+
+fn alert(n: u32, hospital: &str, status: AlertStatus, event_time_ms: i64) -> Alert {
+    Alert {
+        alert_id: format!("alert-{hospital}-{n:03}-{}", status.as_str()),
+        episode_id: format!("episode-{hospital}-{n:03}"),
+        rule_id: "hypertensive_crisis".into(),
+        rule_version: 1,
+        severity: Severity::Critical,
+        status,
+        sequence: 0,
+        hospital_id: hospital.into(),
+        department_code: "CARD".into(),
+        patient_pseudonym: format!("patient-{hospital}-{n:03}"),
+        event_time_ms,
+        episode_start_ms: event_time_ms,
+        trigger_event_id: format!("event-{hospital}-{n:03}"),
+        value: Some(185.0),
+        unit: "mm[Hg]".into(),
+        threshold: "SBP >= 180".into(),
+        message: "Hypertensive crisis: SBP 185 mmHg".into(),
+        source: "CLINICAL.md".into(),
+        actor: String::new(),
+    }
+}
+
+#[test]
+fn alerts_reach_each_hospital_once_through_failures_and_a_crash() {
+    let dir = std::env::temp_dir().join(common::unique("notify-files"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secrets: HashMap<String, Vec<u8>> = [FLAKY, DOWN_AT_KILL, REFUSING]
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.to_string(), vec![i as u8 + 1; 32]))
+        .collect();
+    let receiver = Receiver::start(secrets.clone());
+    let endpoints: String = [FLAKY, DOWN_AT_KILL, REFUSING]
+        .iter()
+        .map(|h| {
+            format!(
+                "[[endpoint]]\nhospital_id = \"{h}\"\nurl = \"http://127.0.0.1:{}/hospitals/{h}/alerts?token=not-for-logs\"\n\n",
+                receiver.port
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("endpoints.toml"), endpoints).unwrap();
+    let secrets_toml: String = secrets
+        .iter()
+        .map(|(h, s)| format!("{h} = \"{}\"\n", hex::encode(s)))
+        .collect();
+    std::fs::write(dir.join("secrets.toml"), secrets_toml).unwrap();
+    let env = TestEnv::new(
+        "notify",
+        2,
+        &format!(
+            "[notify]\ngroup_id = \"notify-{}\"\nendpoints_file = \"{}\"\nsecrets_file = \"{}\"\n\
+             create_secrets_if_missing = false\ninitial_retry_backoff = \"100ms\"\nmax_retry_backoff = \"400ms\"\n",
+            common::unique("g"),
+            dir.join("endpoints.toml").display(),
+            dir.join("secrets.toml").display()
+        ),
+    );
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+
+    // 20 + 20 fresh alerts for the two endpoints that fail for a while, 3 for the refusing one,
+    // 2 for the hospital without an endpoint, 4 acknowledgements (not notified), 1 alert about a
+    // two-year-old event (stale, not sent), and 1 record that is not an alert at all.
+    let now = now_ms();
+    let mut alerts = Vec::new();
+    for n in 0..20 {
+        alerts.push(alert(n, FLAKY, AlertStatus::Raised, now - 60_000));
+        alerts.push(alert(n, DOWN_AT_KILL, AlertStatus::Raised, now - 60_000));
+    }
+    for n in 0..3 {
+        alerts.push(alert(n, REFUSING, AlertStatus::Raised, now - 60_000));
+    }
+    for n in 0..2 {
+        alerts.push(alert(n, UNCONFIGURED, AlertStatus::Raised, now - 60_000));
+        alerts.push(alert(n, FLAKY, AlertStatus::Acknowledged, now - 30_000));
+        alerts.push(alert(
+            n,
+            DOWN_AT_KILL,
+            AlertStatus::Acknowledged,
+            now - 30_000,
+        ));
+    }
+    alerts.push(alert(
+        99,
+        FLAKY,
+        AlertStatus::Raised,
+        now - 2 * 365 * 86_400_000,
+    ));
+    let keyed: Vec<(String, Alert)> = alerts
+        .iter()
+        .map(|a| (a.patient_pseudonym.clone(), a.clone()))
+        .collect();
+    env.produce(&env.kafka.topics.alerts, &keyed);
+    let producer = DurableProducer::new(&env.kafka, "vigil-test").unwrap();
+    producer
+        .send(&env.kafka.topics.alerts, b"garbage", b"not an alert")
+        .unwrap();
+    producer.flush().unwrap();
+
+    // Both endpoints fail at first; the flaky one recovers while the notifier retries.
+    let mut notifier = env.spawn_vigil(&["notify"], "notify-1.log");
+    assert!(
+        common::eventually(Duration::from_secs(60), || {
+            receiver
+                .received()
+                .iter()
+                .any(|r| r.hospital == FLAKY && r.status == 503)
+        }),
+        "the notifier never tried the failing endpoint:\n{}",
+        env.log("notify-1.log")
+    );
+    receiver.set_healthy(FLAKY, true);
+
+    // Everything but the still-failing hospital finishes and is recorded; then a SIGKILL.
+    let finished_before_kill = 20 + 3 + 2 + 1 + 1; // flaky, refused, unconfigured, stale, garbage
+    assert!(
+        common::eventually(Duration::from_secs(120), || {
+            common::read_topic(&env.kafka, &env.kafka.topics.alert_deliveries).len()
+                >= finished_before_kill - 1 // the garbage record has no alert id to record
+        }),
+        "the outcomes were not recorded:\n{}",
+        env.log("notify-1.log")
+    );
+    std::thread::sleep(Duration::from_secs(1)); // past a commit interval
+    notifier.sigkill();
+    assert_eq!(receiver.acknowledged(DOWN_AT_KILL).len(), 0);
+
+    // The restarted notifier delivers the rest, and nothing acknowledged a second time.
+    receiver.set_healthy(DOWN_AT_KILL, true);
+    let output = env.run_vigil(&["notify", "--until-idle", "3"], Duration::from_secs(180));
+    let summary: serde_json::Value =
+        serde_json::from_str(output.lines().rev().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    assert_eq!(summary["delivered"], 20, "{output}");
+    assert_eq!(summary["undeliverable"], 0, "{output}");
+
+    for hospital in [FLAKY, DOWN_AT_KILL] {
+        let mut acknowledged = receiver.acknowledged(hospital);
+        acknowledged.sort();
+        let mut expected: Vec<String> = (0..20)
+            .map(|n| alert(n, hospital, AlertStatus::Raised, 0).alert_id)
+            .collect();
+        expected.sort();
+        assert_eq!(
+            acknowledged, expected,
+            "{hospital}: each alert acknowledged exactly once"
+        );
+    }
+    let received = receiver.received();
+    assert!(
+        received.iter().all(|r| r.signature_valid),
+        "a signature failed"
+    );
+    assert!(received.iter().all(|r| r.hospital != UNCONFIGURED));
+    assert!(
+        received
+            .iter()
+            .all(|r| !r.idempotency_key.contains("ACKNOWLEDGED")
+                && !r.idempotency_key.contains("099"))
+    );
+    assert_eq!(
+        received.iter().filter(|r| r.hospital == REFUSING).count(),
+        3,
+        "a refusal is final: one request per alert"
+    );
+    let sample = received.iter().find(|r| r.status == 200).unwrap();
+    assert_eq!(sample.body["schema"], "vigil.alert/1");
+    assert_eq!(sample.body["alert_id"], sample.idempotency_key.as_str());
+
+    // The recorded outcomes: one per alert, the endpoint shown without its query string.
+    let codec = AvroCodec::<AlertDelivery>::new().unwrap();
+    let recorded: Vec<AlertDelivery> =
+        common::read_topic(&env.kafka, &env.kafka.topics.alert_deliveries)
+            .iter()
+            .map(|bytes| codec.decode(bytes).unwrap())
+            .collect();
+    assert!(recorded.iter().all(|d| !d.endpoint.contains("token")));
+
+    // ClickHouse: the deliveries and the dead letters.
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["sink", "--until-idle", "3"], Duration::from_secs(180));
+    let outcomes = env.query(
+        "SELECT hospital_id, outcome, count() FROM {db}.alert_deliveries FINAL \
+         GROUP BY hospital_id, outcome ORDER BY hospital_id, outcome",
+    );
+    assert_eq!(
+        outcomes,
+        vec![
+            "H0001\tDELIVERED\t20",
+            "H0001\tSTALE\t1",
+            "H0002\tDELIVERED\t20",
+            "H0003\tUNDELIVERABLE\t3",
+            "H0004\tUNDELIVERABLE\t2",
+        ]
+    );
+    let letters = env.query(
+        "SELECT reason_code, count() FROM {db}.dead_letters FINAL WHERE stage = 'notify' \
+         GROUP BY reason_code ORDER BY reason_code",
+    );
+    assert_eq!(
+        letters,
+        vec![
+            "no_endpoint\t2",
+            "undecodable_alert\t1",
+            "undeliverable_alert\t3"
+        ]
+    );
+    let summary_view = env.scalar(
+        "SELECT sum(delivered), sum(undeliverable), sum(stale) FROM {db}.alert_delivery_summary",
+    );
+    assert_eq!(summary_view, "40\t5\t1");
+    let _ = std::fs::remove_dir_all(&dir);
+}
