@@ -6,6 +6,7 @@
 #   deploy/local/services.sh install   install ClickHouse (Debian package) and build Tansu (cached)
 #   deploy/local/services.sh start     install if needed, start both, wait until they answer
 #   deploy/local/services.sh stop      stop both
+#   deploy/local/services.sh start|stop clickhouse|tansu   just one of them (outage tests)
 #   deploy/local/services.sh status    say what runs where
 #   deploy/local/services.sh env       print the environment variables that point Vigil at them
 #   deploy/local/services.sh reset     stop both and delete their data (topics, tables, state)
@@ -217,15 +218,13 @@ case "${1:-}" in
     install_tansu
     ;;
   start)
-    install_clickhouse
-    install_tansu
     mkdir -p "$home"
-    start_clickhouse
-    start_tansu
+    if [ "${2:-clickhouse}" = clickhouse ]; then install_clickhouse; start_clickhouse; fi
+    if [ "${2:-tansu}" = tansu ]; then install_tansu; start_tansu; fi
     ;;
   stop)
-    stop_one Tansu "$home/tansu.pid"
-    stop_one ClickHouse "$home/clickhouse.pid"
+    if [ "${2:-tansu}" = tansu ]; then stop_one Tansu "$home/tansu.pid"; fi
+    if [ "${2:-clickhouse}" = clickhouse ]; then stop_one ClickHouse "$home/clickhouse.pid"; fi
     ;;
   status)
     pid_alive "$home/tansu.pid" && say "Tansu runs on 127.0.0.1:$kafka_port" || say "Tansu is stopped"

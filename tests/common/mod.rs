@@ -178,8 +178,28 @@ impl TestEnv {
         env
     }
 
+    /// Like `new`, against a ClickHouse server of the test's own (one it may stop and start).
+    pub fn on_clickhouse(name: &str, partitions: i32, extra: &str, url: &str) -> TestEnv {
+        let id = unique(name);
+        let database = format!("vigil_t_{id}");
+        let services = Services {
+            clickhouse_url: url.to_string(),
+            ..services()
+        };
+        TestEnv::build_on(services, id, database, partitions, extra)
+    }
+
     fn build(id: String, database: String, partitions: i32, extra: &str) -> TestEnv {
-        let services = services();
+        TestEnv::build_on(services(), id, database, partitions, extra)
+    }
+
+    fn build_on(
+        services: Services,
+        id: String,
+        database: String,
+        partitions: i32,
+        extra: &str,
+    ) -> TestEnv {
         let dir = std::env::temp_dir().join(format!("vigil-test-{id}"));
         std::fs::create_dir_all(&dir).expect("scratch dir");
         std::fs::write(dir.join("pseudonym.key"), TEST_KEY).expect("key written");
@@ -274,6 +294,9 @@ impl TestEnv {
                     "warn,vigil_processors=info,vigil_sinks=info,vigil_runtime=info".into()
                 }),
             )
+            // The configuration file names this test's services; the shell's may name others.
+            .env("VIGIL_CLICKHOUSE__URL", &self.services.clickhouse_url)
+            .env("VIGIL_KAFKA__BROKERS", &self.services.brokers)
             .env_remove("VIGIL_PSEUDONYM_KEY");
         command
     }
@@ -558,4 +581,81 @@ pub fn read_topic(kafka: &KafkaConfig, topic: &str) -> Vec<Vec<u8>> {
             .expect("topic read");
     }
     out
+}
+
+/// A free loopback port (free now; good enough for a test's own server).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A ClickHouse server of one test's own, started by `deploy/local/services.sh` on free ports
+/// with throwaway data, so the test may stop and restart it without disturbing the others.
+/// Stopped and deleted when dropped.
+pub struct OwnClickHouse {
+    home: PathBuf,
+    http_port: u16,
+    tcp_port: u16,
+    interserver_port: u16,
+}
+
+impl OwnClickHouse {
+    pub fn start(name: &str) -> OwnClickHouse {
+        let server = OwnClickHouse {
+            home: std::env::temp_dir().join(format!("vigil-ch-{}", unique(name))),
+            http_port: free_port(),
+            tcp_port: free_port(),
+            interserver_port: free_port(),
+        };
+        server.start_again();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    fn script(&self, action: &str) {
+        std::fs::create_dir_all(&self.home).expect("server home");
+        let log = std::fs::File::create(self.home.join(format!("services-{action}.log")))
+            .expect("log file");
+        let status = Command::new(repo_path("deploy/local/services.sh"))
+            .args([action, "clickhouse"])
+            .env("VIGIL_HOME", &self.home)
+            .env("VIGIL_CLICKHOUSE_HTTP_PORT", self.http_port.to_string())
+            .env("VIGIL_CLICKHOUSE_TCP_PORT", self.tcp_port.to_string())
+            .env(
+                "VIGIL_CLICKHOUSE_INTERSERVER_PORT",
+                self.interserver_port.to_string(),
+            )
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .status()
+            .expect("services.sh runs");
+        let output = std::fs::read_to_string(self.home.join(format!("services-{action}.log")))
+            .unwrap_or_default();
+        assert!(
+            status.success(),
+            "services.sh {action} clickhouse failed:\n{output}"
+        );
+    }
+
+    /// Starts the server (again); returns once it answers.
+    pub fn start_again(&self) {
+        self.script("start");
+    }
+
+    /// Stops the server (SIGTERM, as an operator or a host shutdown would).
+    pub fn stop(&self) {
+        self.script("stop");
+    }
+}
+
+impl Drop for OwnClickHouse {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
 }
