@@ -1,6 +1,19 @@
 //! `vigil`: one binary, one subcommand per role. Each stage can run as its own process (so a
 //! deployment scales them separately) or all together with `vigil up`.
 
+/// Prints a report line to stdout. A reader that went away (`vigil rules | head`) is not an
+/// error worth failing or panicking over: the work is done by the time we report it.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod bench;
 mod config;
 mod stages;
 
@@ -55,6 +68,8 @@ enum Command {
     Sink(UntilIdle),
     /// Deliver alerts to each hospital's webhook (signed, retried, recorded).
     Notify(UntilIdle),
+    /// Measure throughput, latency, restore time and memory on the configured services.
+    Bench(bench::BenchArgs),
     /// Run every stage in one process against the configured services (a laptop or a pilot site).
     Up(UpArgs),
     /// Print the effective configuration (file, defaults and environment combined).
@@ -188,15 +203,6 @@ fn apply_simulate_args(config: &mut VigilConfig, args: &SimulateArgs) -> anyhow:
     Ok(())
 }
 
-/// Prints a report line to stdout. A reader that went away (`vigil rules | head`) is not an
-/// error worth failing or panicking over: the work is done by the time we report it.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-
 fn main() -> std::process::ExitCode {
     vigil_runtime::telemetry::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -234,7 +240,11 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
     let mut config = config::load(&cli.config, explicit)?;
     if !matches!(
         cli.command,
-        Command::Config | Command::Rules { .. } | Command::Migrate | Command::Topics
+        Command::Config
+            | Command::Rules { .. }
+            | Command::Migrate
+            | Command::Topics
+            | Command::Bench(_)
     ) {
         vigil_runtime::telemetry::init_metrics(&config.telemetry.metrics_listen);
     }
@@ -383,6 +393,12 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
             })
             .await?;
             say!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Bench(args) => {
+            let key = pseudonym_key(&config)?;
+            tokio::task::spawn_blocking(move || bench::run(&config, &args, key))
+                .await
+                .context("the benchmark panicked")??;
         }
         Command::Up(args) => up(config, args, shutdown).await?,
     }

@@ -153,7 +153,17 @@ pub fn run(
                             None => to_restore.push(partition),
                         }
                     }
-                    for (partition, restored) in restore_all(&changelog, &engine, &to_restore)? {
+                    let restore_started = Instant::now();
+                    let restored = restore_all(&changelog, &engine, &to_restore)?;
+                    if !restored.is_empty() {
+                        info!(
+                            partitions = restored.len(),
+                            patients = restored.iter().map(|(_, o)| o.state.len()).sum::<usize>(),
+                            seconds = restore_started.elapsed().as_secs_f64(),
+                            "Restore finished."
+                        );
+                    }
+                    for (partition, restored) in restored {
                         summary.restores += 1;
                         owned.insert(partition, restored);
                     }

@@ -92,6 +92,12 @@ pub struct ConsumerTuning {
     pub start_from_earliest: bool,
     /// librdkafka stalls this long whenever its prefetch queue fills (default 1000 ms); keep it small.
     pub fetch_queue_backoff: Duration,
+    /// Longest the broker may hold a fetch waiting for data (librdkafka's default 500 ms). Tansu
+    /// answers one partition per fetch and holds it this long whenever another partition of the
+    /// request has nothing new: a short wait made reading 10× faster there (BENCHMARKS.md). On
+    /// Apache Kafka it only sets how often idle consumers ask; `kafka.client_properties` may
+    /// raise it.
+    pub fetch_wait_max: Duration,
 }
 
 impl Default for ConsumerTuning {
@@ -99,6 +105,7 @@ impl Default for ConsumerTuning {
         ConsumerTuning {
             start_from_earliest: true,
             fetch_queue_backoff: Duration::from_millis(10),
+            fetch_wait_max: Duration::from_millis(10),
         }
     }
 }
@@ -135,6 +142,10 @@ impl GroupConsumer {
             .set(
                 "fetch.queue.backoff.ms",
                 tuning.fetch_queue_backoff.as_millis().to_string(),
+            )
+            .set(
+                "fetch.wait.max.ms",
+                tuning.fetch_wait_max.as_millis().to_string(),
             )
             .set(
                 "session.timeout.ms",

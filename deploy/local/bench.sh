@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs Vigil's benchmarks on this machine and prints every figure (BENCHMARKS.md explains them).
+# Throughput and latency runs use a second Tansu on its memory storage (fast, but only right for
+# consumers that read from the start); the restore run, which restarts a consumer, uses the
+# local services' SQLite-backed Tansu. ClickHouse is the local services' one.
+#
+#   deploy/local/bench.sh                         everything, figures also in target/bench.json
+#   deploy/local/bench.sh --runs 1 --events 200000   extra arguments go to `vigil bench`
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$repo"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+cargo build --release --locked --bin vigil
+deploy/local/services.sh start
+eval "$(deploy/local/services.sh env)"
+
+memory_home=$(mktemp -d "${TMPDIR:-/tmp}/vigil-bench-broker.XXXXXX")
+memory_port=$(free_port)
+stop_memory_broker() {
+  VIGIL_HOME=$memory_home VIGIL_KAFKA_PORT=$memory_port deploy/local/services.sh stop tansu || true
+  rm -rf "$memory_home"
+}
+trap stop_memory_broker EXIT
+VIGIL_HOME=$memory_home VIGIL_KAFKA_PORT=$memory_port VIGIL_KAFKA_STORAGE=memory:// \
+  deploy/local/services.sh start tansu
+
+echo "==> $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "==> throughput, latency, memory (Tansu memory:// on port $memory_port)"
+VIGIL_KAFKA__BROKERS=127.0.0.1:$memory_port target/release/vigil bench \
+  --only engine,stages,e2e,latency,backfill --json target/bench.json "$@"
+echo "==> restore after SIGKILL (Tansu sqlite://)"
+target/release/vigil bench --only restore --json target/bench-restore.json "$@"

@@ -1,0 +1,139 @@
+//! The processor's engine alone, on one core: Avro decoding and the clinical engine over
+//! pre-encoded canonical events, with no broker in the way; and what the state costs per patient.
+
+use std::time::Instant;
+
+use vigil_processors::engine::{Engine, PartitionState};
+use vigil_producers::pseudonym::PseudonymKey;
+use vigil_producers::simulator::{CanonicalRenderer, Simulation};
+use vigil_runtime::time::now_ms;
+use vigil_schemas::{AvroCodec, ClinicalEvent};
+
+use super::{median, peak_rss_kib, rss_kib, Report};
+use crate::config::VigilConfig;
+
+pub fn run(
+    config: &VigilConfig,
+    key: PseudonymKey,
+    events: u64,
+    runs: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let mut simulate = config.simulate.clone();
+    simulate.max_events = events;
+    // About 40 events per patient-year: size the region so the run covers a realistic history.
+    simulate.patients = ((events / 60).max(100)).min(u32::MAX as u64) as u32;
+    simulate.span = std::time::Duration::from_secs(540 * 86_400);
+    simulate.validate()?;
+    let renderer = CanonicalRenderer::new(key, simulate.seed);
+    let codec = AvroCodec::<ClinicalEvent>::new()?;
+    let ingest = now_ms();
+    let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(events as usize);
+    let mut simulation = Simulation::new(&simulate);
+    while let Some(event) = simulation.next() {
+        if encoded.len() as u64 >= events {
+            break;
+        }
+        encoded.push(codec.encode(&renderer.render(&simulation, &event, ingest))?);
+    }
+    let count = encoded.len() as f64;
+    let bytes: usize = encoded.iter().map(Vec::len).sum();
+    say!(
+        "engine: {} pre-encoded events ({:.1} MB, {} patients)",
+        encoded.len(),
+        bytes as f64 / 1e6,
+        simulate.patients
+    );
+
+    let rules = config.process.validate()?;
+    let engine = Engine::new(rules, config.process.engine.clone());
+    let (mut decode_rates, mut engine_rates, mut both_rates) = (Vec::new(), Vec::new(), Vec::new());
+    let mut patients = 0;
+    let mut state_bytes = 0u64;
+    let mut resident_per_patient = 0.0;
+    for run in 0..runs {
+        // Decoding alone.
+        let started = Instant::now();
+        let decoded: Vec<ClinicalEvent> = encoded
+            .iter()
+            .map(|bytes| codec.decode(bytes))
+            .collect::<Result<_, _>>()?;
+        decode_rates.push(count / started.elapsed().as_secs_f64());
+
+        // The engine alone on decoded events (status rows drained as the runner does).
+        let before = rss_kib();
+        let mut state = PartitionState::new();
+        let (mut alerts, mut status) = (Vec::new(), Vec::new());
+        let now = now_ms();
+        let started = Instant::now();
+        for (i, event) in decoded.iter().enumerate() {
+            engine.apply_event(&mut state, event, now, &mut alerts);
+            if i % 20_000 == 19_999 {
+                engine.drain_status(&mut state, &mut status);
+                alerts.clear();
+                status.clear();
+            }
+        }
+        engine.drain_status(&mut state, &mut status);
+        engine_rates.push(count / started.elapsed().as_secs_f64());
+        patients = state.len();
+        if run == 0 {
+            // Later runs reuse what the first one freed: only the first growth means anything.
+            resident_per_patient =
+                (rss_kib().saturating_sub(before)) as f64 * 1024.0 / patients.max(1) as f64;
+        }
+        state_bytes = state
+            .patients
+            .values()
+            .map(|p| postcard::to_allocvec(p).map_or(0, |v| v.len() as u64))
+            .sum();
+        drop(decoded);
+        drop(state);
+
+        // Both, as the runner does per message.
+        let mut state = PartitionState::new();
+        let started = Instant::now();
+        for (i, bytes) in encoded.iter().enumerate() {
+            let event = codec.decode(bytes)?;
+            engine.apply_event(&mut state, &event, now, &mut alerts);
+            if i % 20_000 == 19_999 {
+                engine.drain_status(&mut state, &mut status);
+                alerts.clear();
+                status.clear();
+            }
+        }
+        both_rates.push(count / started.elapsed().as_secs_f64());
+    }
+    report.rate(
+        "engine: Avro decode only",
+        median(&decode_rates),
+        "events/s/core",
+    );
+    report.rate(
+        "engine: clinical engine only",
+        median(&engine_rates),
+        "events/s/core",
+    );
+    report.rate(
+        "engine: decode + engine",
+        median(&both_rates),
+        "events/s/core",
+    );
+    report.figure("engine: patients in state", patients as f64, "patients");
+    report.figure(
+        "state: serialised bytes per patient (changelog)",
+        state_bytes as f64 / patients.max(1) as f64,
+        "bytes",
+    );
+    report.figure(
+        "state: resident bytes per patient (RSS growth)",
+        resident_per_patient,
+        "bytes",
+    );
+    report.figure(
+        "engine: peak RSS of the bench",
+        peak_rss_kib() as f64 / 1024.0,
+        "MiB",
+    );
+    Ok(())
+}
