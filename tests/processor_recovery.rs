@@ -46,11 +46,21 @@ const STATUS: &str = "SELECT status_id, argMax(tuple(patient_pseudonym, hospital
 /// Runs `vigil process --until-idle` until the processor group has committed the whole input.
 /// One run may own only some partitions (a crashed member's session has not expired yet, or
 /// Tansu 0.6.0 kept it in the group), and then stops once those are done: run again.
+///
+/// Tansu 0.6.0 sometimes never evicts a killed member, which then keeps its partitions for good.
+/// After two such runs the drain continues under a fresh consumer group: the processor resumes
+/// from the input offsets in its changelog checkpoints, not from the group's, so this is the same
+/// recovery an operator would get on a broker that evicts dead members.
 fn finish_processing(env: &TestEnv) -> String {
-    let group = env.scalar_config("process", "group_id");
+    let mut group = env.scalar_config("process", "group_id");
     let mut logs = String::new();
-    for _ in 0..5 {
-        let output = env.run_vigil(&["process", "--until-idle", "3"], Duration::from_secs(600));
+    for attempt in 0..5 {
+        if attempt == 2 {
+            group = format!("{group}-drain");
+        }
+        let mut command = env.vigil(&["process", "--until-idle", "3"]);
+        command.env("VIGIL_PROCESS__GROUP_ID", &group);
+        let output = env.run_command(command, Duration::from_secs(600));
         std::fs::write(env.path(&format!("finish-{}.log", logs.len())), &output)
             .expect("log written");
         logs += &output;
@@ -178,9 +188,16 @@ fn sigkill_at_random_points_leaves_the_outputs_of_an_uninterrupted_run() {
             processor.sigkill();
             continue;
         }
-        let pause = random_pause(&mut rng, 1_500, 5_000);
+        // Once input flows (the first reads after a restore take seconds on Tansu), so every
+        // kill lands while it processes, restores or checkpoints real state.
+        let group = env.scalar_config("process", "group_id");
+        common::eventually(Duration::from_secs(60), || {
+            env.log(&log).contains("Input is flowing")
+                || common::group_lag(&env.kafka, &group, &env.kafka.topics.clinical_events) == 0
+        });
+        let pause = random_pause(&mut rng, 500, 4_000);
         std::thread::sleep(pause);
-        eprintln!("kill {kills}: SIGKILL {pause:?} after it got its partitions");
+        eprintln!("kill {kills}: SIGKILL {pause:?} after its input started flowing");
         processor.sigkill();
         kills += 1;
     }

@@ -106,6 +106,8 @@ pub fn run(
     let mut last_input = Instant::now();
     let mut last_report = Instant::now();
     let mut dirty_since_checkpoint = false;
+    let mut assigned_once = false;
+    let mut reported_first_input = false;
     // Per-batch metric tallies: (rule, status) of alerts; the summary's totals at the last publication.
     let mut alert_counts: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
     let mut published = ProcessSummary::default();
@@ -113,11 +115,13 @@ pub fn run(
     let lag_ms = config.engine.max_out_of_orderness.as_millis() as i64;
 
     loop {
-        let stopping = shutdown.is_requested()
-            || (stop.reached(last_input.elapsed())
-                && summary.checkpoints > 0
+        // A member the group gave nothing (the others own every partition) has no work to
+        // finish: idle, it may stop too.
+        let finished = (assigned_once && owned.is_empty())
+            || (summary.checkpoints > 0
                 && !dirty_since_checkpoint
                 && consumer.caught_up().unwrap_or(false));
+        let stopping = shutdown.is_requested() || (stop.reached(last_input.elapsed()) && finished);
         let batch = if stopping {
             Vec::new()
         } else {
@@ -134,6 +138,7 @@ pub fn run(
                     }
                 }
                 AssignmentChange::Assigned(list) => {
+                    assigned_once = true;
                     // Nothing of these partitions can be processed before their state is back:
                     // stop fetching them meanwhile, so the broker serves the restore first.
                     consumer.pause(&list);
@@ -325,6 +330,13 @@ pub fn run(
                     stopping,
                 )?;
                 dirty_since_checkpoint = false;
+                if !reported_first_input && summary.events > 0 {
+                    reported_first_input = true;
+                    info!(
+                        events = summary.events,
+                        "Input is flowing; first checkpoint with it written."
+                    );
+                }
             }
             last_checkpoint = Instant::now();
         }

@@ -34,6 +34,12 @@ pub struct KafkaConfig {
     /// to the other instances this much later.
     #[serde(default = "default_session_timeout", with = "humantime_serde")]
     pub session_timeout: Duration,
+    /// Longest the broker may hold a consumer's fetch waiting for data (`fetch.wait.max.ms`).
+    /// Tansu holds a fetch this long whenever one of its partitions has nothing new, so shorter
+    /// reads faster from its memory storage; but its SQLite storage abandons reads that take
+    /// longer, so too short starves cold partitions (BENCHMARKS.md).
+    #[serde(default = "default_fetch_wait_max", with = "humantime_serde")]
+    pub fetch_wait_max: Duration,
     /// Topic names.
     #[serde(default)]
     pub topics: Topics,
@@ -67,6 +73,10 @@ fn default_session_timeout() -> Duration {
 }
 
 /// librdkafka's default is 300 s; a minute surfaces a broken broker sooner.
+fn default_fetch_wait_max() -> Duration {
+    Duration::from_millis(100)
+}
+
 fn default_delivery_timeout() -> Duration {
     Duration::from_secs(60)
 }
@@ -80,6 +90,7 @@ impl Default for KafkaConfig {
             create_topics: true,
             delivery_timeout: default_delivery_timeout(),
             session_timeout: default_session_timeout(),
+            fetch_wait_max: default_fetch_wait_max(),
             topics: Topics::default(),
             client_properties: BTreeMap::new(),
         }

@@ -15,8 +15,8 @@ use crate::config::VigilConfig;
 
 #[derive(clap::Args, Clone)]
 pub struct BenchArgs {
-    /// Which benchmarks: engine, stages (= consume, process, sink: each stage on a pre-filled
-    /// topic beside its baseline), e2e, latency, backfill, restore; comma-separated, or "all".
+    /// Which benchmarks: engine, stages (= consume, process, sink, ingest: each stage on a
+    /// pre-filled topic beside its baseline), e2e, latency, backfill, restore; comma-separated, or "all".
     #[arg(long, default_value = "engine,stages,e2e,latency,restore")]
     pub only: String,
     /// Runs of each throughput figure; medians are reported.
@@ -175,6 +175,9 @@ pub fn run(
     };
     if parts.consume || parts.process || parts.sink {
         pipeline.stages(args.events, &parts, &mut report)?;
+    }
+    if want("stages") || want("ingest") {
+        pipeline.ingest(args.e2e_events, &mut report)?;
     }
     if want("e2e") {
         pipeline.end_to_end(args.e2e_events, &mut report)?;

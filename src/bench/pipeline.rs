@@ -353,7 +353,8 @@ impl Pipeline<'_> {
         }
 
         // The writer: events only (fresh, empty alert and status topics), beside plain inserts.
-        let (mut sink_rates, mut insert_rates) = (Vec::new(), Vec::new());
+        let (mut sink_rates, mut sink_per_core, mut insert_rates) =
+            (Vec::new(), Vec::new(), Vec::new());
         if !parts.sink {
             return Ok(());
         }
@@ -371,6 +372,7 @@ impl Pipeline<'_> {
             })?;
             stage.stop()?;
             sink_rates.push(track.sustained());
+            sink_per_core.push(rows.len() as f64 / stage.cpu_seconds.max(1e-3));
             report.stage_rss("sink", stage.peak_rss_kib);
             insert_rates.push(self.runtime.block_on(raw_insert(&config, &rows))?);
             self.drop_database(&config);
@@ -382,12 +384,62 @@ impl Pipeline<'_> {
             "rows/s",
         );
         report.rate(
+            "sink: per CPU-second used",
+            median(&sink_per_core),
+            "rows/s/core",
+        );
+        report.rate(
             "baseline: plain inserts of the same rows (50,000-row batches)",
             median(&insert_rates),
             "rows/s",
         );
         report.baseline("insert", median(&insert_rates));
         report.ratio("sink vs plain inserts", median(&sink_rates), "insert");
+        Ok(())
+    }
+
+    /// The edge alone: HIS change events from a pre-filled topic to canonical events.
+    pub fn ingest(&self, events: u64, report: &mut Report) -> anyhow::Result<()> {
+        let (mut rates, mut per_core) = (Vec::new(), Vec::new());
+        let (fill, fill_path) = self.config("ingestfill", |c| {
+            c.simulate.max_events = events;
+            c.simulate.patients = (events / 40).max(100) as u32;
+            c.simulate.span = Duration::from_secs(540 * 86_400);
+            c.simulate.output = vigil_producers::simulator::Output::Cdc;
+            c.simulate.pace = vigil_producers::simulator::Pace::Fast;
+        })?;
+        self.run_once(
+            "simulate",
+            &fill_path,
+            &["simulate"],
+            Duration::from_secs(7200),
+        )?;
+        let his = fill.kafka.topics.his_changes.clone();
+        for run in 0..self.runs {
+            let (config, path) = self.config(&format!("ingest{run}"), |c| {
+                c.kafka.topics.his_changes = his.clone()
+            })?;
+            let mut stage = Stage::spawn("ingest", &path, &["ingest"], &self.dir)?;
+            let group = config.ingest.group_id.clone();
+            let track = Track::until_done(&mut [&mut stage], Duration::from_secs(3600), || {
+                committed(&config.kafka, &group, &[&his])
+            })?;
+            stage.stop()?;
+            rates.push(track.sustained());
+            per_core.push(end_offsets(&config.kafka, &his)? as f64 / stage.cpu_seconds.max(1e-3));
+            report.stage_rss("ingest", stage.peak_rss_kib);
+        }
+        report.rate(
+            "ingest (edge): sustained from a pre-filled topic",
+            median(&rates),
+            "change events/s",
+        );
+        report.ratio("ingest vs plain consumer", median(&rates), "consume");
+        report.rate(
+            "ingest (edge): per CPU-second used",
+            median(&per_core),
+            "change events/s/core",
+        );
         Ok(())
     }
 
@@ -693,7 +745,10 @@ fn raw_consume(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<f64> {
         .set("group.id", format!("bench-raw-{}", super::stamp()))
         .set("enable.auto.commit", "false")
         .set("fetch.queue.backoff.ms", "10")
-        .set("fetch.wait.max.ms", "10");
+        .set(
+            "fetch.wait.max.ms",
+            kafka.fetch_wait_max.as_millis().to_string(),
+        );
     if let Ok(extra) = std::env::var("VIGIL_BENCH_CONSUMER_PROPERTIES") {
         for pair in extra.split(',').filter_map(|p| p.split_once('=')) {
             config.set(pair.0.trim(), pair.1.trim());

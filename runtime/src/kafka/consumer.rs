@@ -92,12 +92,6 @@ pub struct ConsumerTuning {
     pub start_from_earliest: bool,
     /// librdkafka stalls this long whenever its prefetch queue fills (default 1000 ms); keep it small.
     pub fetch_queue_backoff: Duration,
-    /// Longest the broker may hold a fetch waiting for data (librdkafka's default 500 ms). Tansu
-    /// answers one partition per fetch and holds it this long whenever another partition of the
-    /// request has nothing new: a short wait made reading 10× faster there (BENCHMARKS.md). On
-    /// Apache Kafka it only sets how often idle consumers ask; `kafka.client_properties` may
-    /// raise it.
-    pub fetch_wait_max: Duration,
 }
 
 impl Default for ConsumerTuning {
@@ -105,7 +99,6 @@ impl Default for ConsumerTuning {
         ConsumerTuning {
             start_from_earliest: true,
             fetch_queue_backoff: Duration::from_millis(10),
-            fetch_wait_max: Duration::from_millis(10),
         }
     }
 }
@@ -145,7 +138,7 @@ impl GroupConsumer {
             )
             .set(
                 "fetch.wait.max.ms",
-                tuning.fetch_wait_max.as_millis().to_string(),
+                kafka.fetch_wait_max.as_millis().to_string(),
             )
             .set(
                 "session.timeout.ms",
