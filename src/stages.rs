@@ -30,6 +30,7 @@ pub async fn prepare_topics(kafka: &KafkaConfig) -> anyhow::Result<()> {
         &topics.alert_acks,
         &topics.dead_letters,
         &topics.late_events,
+        &topics.pipeline_stats,
     ]
     .into_iter()
     .map(|name| TopicSpec::new(name, kafka.partitions))

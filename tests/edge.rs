@@ -89,6 +89,28 @@ fn a_defective_multi_vendor_stream_reconciles_exactly_and_leaks_no_identifier() 
         })
         .collect();
     assert_eq!(landed, manifest.rejected);
+    // The stages' own statistics reconcile with what they did, and land per hospital.
+    let rejected_total: u64 = manifest.rejected.values().sum();
+    assert_eq!(
+        env.scalar("SELECT sum(records_in), sum(records_out), sum(dead_letters) FROM {db}.pipeline_stats FINAL WHERE stage = 'ingest'"),
+        format!("{}\t{}\t{rejected_total}", manifest.records, manifest.accepted)
+    );
+    assert_eq!(
+        env.scalar("SELECT sum(records_in) FROM {db}.pipeline_stats FINAL WHERE stage = 'process'"),
+        manifest.accepted.to_string()
+    );
+    assert_eq!(
+        env.scalar("SELECT sum(records_in) FROM {db}.pipeline_hourly WHERE stage = 'ingest'"),
+        manifest.records.to_string()
+    );
+    let stat_hospitals: u64 = env
+        .scalar("SELECT uniqExact(hospital_id) FROM {db}.pipeline_stats WHERE hospital_id != ''")
+        .parse()
+        .unwrap();
+    assert!(
+        stat_hospitals >= 5,
+        "statistics name their hospitals: {stat_hospitals}"
+    );
     let hospitals: u64 = env
         .scalar("SELECT uniqExact(hospital_id) FROM {db}.dead_letters WHERE hospital_id != ''")
         .parse()
@@ -146,6 +168,7 @@ fn a_defective_multi_vendor_stream_reconciles_exactly_and_leaks_no_identifier() 
         "dead_letters",
         "alerts",
         "patient_status",
+        "pipeline_stats",
     ] {
         let dump = env
             .query(&format!("SELECT * FROM {{db}}.{table} FORMAT TabSeparated"))

@@ -199,11 +199,10 @@ fn clickhouse_stopped_for_a_while_and_restarted_loses_nothing() {
         "no rows before the outage:\n{}",
         env.log("sink.log")
     );
+    let landed_at_stop = count(&env, "clinical_events", false);
     server.stop();
-    let landed_before = std::time::SystemTime::now();
     std::thread::sleep(Duration::from_secs(8));
     server.start_again();
-    let outage = landed_before.elapsed().unwrap();
 
     assert!(
         simulator.wait_with_limit(Duration::from_secs(180)),
@@ -220,10 +219,12 @@ fn clickhouse_stopped_for_a_while_and_restarted_loses_nothing() {
         env.log("sink.log")
     );
     sink.kill();
-    let log = env.log("sink.log");
+    // Most of the input reached the writer while ClickHouse was down or after: it caught up.
+    // (Whether it logged retries depends on the moment: an insert in flight at the stop may
+    // simply wait for the server to come back.)
     assert!(
-        log.contains("retry_in"),
-        "the writer never noticed the {outage:?} outage:\n{log}"
+        events.len() as u64 > landed_at_stop,
+        "the outage came after everything had landed ({landed_at_stop} rows)"
     );
     assert_eq!(count(&env, "dead_letters", true), 0, "nothing was refused");
 }

@@ -21,6 +21,7 @@ use vigil_runtime::config::KafkaConfig;
 use vigil_runtime::kafka::{
     AssignmentChange, ConsumerTuning, DurableProducer, GroupConsumer, Positions, RangeReader,
 };
+use vigil_runtime::stats::StageStats;
 use vigil_runtime::time::now_ms;
 use vigil_runtime::Shutdown;
 use vigil_schemas::ids::stable_id;
@@ -30,6 +31,9 @@ use crate::checkpoint::{Changelog, Progress};
 use crate::config::ProcessConfig;
 use crate::engine::{Disposition, Engine, PartitionState};
 use crate::error::ProcessorError;
+
+/// How often the processor publishes its counts per hospital.
+const STATS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What a run of the processor did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -108,6 +112,7 @@ pub fn run(
     let mut dirty_since_checkpoint = false;
     let mut assigned_once = false;
     let mut reported_first_input = false;
+    let mut stats = StageStats::new("process", kafka, STATS_INTERVAL)?;
     // Per-batch metric tallies: (rule, status) of alerts; the summary's totals at the last publication.
     let mut alert_counts: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
     let mut published = ProcessSummary::default();
@@ -206,10 +211,17 @@ pub fn run(
             if is_event {
                 match codecs.event.decode(payload) {
                     Ok(event) => {
+                        let counts = stats.hospital(&event.hospital_id);
+                        counts.records_in += 1;
                         match engine.apply_event(&mut part.state, &event, now, &mut alerts) {
-                            Disposition::Applied => summary.events += 1,
+                            Disposition::Applied => {
+                                summary.events += 1;
+                                counts.records_out += 1;
+                                counts.event_age(now, event.event_time_ms);
+                            }
                             Disposition::Late => {
                                 summary.late += 1;
+                                counts.late += 1;
                                 producer.send(
                                     &topics.late_events,
                                     message.key().unwrap_or_default(),
@@ -218,6 +230,7 @@ pub fn run(
                             }
                             Disposition::Rejected(code, detail) => {
                                 summary.rejected += 1;
+                                counts.dead_letters += 1;
                                 let letter = dead_letter(
                                     message,
                                     &event.hospital_id,
@@ -239,6 +252,9 @@ pub fn run(
                     }
                     Err(error) => {
                         summary.rejected += 1;
+                        let counts = stats.hospital("");
+                        counts.records_in += 1;
+                        counts.dead_letters += 1;
                         let letter = dead_letter(
                             message,
                             "",
@@ -267,6 +283,9 @@ pub fn run(
                     }
                     Err(error) => {
                         summary.rejected += 1;
+                        let counts = stats.hospital("");
+                        counts.records_in += 1;
+                        counts.dead_letters += 1;
                         let letter = dead_letter(
                             message,
                             "",
@@ -315,6 +334,8 @@ pub fn run(
         }
 
         if stopping || last_checkpoint.elapsed() >= config.checkpoint_interval {
+            // Flushed with the checkpoint below (or right here when stopping).
+            stats.publish_due(&producer, stopping)?;
             if dirty_since_checkpoint || summary.checkpoints == 0 {
                 checkpoint(
                     &engine,
@@ -337,6 +358,9 @@ pub fn run(
                         "Input is flowing; first checkpoint with it written."
                     );
                 }
+            }
+            if stopping {
+                producer.flush()?;
             }
             last_checkpoint = Instant::now();
         }

@@ -155,6 +155,9 @@ pub struct Topics {
     /// endpoint acknowledged, so an alert is never delivered twice.
     #[serde(default = "topic_alert_deliveries")]
     pub alert_deliveries: String,
+    /// Each stage's counts per hospital and interval, for the writer to land.
+    #[serde(default = "topic_pipeline_stats")]
+    pub pipeline_stats: String,
 }
 
 fn topic_his_changes() -> String {
@@ -181,6 +184,9 @@ fn topic_late_events() -> String {
 fn topic_processor_state() -> String {
     "vigil.processor.state".into()
 }
+fn topic_pipeline_stats() -> String {
+    "vigil.pipeline.stats".into()
+}
 fn topic_alert_deliveries() -> String {
     "vigil.notify.deliveries".into()
 }
@@ -197,12 +203,13 @@ impl Default for Topics {
             late_events: topic_late_events(),
             processor_state: topic_processor_state(),
             alert_deliveries: topic_alert_deliveries(),
+            pipeline_stats: topic_pipeline_stats(),
         }
     }
 }
 
 impl Topics {
-    pub fn all(&self) -> [&str; 9] {
+    pub fn all(&self) -> [&str; 10] {
         [
             &self.his_changes,
             &self.clinical_events,
@@ -213,6 +220,7 @@ impl Topics {
             &self.late_events,
             &self.processor_state,
             &self.alert_deliveries,
+            &self.pipeline_stats,
         ]
     }
 
@@ -251,6 +259,7 @@ impl Topics {
             late_events: s(&self.late_events),
             processor_state: s(&self.processor_state),
             alert_deliveries: s(&self.alert_deliveries),
+            pipeline_stats: s(&self.pipeline_stats),
         }
     }
 }

@@ -20,6 +20,8 @@ pub enum RuntimeError {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    Schema(#[from] vigil_schemas::SchemaError),
 }
 
 impl RuntimeError {
@@ -29,7 +31,7 @@ impl RuntimeError {
         match self {
             RuntimeError::Kafka { .. } | RuntimeError::Delivery { .. } => true,
             RuntimeError::ClickHouse { source, .. } => crate::clickhouse::is_transient(source),
-            RuntimeError::Config(_) => false,
+            RuntimeError::Config(_) | RuntimeError::Schema(_) => false,
         }
     }
 }

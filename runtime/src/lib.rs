@@ -8,6 +8,7 @@ mod error;
 pub mod kafka;
 pub mod secret;
 pub mod shutdown;
+pub mod stats;
 mod stop;
 pub mod telemetry;
 pub mod time;

@@ -15,7 +15,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::SchemaError;
-use crate::records::{Alert, AlertAck, AlertDelivery, ClinicalEvent, DeadLetter, PatientStatus};
+use crate::records::{
+    Alert, AlertAck, AlertDelivery, ClinicalEvent, DeadLetter, PatientStatus, PipelineStat,
+};
 
 /// The two bytes that open every single-object encoded message (Avro spec).
 pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -102,6 +104,7 @@ wire_record!(PatientStatus, "patient_status.avsc", []);
 wire_record!(DeadLetter, "dead_letter.avsc", []);
 wire_record!(AlertAck, "alert_ack.avsc", []);
 wire_record!(AlertDelivery, "alert_delivery.avsc", []);
+wire_record!(PipelineStat, "pipeline_stat.avsc", []);
 
 /// Encoder and decoder for one record type. Build it once per stage and reuse it.
 pub struct AvroCodec<T: WireRecord> {

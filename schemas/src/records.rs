@@ -432,3 +432,19 @@ pub struct AlertAck {
     pub clinician_id: String,
     pub time_ms: i64,
 }
+
+/// What one stage instance did for one hospital over one interval (`pipeline_stat.avsc`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineStat {
+    pub stat_id: String,
+    pub stage: String,
+    pub instance: String,
+    pub hospital_id: String,
+    pub interval_start_ms: i64,
+    pub interval_end_ms: i64,
+    pub records_in: i64,
+    pub records_out: i64,
+    pub dead_letters: i64,
+    pub late: i64,
+    pub max_event_age_ms: i64,
+}

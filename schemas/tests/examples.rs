@@ -11,7 +11,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use vigil_schemas::{
-    Alert, AlertAck, AlertDelivery, AvroCodec, ClinicalEvent, DeadLetter, PatientStatus, WireRecord,
+    Alert, AlertAck, AlertDelivery, AvroCodec, ClinicalEvent, DeadLetter, PatientStatus,
+    PipelineStat, WireRecord,
 };
 
 fn examples_dir(record_dir: &str) -> PathBuf {
@@ -131,6 +132,11 @@ fn alert_ack_examples() {
 #[test]
 fn alert_delivery_examples() {
     check_examples::<AlertDelivery>("alert_delivery", 2);
+}
+
+#[test]
+fn pipeline_stat_examples() {
+    check_examples::<PipelineStat>("pipeline_stat", 2);
 }
 
 #[test]

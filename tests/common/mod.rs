@@ -119,6 +119,7 @@ dead_letters = "{dlq}"
 late_events = "{late}"
 processor_state = "{state}"
 alert_deliveries = "{deliveries}"
+pipeline_stats = "{stats}"
 
 [clickhouse]
 url = "{ch}"
@@ -153,6 +154,7 @@ alerts_flush_interval = "100ms"
         late = topics.late_events,
         state = topics.processor_state,
         deliveries = topics.alert_deliveries,
+        stats = topics.pipeline_stats,
         ch = services.clickhouse_url,
         key = key_file.display(),
         catalog = repo_path("deploy/edge").display(),
@@ -249,6 +251,7 @@ impl TestEnv {
         kafka.topics.late_events = own.late_events;
         kafka.topics.processor_state = own.processor_state;
         kafka.topics.alert_deliveries = own.alert_deliveries;
+        kafka.topics.pipeline_stats = own.pipeline_stats;
         let config_path = self.dir.join(format!("vigil-{name}.toml"));
         write_config(
             &config_path,

@@ -11,6 +11,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 use vigil_runtime::config::KafkaConfig;
 use vigil_runtime::kafka::{Aligner, ConsumerTuning, DurableProducer, GroupConsumer, Positions};
+use vigil_runtime::stats::StageStats;
 use vigil_runtime::time::now_ms;
 use vigil_runtime::{Shutdown, StopWhen};
 use vigil_schemas::ids::stable_id;
@@ -85,6 +86,9 @@ impl LiveCatalog {
     }
 }
 
+/// How often the edge publishes its counts per hospital.
+const STATS_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Turns records into produced events or dead letters, counting as it goes.
 struct Handler {
     key: PseudonymKey,
@@ -99,6 +103,8 @@ struct Handler {
     records: BTreeMap<(String, &'static str), u64>,
     letters: BTreeMap<(String, &'static str), u64>,
     unmapped: BTreeMap<(String, &'static str), u64>,
+    /// Counts per hospital for the pipeline-stats topic.
+    stats: StageStats,
 }
 
 impl Handler {
@@ -119,6 +125,7 @@ impl Handler {
             records: BTreeMap::new(),
             letters: BTreeMap::new(),
             unmapped: BTreeMap::new(),
+            stats: StageStats::new("ingest", kafka, STATS_INTERVAL)?,
         })
     }
 
@@ -153,6 +160,7 @@ impl Handler {
         let event = match adapter.adapt(value) {
             Outcome::Tombstone => {
                 self.summary.tombstones += 1;
+                self.stats.hospital("").records_in += 1;
                 return Ok(());
             }
             Outcome::Accepted(event) => event,
@@ -166,6 +174,9 @@ impl Handler {
                     .rejected
                     .entry(rejection.reason.to_string())
                     .or_default() += 1;
+                let counts = self.stats.hospital(&rejection.hospital);
+                counts.records_in += 1;
+                counts.dead_letters += 1;
                 let bytes = value.unwrap_or_default();
                 let copy = match serde_json::from_slice::<serde_json::Value>(bytes) {
                     Ok(parsed) => redacted_json(&parsed, &rejection.identifiers),
@@ -201,6 +212,10 @@ impl Handler {
             }
         };
         self.summary.accepted += 1;
+        let counts = self.stats.hospital(&event.hospital_id);
+        counts.records_in += 1;
+        counts.records_out += 1;
+        counts.event_age(now, event.event_time_ms);
         *self
             .records
             .entry((event.hospital_id.clone(), "accepted"))
@@ -250,6 +265,8 @@ pub fn run(
                 && aligner.buffered() == 0
                 && consumer.caught_up().unwrap_or(false));
         if stopping {
+            handler.stats.publish_due(&producer, true)?;
+            producer.flush()?;
             info!(summary = ?handler.summary, "Ingest stopped; everything read was produced and committed.");
             return Ok(handler.summary);
         }
@@ -282,6 +299,7 @@ pub fn run(
             )?;
             positions.advance(message.topic(), message.partition(), message.offset());
         }
+        handler.stats.publish_due(&producer, false)?;
         // Offsets move only once every event and dead letter released is acknowledged.
         producer.flush()?;
         consumer.commit(&positions, CommitMode::Async);
@@ -342,6 +360,7 @@ pub fn run_file(
             producer.flush()?;
         }
     }
+    handler.stats.publish_due(&producer, true)?;
     producer.flush()?;
     handler.publish_metrics();
     info!(summary = ?handler.summary, "File ingested; everything was acknowledged by the broker.");

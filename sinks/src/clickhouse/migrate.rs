@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0003_alert_deliveries",
         include_str!("../../../deploy/clickhouse/migrations/0003_alert_deliveries.sql"),
     ),
+    (
+        4,
+        "0004_pipeline_stats",
+        include_str!("../../../deploy/clickhouse/migrations/0004_pipeline_stats.sql"),
+    ),
 ];
 
 #[derive(Debug, Row, Serialize, Deserialize)]

@@ -4,7 +4,8 @@
 use clickhouse::Row;
 use serde::Serialize;
 use vigil_schemas::{
-    Alert, AlertDelivery, ClinicalEvent, DeadLetter, PatientStatus, Payload, RiskLevel, Sex,
+    Alert, AlertDelivery, ClinicalEvent, DeadLetter, PatientStatus, Payload, PipelineStat,
+    RiskLevel, Sex,
 };
 
 /// Seconds for a ClickHouse `DateTime` (UInt32): clamped into its range.
@@ -316,6 +317,43 @@ impl DeliveryRow {
             first_attempt_ms: d.first_attempt_ms,
             finished_ms: d.finished_ms,
             version: d.finished_ms.max(0) as u64,
+            landed_time_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+pub struct StatRow {
+    pub stat_id: String,
+    pub stage: String,
+    pub instance: String,
+    pub hospital_id: String,
+    pub interval_start: u32,
+    pub interval_start_ms: i64,
+    pub interval_end_ms: i64,
+    pub records_in: i64,
+    pub records_out: i64,
+    pub dead_letters: i64,
+    pub late: i64,
+    pub max_event_age_ms: i64,
+    pub landed_time_ms: i64,
+}
+
+impl StatRow {
+    pub fn from_stat(s: &PipelineStat, landed_time_ms: i64) -> StatRow {
+        StatRow {
+            stat_id: s.stat_id.clone(),
+            stage: s.stage.clone(),
+            instance: s.instance.clone(),
+            hospital_id: s.hospital_id.clone(),
+            interval_start: datetime(s.interval_start_ms),
+            interval_start_ms: s.interval_start_ms,
+            interval_end_ms: s.interval_end_ms,
+            records_in: s.records_in,
+            records_out: s.records_out,
+            dead_letters: s.dead_letters,
+            late: s.late,
+            max_event_age_ms: s.max_event_age_ms,
             landed_time_ms,
         }
     }

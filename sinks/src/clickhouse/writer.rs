@@ -27,11 +27,12 @@ use vigil_runtime::time::now_ms;
 use vigil_runtime::{RuntimeError, Shutdown};
 use vigil_schemas::ids::stable_id;
 use vigil_schemas::{
-    Alert, AlertDelivery, AvroCodec, ClinicalEvent, DeadLetter, PatientStatus, WireRecord,
+    Alert, AlertDelivery, AvroCodec, ClinicalEvent, DeadLetter, PatientStatus, PipelineStat,
+    WireRecord,
 };
 
 use super::config::SinkConfig;
-use super::rows::{AlertRow, DeadLetterRow, DeliveryRow, EventRow, StatusRow};
+use super::rows::{AlertRow, DeadLetterRow, DeliveryRow, EventRow, StatRow, StatusRow};
 use crate::error::SinkError;
 
 /// What a run of the writer did.
@@ -42,6 +43,7 @@ pub struct SinkSummary {
     pub status_rows: u64,
     pub dead_letters: u64,
     pub deliveries: u64,
+    pub pipeline_stats: u64,
     /// Records that could not be decoded or rows ClickHouse refused, sent to dead letters.
     pub rejected: u64,
     pub inserts: u64,
@@ -120,6 +122,19 @@ impl Table for Deliveries {
         DeliveryRow::from_delivery(record, landed_ms)
     }
     fn hospital(record: &AlertDelivery) -> &str {
+        &record.hospital_id
+    }
+}
+
+struct Stats;
+impl Table for Stats {
+    type Record = PipelineStat;
+    type Row = StatRow;
+    const TABLE: &'static str = "pipeline_stats";
+    fn row(record: &PipelineStat, landed_ms: i64) -> StatRow {
+        StatRow::from_stat(record, landed_ms)
+    }
+    fn hospital(record: &PipelineStat) -> &str {
         &record.hospital_id
     }
 }
@@ -284,6 +299,7 @@ struct Tables {
     statuses: Pending<Statuses>,
     dead_letters: Pending<DeadLetters>,
     deliveries: Pending<Deliveries>,
+    stats: Pending<Stats>,
 }
 
 impl Tables {
@@ -298,6 +314,8 @@ impl Tables {
             self.statuses.push(message, landed)
         } else if topic == self.deliveries.topic {
             self.deliveries.push(message, landed)
+        } else if topic == self.stats.topic {
+            self.stats.push(message, landed)
         } else {
             self.dead_letters.push(message, landed)
         }
@@ -346,6 +364,7 @@ pub fn run(
             &topics.patient_status,
             &topics.dead_letters,
             &topics.alert_deliveries,
+            &topics.pipeline_stats,
         ],
         &ConsumerTuning::default(),
     )?;
@@ -365,6 +384,7 @@ pub fn run(
             statuses: Pending::new(&topics.patient_status, config.flush_interval)?,
             dead_letters: Pending::new(&topics.dead_letters, config.flush_interval)?,
             deliveries: Pending::new(&topics.alert_deliveries, config.flush_interval)?,
+            stats: Pending::new(&topics.pipeline_stats, config.flush_interval)?,
         },
         summary: SinkSummary::default(),
     };
@@ -438,6 +458,7 @@ impl Writer<'_> {
                 self.tables.statuses.positions.forget(&list);
                 self.tables.dead_letters.positions.forget(&list);
                 self.tables.deliveries.positions.forget(&list);
+                self.tables.stats.positions.forget(&list);
             }
         }
     }
@@ -476,6 +497,10 @@ impl Writer<'_> {
         let t = &self.tables;
         if t.deliveries.due(max) || (all && t.deliveries.has_work()) {
             self.summary.deliveries += self.flush::<Deliveries>(|t| &mut t.deliveries)?;
+        }
+        let t = &self.tables;
+        if t.stats.due(max) || (all && t.stats.has_work()) {
+            self.summary.pipeline_stats += self.flush::<Stats>(|t| &mut t.stats)?;
         }
         Ok(())
     }
