@@ -32,9 +32,6 @@ use crate::config::ProcessConfig;
 use crate::engine::{Disposition, Engine, PartitionState};
 use crate::error::ProcessorError;
 
-/// How often the processor publishes its counts per hospital.
-const STATS_INTERVAL: Duration = Duration::from_secs(10);
-
 /// What a run of the processor did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessSummary {
@@ -112,7 +109,7 @@ pub fn run(
     let mut dirty_since_checkpoint = false;
     let mut assigned_once = false;
     let mut reported_first_input = false;
-    let mut stats = StageStats::new("process", kafka, STATS_INTERVAL)?;
+    let mut stats = StageStats::new("process", kafka)?;
     // Per-batch metric tallies: (rule, status) of alerts; the summary's totals at the last publication.
     let mut alert_counts: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
     let mut published = ProcessSummary::default();

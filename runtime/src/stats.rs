@@ -14,6 +14,10 @@ use crate::kafka::DurableProducer;
 use crate::time::now_ms;
 use crate::RuntimeError;
 
+/// How often a stage publishes its counts: fine enough for hourly views and freshness alarms,
+/// coarse enough to be a few records per hospital and minute.
+const INTERVAL: Duration = Duration::from_secs(10);
+
 /// One hospital's counts in the current interval.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -35,7 +39,6 @@ pub struct StageStats {
     stage: &'static str,
     instance: String,
     topic: String,
-    interval: Duration,
     codec: AvroCodec<PipelineStat>,
     started_ms: i64,
     started: Instant,
@@ -43,18 +46,13 @@ pub struct StageStats {
 }
 
 impl StageStats {
-    /// Statistics of `stage`, published at most every `interval`.
-    pub fn new(
-        stage: &'static str,
-        kafka: &KafkaConfig,
-        interval: Duration,
-    ) -> Result<Self, RuntimeError> {
+    /// Statistics of `stage`, published every `INTERVAL`.
+    pub fn new(stage: &'static str, kafka: &KafkaConfig) -> Result<Self, RuntimeError> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         Ok(StageStats {
             stage,
             instance: format!("{}:{}@{}", host.trim(), std::process::id(), now_ms()),
             topic: kafka.topics.pipeline_stats.clone(),
-            interval,
             codec: AvroCodec::new()?,
             started_ms: now_ms(),
             started: Instant::now(),
@@ -81,7 +79,7 @@ impl StageStats {
         producer: &DurableProducer,
         now: bool,
     ) -> Result<usize, RuntimeError> {
-        if !now && self.started.elapsed() < self.interval {
+        if !now && self.started.elapsed() < INTERVAL {
             return Ok(0);
         }
         let end_ms = now_ms();

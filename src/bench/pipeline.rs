@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
+use vigil_producers::simulator::{Output, Pace};
 use vigil_runtime::config::KafkaConfig;
 use vigil_runtime::kafka::{client_config, group_lag, RangeReader};
 use vigil_schemas::{AvroCodec, ClinicalEvent};
@@ -232,6 +233,16 @@ fn committed(kafka: &KafkaConfig, group: &str, topics: &[&str]) -> anyhow::Resul
     Ok((done, total))
 }
 
+/// A history of `events` events over `days`, simulated as fast as the broker takes it, with a
+/// patient per 40 events (about 18 months of care each).
+fn history(c: &mut VigilConfig, events: u64, days: u64, output: Output) {
+    c.simulate.max_events = events;
+    c.simulate.patients = (events / 40).max(100) as u32;
+    c.simulate.span = Duration::from_secs(days * 86_400);
+    c.simulate.output = output;
+    c.simulate.pace = Pace::Fast;
+}
+
 impl Pipeline<'_> {
     /// A configuration of its own for one run, written where the stages can read it.
     fn config(
@@ -277,16 +288,15 @@ impl Pipeline<'_> {
         &self,
         tag: &str,
         events: u64,
-        patients: u32,
+        patients: Option<u32>,
         days: u64,
         report: &mut Report,
     ) -> anyhow::Result<(VigilConfig, PathBuf)> {
         let (config, path) = self.config(tag, |c| {
-            c.simulate.max_events = events;
-            c.simulate.patients = patients;
-            c.simulate.span = Duration::from_secs(days * 86_400);
-            c.simulate.output = vigil_producers::simulator::Output::Canonical;
-            c.simulate.pace = vigil_producers::simulator::Pace::Fast;
+            history(c, events, days, Output::Canonical);
+            if let Some(patients) = patients {
+                c.simulate.patients = patients;
+            }
         })?;
         let (stage, seconds) =
             self.run_once("simulate", &path, &["simulate"], Duration::from_secs(7200))?;
@@ -303,8 +313,7 @@ impl Pipeline<'_> {
     /// Raw consume baseline, the processor from a pre-filled topic, the writer beside plain
     /// inserts of the same rows.
     pub fn stages(&self, events: u64, parts: &Parts, report: &mut Report) -> anyhow::Result<()> {
-        let (fill, _) =
-            self.fill_canonical("fill", events, (events / 40).max(100) as u32, 540, report)?;
+        let (fill, _) = self.fill_canonical("fill", events, None, 540, report)?;
         let topic = fill.kafka.topics.clinical_events.clone();
 
         let mut raw = Vec::new();
@@ -402,11 +411,7 @@ impl Pipeline<'_> {
     pub fn ingest(&self, events: u64, report: &mut Report) -> anyhow::Result<()> {
         let (mut rates, mut per_core) = (Vec::new(), Vec::new());
         let (fill, fill_path) = self.config("ingestfill", |c| {
-            c.simulate.max_events = events;
-            c.simulate.patients = (events / 40).max(100) as u32;
-            c.simulate.span = Duration::from_secs(540 * 86_400);
-            c.simulate.output = vigil_producers::simulator::Output::Cdc;
-            c.simulate.pace = vigil_producers::simulator::Pace::Fast;
+            history(c, events, 540, Output::Cdc);
         })?;
         self.run_once(
             "simulate",
@@ -448,11 +453,7 @@ impl Pipeline<'_> {
         let mut rates = Vec::new();
         for run in 0..self.runs {
             let (config, path) = self.config(&format!("e2e{run}"), |c| {
-                c.simulate.max_events = events;
-                c.simulate.patients = (events / 40).max(100) as u32;
-                c.simulate.span = Duration::from_secs(540 * 86_400);
-                c.simulate.output = vigil_producers::simulator::Output::Cdc;
-                c.simulate.pace = vigil_producers::simulator::Pace::Fast;
+                history(c, events, 540, Output::Cdc);
             })?;
             self.run_once("migrate", &path, &["migrate"], Duration::from_secs(120))?;
             self.run_once("simulate", &path, &["simulate"], Duration::from_secs(7200))?;
@@ -516,10 +517,10 @@ impl Pipeline<'_> {
         std::fs::write(&endpoints, text)?;
         let secrets = self.dir.join("bench-secrets.toml");
         let (config, path) = self.config("latency", |c| {
-            c.simulate.pace = vigil_producers::simulator::Pace::Live;
+            c.simulate.pace = Pace::Live;
             c.simulate.rate = rate;
             c.simulate.max_events = rate as u64 * seconds;
-            c.simulate.output = vigil_producers::simulator::Output::Canonical;
+            c.simulate.output = Output::Canonical;
             c.simulate.patients = 20_000;
             c.notify.endpoints_file = endpoints.clone();
             c.notify.secrets_file = secrets.clone();
@@ -612,13 +613,7 @@ impl Pipeline<'_> {
 
     /// Historical events through processor and writer together, from a pre-filled topic.
     pub fn backfill(&self, events: u64, report: &mut Report) -> anyhow::Result<()> {
-        let (config, path) = self.fill_canonical(
-            "backfill",
-            events,
-            (events / 40).max(100) as u32,
-            730,
-            report,
-        )?;
+        let (config, path) = self.fill_canonical("backfill", events, None, 730, report)?;
         self.run_once("migrate", &path, &["migrate"], Duration::from_secs(120))?;
         let mut process = Stage::spawn("process", &path, &["process"], &self.dir)?;
         let mut sink = Stage::spawn("sink", &path, &["sink"], &self.dir)?;
@@ -665,7 +660,7 @@ impl Pipeline<'_> {
     /// Restore after SIGKILL of a processor holding `patients` patients.
     pub fn restore(&self, patients: u32, report: &mut Report) -> anyhow::Result<()> {
         // The whole of a short span: every patient registers, most have a visit or a reading.
-        let (config, path) = self.fill_canonical("restore", 0, patients, 30, report)?;
+        let (config, path) = self.fill_canonical("restore", 0, Some(patients), 30, report)?;
         let topic = config.kafka.topics.clinical_events.clone();
         let mut process = Stage::spawn("process", &path, &["process"], &self.dir)?;
         let group = config.process.group_id.clone();
@@ -749,26 +744,19 @@ fn raw_consume(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<f64> {
             "fetch.wait.max.ms",
             kafka.fetch_wait_max.as_millis().to_string(),
         );
-    if let Ok(extra) = std::env::var("VIGIL_BENCH_CONSUMER_PROPERTIES") {
-        for pair in extra.split(',').filter_map(|p| p.split_once('=')) {
-            config.set(pair.0.trim(), pair.1.trim());
-        }
-    }
     let consumer: BaseConsumer = config.create()?;
     let partitions = vigil_runtime::kafka::partition_count(&consumer, topic)?;
     let mut list = TopicPartitionList::new();
     let mut remaining = HashMap::new();
+    let mut total = 0;
     for partition in 0..partitions {
         let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        total += high - low;
         if high > low {
             remaining.insert(partition, high);
         }
         list.add_partition_offset(topic, partition, Offset::Beginning)?;
     }
-    let total: i64 = group_lag(kafka, "bench-offsets", topic)?
-        .iter()
-        .map(|p| p.high - p.low)
-        .sum();
     consumer.assign(&list)?;
     let started = Instant::now();
     let mut count = 0i64;

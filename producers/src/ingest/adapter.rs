@@ -92,6 +92,32 @@ fn plausible(concept: Observation, value: f64, what: &str) -> Result<f64, Reject
     }
 }
 
+/// A reading's systolic and diastolic pressure (either may be missing); systolic must be above
+/// diastolic when both are there.
+fn blood_pressure(
+    row: &Map<String, Value>,
+    systolic_column: &str,
+    diastolic_column: &str,
+) -> Result<(Option<f64>, Option<f64>), Reject> {
+    let systolic = optional_vital(row, systolic_column, Some(Observation::Systolic), 0.0, 0.0)?;
+    let diastolic = optional_vital(
+        row,
+        diastolic_column,
+        Some(Observation::Diastolic),
+        0.0,
+        0.0,
+    )?;
+    if let (Some(s), Some(d)) = (systolic, diastolic) {
+        if s <= d {
+            return Err((
+                "value_out_of_range",
+                format!("systolic {s} is not above diastolic {d}"),
+            ));
+        }
+    }
+    Ok((systolic, diastolic))
+}
+
 fn optional_vital(
     row: &Map<String, Value>,
     column: &str,
@@ -424,18 +450,7 @@ impl Adapter<'_> {
             }
             TableKind::Vitals => {
                 let v = &vendor.vitals;
-                let systolic =
-                    optional_vital(row, &v.systolic, Some(Observation::Systolic), 0.0, 0.0)?;
-                let diastolic =
-                    optional_vital(row, &v.diastolic, Some(Observation::Diastolic), 0.0, 0.0)?;
-                if let (Some(s), Some(d)) = (systolic, diastolic) {
-                    if s <= d {
-                        return Err((
-                            "value_out_of_range",
-                            format!("systolic {s} is not above diastolic {d}"),
-                        ));
-                    }
-                }
+                let (systolic, diastolic) = blood_pressure(row, &v.systolic, &v.diastolic)?;
                 let vitals = VitalSign {
                     systolic_mmhg: systolic,
                     diastolic_mmhg: diastolic,
@@ -498,18 +513,7 @@ impl Adapter<'_> {
                         ))
                     }
                 };
-                let systolic =
-                    optional_vital(row, &f.systolic, Some(Observation::Systolic), 0.0, 0.0)?;
-                let diastolic =
-                    optional_vital(row, &f.diastolic, Some(Observation::Diastolic), 0.0, 0.0)?;
-                if let (Some(s), Some(d)) = (systolic, diastolic) {
-                    if s <= d {
-                        return Err((
-                            "value_out_of_range",
-                            format!("systolic {s} is not above diastolic {d}"),
-                        ));
-                    }
-                }
+                let (systolic, diastolic) = blood_pressure(row, &f.systolic, &f.diastolic)?;
                 let visit = FollowUpVisit {
                     condition,
                     visit_mode,

@@ -86,9 +86,6 @@ impl LiveCatalog {
     }
 }
 
-/// How often the edge publishes its counts per hospital.
-const STATS_INTERVAL: Duration = Duration::from_secs(10);
-
 /// Turns records into produced events or dead letters, counting as it goes.
 struct Handler {
     key: PseudonymKey,
@@ -125,7 +122,7 @@ impl Handler {
             records: BTreeMap::new(),
             letters: BTreeMap::new(),
             unmapped: BTreeMap::new(),
-            stats: StageStats::new("ingest", kafka, STATS_INTERVAL)?,
+            stats: StageStats::new("ingest", kafka)?,
         })
     }
 
