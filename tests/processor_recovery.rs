@@ -72,6 +72,16 @@ fn finish_processing(env: &TestEnv) -> String {
     panic!("the processors did not finish the input:\n{logs}");
 }
 
+/// Waits until the processor logging to `log` has checkpointed some input (its first reads after
+/// a restore take seconds on Tansu), or the whole input is already processed.
+fn wait_for_input(env: &TestEnv, log: &str) {
+    let group = env.scalar_config("process", "group_id");
+    common::eventually(Duration::from_secs(60), || {
+        env.log(log).contains("Input is flowing")
+            || common::group_lag(&env.kafka, &group, &env.kafka.topics.clinical_events) == 0
+    });
+}
+
 fn prepare(env: &TestEnv) {
     env.run_vigil(&["migrate"], Duration::from_secs(60));
     env.run_vigil(&["topics"], Duration::from_secs(60));
@@ -188,13 +198,9 @@ fn sigkill_at_random_points_leaves_the_outputs_of_an_uninterrupted_run() {
             processor.sigkill();
             continue;
         }
-        // Once input flows (the first reads after a restore take seconds on Tansu), so every
-        // kill lands while it processes, restores or checkpoints real state.
-        let group = env.scalar_config("process", "group_id");
-        common::eventually(Duration::from_secs(60), || {
-            env.log(&log).contains("Input is flowing")
-                || common::group_lag(&env.kafka, &group, &env.kafka.topics.clinical_events) == 0
-        });
+        // Once input flows, so every kill lands while it processes, restores or checkpoints
+        // real state.
+        wait_for_input(&env, &log);
         let pause = random_pause(&mut rng, 500, 4_000);
         std::thread::sleep(pause);
         eprintln!("kill {kills}: SIGKILL {pause:?} after its input started flowing");
@@ -228,6 +234,8 @@ fn instances_joining_and_leaving_mid_run_leave_the_outputs_of_a_single_instance(
     // One instance starts; a second joins; a third joins; the second leaves cleanly (SIGTERM-like
     // shutdown is not needed: SIGKILL is the harder case) and the last one finishes the input.
     let mut first = env.spawn_vigil(&["process"], "first.log");
+    // The others join once the first has state to hand over.
+    wait_for_input(&env, "first.log");
     std::thread::sleep(random_pause(&mut rng, 1_000, 3_000));
     let mut second = env.spawn_vigil(&["process"], "second.log");
     std::thread::sleep(random_pause(&mut rng, 2_000, 4_000));
