@@ -24,8 +24,10 @@ use vigil_runtime::kafka::{
 use vigil_runtime::stats::StageStats;
 use vigil_runtime::time::now_ms;
 use vigil_runtime::Shutdown;
-use vigil_schemas::ids::stable_id;
-use vigil_schemas::{Alert, AlertAck, AvroCodec, ClinicalEvent, DeadLetter, PatientStatus};
+
+use vigil_schemas::{
+    Alert, AlertAck, AvroCodec, ClinicalEvent, DeadLetter, InputPosition, PatientStatus,
+};
 
 use crate::checkpoint::{Changelog, Progress};
 use crate::config::ProcessConfig;
@@ -107,7 +109,6 @@ pub fn run(
     let mut last_input = Instant::now();
     let mut last_report = Instant::now();
     let mut dirty_since_checkpoint = false;
-    let mut assigned_once = false;
     let mut reported_first_input = false;
     let mut stats = StageStats::new("process", kafka)?;
     // Per-batch metric tallies: (rule, status) of alerts; the summary's totals at the last publication.
@@ -117,9 +118,9 @@ pub fn run(
     let lag_ms = config.engine.max_out_of_orderness.as_millis() as i64;
 
     loop {
-        // A member the group gave nothing (the others own every partition) has no work to
-        // finish: idle, it may stop too.
-        let finished = (assigned_once && owned.is_empty())
+        // A member the group rightly gave nothing (more members than partitions) has no work
+        // to finish: idle, it may stop too.
+        let finished = (owned.is_empty() && consumer.is_surplus_member())
             || (summary.checkpoints > 0
                 && !dirty_since_checkpoint
                 && consumer.caught_up().unwrap_or(false));
@@ -140,7 +141,6 @@ pub fn run(
                     }
                 }
                 AssignmentChange::Assigned(list) => {
-                    assigned_once = true;
                     // Nothing of these partitions can be processed before their state is back:
                     // stop fetching them meanwhile, so the broker serves the restore first.
                     consumer.pause(&list);
@@ -210,7 +210,7 @@ pub fn run(
                     Ok(event) => {
                         let counts = stats.hospital(&event.hospital_id);
                         counts.records_in += 1;
-                        match engine.apply_event(&mut part.state, &event, now, &mut alerts) {
+                        match engine.apply_event(&mut part.state, &event, &mut alerts) {
                             Disposition::Applied => {
                                 summary.events += 1;
                                 counts.records_out += 1;
@@ -225,18 +225,18 @@ pub fn run(
                                     payload,
                                 )?;
                             }
-                            Disposition::Rejected(code, detail) => {
+                            Disposition::Rejected(invalid) => {
                                 summary.rejected += 1;
                                 counts.dead_letters += 1;
                                 let letter = dead_letter(
                                     message,
-                                    &event.hospital_id,
-                                    code,
-                                    &detail,
-                                    Some(event.event_time_ms),
-                                    describe(&event),
+                                    invalid.reason.as_str(),
+                                    &invalid.detail,
                                     now,
-                                );
+                                )
+                                .with_hospital(&event.hospital_id)
+                                .with_event_time(Some(event.event_time_ms))
+                                .with_copy(&describe(&event));
                                 send_dead_letter(
                                     &producer,
                                     &codecs,
@@ -252,15 +252,7 @@ pub fn run(
                         let counts = stats.hospital("");
                         counts.records_in += 1;
                         counts.dead_letters += 1;
-                        let letter = dead_letter(
-                            message,
-                            "",
-                            "undecodable",
-                            &error.to_string(),
-                            None,
-                            String::new(),
-                            now,
-                        );
+                        let letter = dead_letter(message, "undecodable", &error.safe_detail(), now);
                         send_dead_letter(
                             &producer,
                             &codecs,
@@ -283,15 +275,7 @@ pub fn run(
                         let counts = stats.hospital("");
                         counts.records_in += 1;
                         counts.dead_letters += 1;
-                        let letter = dead_letter(
-                            message,
-                            "",
-                            "undecodable",
-                            &error.to_string(),
-                            None,
-                            String::new(),
-                            now,
-                        );
+                        let letter = dead_letter(message, "undecodable", &error.safe_detail(), now);
                         send_dead_letter(
                             &producer,
                             &codecs,
@@ -559,45 +543,36 @@ fn partitions_of(list: &[vigil_runtime::kafka::TopicPartition], topic: &str) -> 
         .collect()
 }
 
-/// A pseudonymous, identifier-free description of an event for the dead-letter record.
+/// What a dead letter keeps of a rejected event: fields from an allow-list whose form is
+/// fixed by the pipeline (ids it derived, the payload kind), never free text from a hospital.
 fn describe(event: &ClinicalEvent) -> String {
+    let id = |text: &str| {
+        if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            text.to_string()
+        } else {
+            "<not a pipeline id>".to_string()
+        }
+    };
     format!(
-        "{{\"event_id\":\"{}\",\"kind\":\"{}\",\"operation\":\"{:?}\",\"record_id\":\"{}\"}}",
-        event.event_id,
+        "{{\"event_id\":\"{}\",\"kind\":\"{}\",\"operation\":\"{:?}\"}}",
+        id(&event.event_id),
         event.payload.kind(),
         event.operation,
-        event.record_id.replace('"', "'")
     )
 }
 
 fn dead_letter(
     message: &BorrowedMessage<'_>,
-    hospital: &str,
     reason_code: &str,
     reason_detail: &str,
-    event_time_ms: Option<i64>,
-    redacted_payload: String,
     now: i64,
 ) -> DeadLetter {
-    let topic = message.topic();
-    DeadLetter {
-        dead_letter_id: stable_id(&[
-            b"process",
-            topic.as_bytes(),
-            &message.partition().to_le_bytes(),
-            &message.offset().to_le_bytes(),
-        ]),
-        stage: "process".into(),
-        hospital_id: hospital.to_string(),
-        reason_code: reason_code.to_string(),
-        reason_detail: reason_detail.to_string(),
-        source_topic: topic.to_string(),
-        source_partition: message.partition(),
-        source_offset: message.offset(),
-        event_time_ms,
-        received_time_ms: now,
-        redacted_payload,
-    }
+    let at = InputPosition {
+        topic: message.topic(),
+        partition: message.partition(),
+        offset: message.offset(),
+    };
+    DeadLetter::new("process", at, reason_code, reason_detail, now)
 }
 
 fn send_dead_letter(

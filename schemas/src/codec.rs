@@ -115,8 +115,14 @@ pub struct AvroCodec<T: WireRecord> {
     _record: std::marker::PhantomData<fn() -> T>,
 }
 
+/// Largest single allocation a decoded record may ask for (Kafka records are ~1 MB at most).
+const MAX_ALLOCATION_BYTES: usize = 16 * 1024 * 1024;
+
 impl<T: WireRecord> AvroCodec<T> {
     pub fn new() -> Result<Self, SchemaError> {
+        // A length prefix in garbage bytes may claim gigabytes: no record here is near this, so
+        // larger claims fail before anything is allocated (apache-avro's default is 512 MiB).
+        apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
         let schemas = T::schemas()?;
         let avro_err = |source| SchemaError::InvalidSchema {
             name: T::NAME,

@@ -34,3 +34,17 @@ pub enum SchemaError {
         source: Box<apache_avro::Error>,
     },
 }
+
+impl SchemaError {
+    /// What went wrong, without anything of the data itself (Avro's own messages may quote a
+    /// decoded value): fit for dead letters and logs.
+    pub fn safe_detail(&self) -> String {
+        match self {
+            SchemaError::Decode { record, .. } => {
+                format!("the bytes do not decode as a {record} under the schema they name")
+            }
+            SchemaError::Encode { record, .. } => format!("a {record} could not be encoded"),
+            other => other.to_string(),
+        }
+    }
+}

@@ -10,11 +10,14 @@
 //! by fingerprint and serde fills new fields from their defaults.
 
 mod codec;
+mod dead_letter;
 mod error;
 pub mod ids;
 mod records;
 pub mod terminology;
+pub mod validate;
 
 pub use codec::{AvroCodec, WireRecord, SINGLE_OBJECT_MAGIC};
+pub use dead_letter::InputPosition;
 pub use error::SchemaError;
 pub use records::*;

@@ -64,10 +64,9 @@ pub fn run(
         let before = rss_kib();
         let mut state = PartitionState::new();
         let (mut alerts, mut status) = (Vec::new(), Vec::new());
-        let now = now_ms();
         let started = Instant::now();
         for (i, event) in decoded.iter().enumerate() {
-            engine.apply_event(&mut state, event, now, &mut alerts);
+            engine.apply_event(&mut state, event, &mut alerts);
             if i % 20_000 == 19_999 {
                 engine.drain_status(&mut state, &mut status);
                 alerts.clear();
@@ -95,7 +94,7 @@ pub fn run(
         let started = Instant::now();
         for (i, bytes) in encoded.iter().enumerate() {
             let event = codec.decode(bytes)?;
-            engine.apply_event(&mut state, &event, now, &mut alerts);
+            engine.apply_event(&mut state, &event, &mut alerts);
             if i % 20_000 == 19_999 {
                 engine.drain_status(&mut state, &mut status);
                 alerts.clear();

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
+use vigil_schemas::validate;
 use vigil_schemas::{Alert, AlertAck, ClinicalEvent, PatientStatus};
 
 use crate::rules::RuleSet;
@@ -42,9 +43,6 @@ pub struct EngineConfig {
     /// hospital systems does not count as late and timers do not fire early.
     #[serde(default = "default_out_of_orderness", with = "humantime_serde")]
     pub max_out_of_orderness: Duration,
-    /// Events stamped further in the future than this (against the wall clock) are rejected.
-    #[serde(default = "default_future_tolerance", with = "humantime_serde")]
-    pub future_tolerance: Duration,
 }
 
 /// China Standard Time (UTC+8, no daylight saving).
@@ -65,10 +63,6 @@ fn default_out_of_orderness() -> Duration {
     Duration::from_secs(6 * 3_600)
 }
 /// Clock skew at the edge; anything further ahead is a data error.
-fn default_future_tolerance() -> Duration {
-    Duration::from_secs(86_400)
-}
-
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
@@ -76,7 +70,6 @@ impl Default for EngineConfig {
             definition: default_definition(),
             allowed_lateness: default_allowed_lateness(),
             max_out_of_orderness: default_out_of_orderness(),
-            future_tolerance: default_future_tolerance(),
         }
     }
 }
@@ -87,8 +80,8 @@ pub enum Disposition {
     Applied,
     /// Older than the allowed lateness: not applied.
     Late,
-    /// Not acceptable: (reason code, detail without identifiers).
-    Rejected(&'static str, String),
+    /// Not acceptable under the canonical event contract (`vigil_schemas::validate`).
+    Rejected(validate::Invalid),
 }
 
 /// Rules plus settings: shared by every partition.
@@ -216,39 +209,22 @@ impl Engine {
         &self,
         state: &mut PartitionState,
         event: &ClinicalEvent,
-        now_ms: i64,
         alerts: &mut Vec<Alert>,
     ) -> Disposition {
+        if let Err(invalid) = validate::check_event(event) {
+            return Disposition::Rejected(invalid);
+        }
         let Some(key) = patient_key(&event.patient_pseudonym) else {
-            return Disposition::Rejected(
-                "invalid_pseudonym",
-                "patient_pseudonym is not a 64-character hex HMAC".into(),
-            );
+            return Disposition::Rejected(validate::Invalid {
+                reason: validate::Reason::InvalidPseudonym,
+                detail: "patient_pseudonym is not hex".into(),
+            });
         };
         let time = event.event_time_ms;
-        // 1990-01-01: older dates in a chronic-disease feed are typing errors.
-        if time < 631_152_000_000 {
-            return Disposition::Rejected(
-                "event_time_implausible",
-                format!("event time {time} ms is before 1990"),
-            );
-        }
-        if time > now_ms + self.config.future_tolerance.as_millis() as i64 {
-            return Disposition::Rejected(
-                "event_time_in_future",
-                format!(
-                    "event time is {} s ahead of the processor's clock",
-                    (time - now_ms) / 1000
-                ),
-            );
-        }
         if state.watermark_ms != i64::MIN
             && time < state.watermark_ms - self.config.allowed_lateness.as_millis() as i64
         {
             return Disposition::Late;
-        }
-        if let Err((code, detail)) = observe::validate(event) {
-            return Disposition::Rejected(code, detail);
         }
         // The watermark moves with every event, and timers it passes fire before the event is
         // applied: what fires depends only on the sequence of events, never on how the runner

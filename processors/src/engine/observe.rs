@@ -8,6 +8,7 @@ use rustc_hash::FxHashSet;
 use vigil_schemas::{ClinicalEvent, Condition, Operation, Payload, Sex};
 
 use vigil_schemas::terminology::Observation;
+use vigil_schemas::validate::normalise_lab;
 
 use crate::clinical::{classify_icd10, egfr_ckd_epi_2021, Complication, DiagnosisClass};
 use crate::state::{
@@ -32,115 +33,6 @@ pub struct Change {
     pub registration: bool,
     /// The patient died (newly recorded).
     pub died: bool,
-}
-
-type Invalid = (&'static str, String);
-
-fn out_of_range(what: &str, value: f64, low: f64, high: f64) -> Result<(), Invalid> {
-    if value.is_finite() && (low..=high).contains(&value) {
-        Ok(())
-    } else {
-        Err((
-            "value_out_of_range",
-            format!("{what} {value} is outside the plausible range {low}..{high}"),
-        ))
-    }
-}
-
-/// Checks values, units and codes before anything is applied.
-pub fn validate(event: &ClinicalEvent) -> Result<(), Invalid> {
-    match &event.payload {
-        Payload::PatientRegistration(r) => {
-            out_of_range("birth year", r.birth_year as f64, 1900.0, 2100.0)?;
-            if r.programmes
-                .iter()
-                .any(|p| p.enrolled_time_ms < 631_152_000_000)
-            {
-                return Err((
-                    "value_out_of_range",
-                    "programme enrolment before 1990".into(),
-                ));
-            }
-        }
-        Payload::Diagnosis(d) => {
-            if d.icd10.trim().is_empty() {
-                return Err(("missing_field", "diagnosis without an ICD-10 code".into()));
-            }
-        }
-        Payload::LabResult(lab) => {
-            if let Some((observation, value)) = normalise_lab(&lab.loinc, lab.value, &lab.unit)? {
-                let (low, high) = plausible(observation);
-                out_of_range(&lab.loinc, value, low, high)?;
-            }
-        }
-        Payload::VitalSign(v) => {
-            check_bp(v.systolic_mmhg, v.diastolic_mmhg)?;
-            if let Some(hr) = v.heart_rate_bpm {
-                out_of_range("heart rate", hr, 20.0, 250.0)?;
-            }
-            if let Some(w) = v.weight_kg {
-                out_of_range("weight", w, 2.0, 400.0)?;
-            }
-            if let Some(h) = v.height_cm {
-                out_of_range("height", h, 40.0, 250.0)?;
-            }
-        }
-        Payload::FollowUpVisit(f) => {
-            check_bp(f.systolic_mmhg, f.diastolic_mmhg)?;
-            if let Some(g) = f.fasting_glucose_mmol_l {
-                let (low, high) = plausible(Observation::Glucose);
-                out_of_range("fasting glucose", g, low, high)?;
-            }
-            if let Some(a) = f.hba1c_percent {
-                let (low, high) = plausible(Observation::Hba1c);
-                out_of_range("HbA1c", a, low, high)?;
-            }
-        }
-        Payload::Encounter(_) | Payload::Prescription(_) => {}
-    }
-    Ok(())
-}
-
-fn check_bp(systolic: Option<f64>, diastolic: Option<f64>) -> Result<(), Invalid> {
-    if let Some(s) = systolic {
-        out_of_range("systolic BP", s, 50.0, 300.0)?;
-    }
-    if let Some(d) = diastolic {
-        out_of_range("diastolic BP", d, 20.0, 200.0)?;
-    }
-    if let (Some(s), Some(d)) = (systolic, diastolic) {
-        if s <= d {
-            return Err((
-                "value_out_of_range",
-                format!("systolic {s} is not above diastolic {d}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Physiologically possible values in canonical units (wider than any alert threshold).
-fn plausible(observation: Observation) -> (f64, f64) {
-    observation.plausible_range()
-}
-
-/// The observation and its value in the canonical unit, or None for tests no rule uses.
-/// The unit string decides the conversion; a unit that does not fit the test is an error.
-pub fn normalise_lab(
-    loinc: &str,
-    value: f64,
-    unit: &str,
-) -> Result<Option<(Observation, f64)>, Invalid> {
-    let Some(observation) = Observation::from_loinc(loinc) else {
-        return Ok(None);
-    };
-    match observation.to_canonical(value, unit) {
-        Some(canonical) => Ok(Some((observation, canonical))),
-        None => Err((
-            "unexpected_unit",
-            format!("unit '{unit}' does not fit LOINC {loinc}"),
-        )),
-    }
 }
 
 fn intern(interner: &mut FxHashSet<Arc<str>>, text: &str) -> Arc<str> {

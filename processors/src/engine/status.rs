@@ -17,6 +17,8 @@
 //! Rows are emitted when something about the patient changes and, for every managed patient, when
 //! the watermark opens a new month, quarter or year, so a period's denominator is complete.
 
+use std::sync::Arc;
+
 use vigil_runtime::time::{civil_from_days, days_from_civil, local_day, local_day_start_ms};
 use vigil_schemas::ids::stable_id;
 use vigil_schemas::{Condition, PatientStatus, PeriodKind, RiskLevel, Sex};
@@ -43,16 +45,41 @@ pub struct PeriodRef {
     pub start_day: i32,
 }
 
-/// A period waiting for its row, with the inputs that bounded histories may prune before the
-/// row is emitted, captured when the period was last marked. The row then depends only on the
-/// sequence of events, never on when checkpoints happen to emit it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A period waiting for its row, with the row's substance computed when the period was last
+/// marked, from the patient as the events so far left it. Bounded histories may prune what a row
+/// counted before the row is emitted (a follow-up of last January, once this year's arrive), so
+/// nothing is computed at emission: the row is a function of the sequence of events alone, never
+/// of when checkpoints happen to emit it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DirtyPeriod {
     pub period: PeriodRef,
-    /// Latest blood pressure (systolic, diastolic) before the period's end.
-    pub bp: Option<(f32, f32)>,
-    /// Latest eGFR before the period's end.
-    pub egfr: Option<f32>,
+    pub facts: StatusFacts,
+}
+
+/// What a status row says about one patient, condition and period, apart from who and which
+/// period (those come from the key and the [`PeriodRef`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusFacts {
+    pub version: u32,
+    pub hospital: Arc<str>,
+    pub region: Arc<str>,
+    pub managed: bool,
+    pub managed_since_ms: i64,
+    pub managed_days: i32,
+    pub follow_ups: i32,
+    pub follow_ups_ytd: i32,
+    pub standardised: bool,
+    pub controlled: bool,
+    pub last_follow_up_ms: Option<i64>,
+    pub last_bp: Option<(f64, f64)>,
+    pub last_fasting_glucose: Option<f64>,
+    pub new_complications: i32,
+    pub has_complications: bool,
+    pub bp_grade: i32,
+    pub risk_level: RiskLevel,
+    pub age_band: &'static str,
+    pub sex: Sex,
+    pub event_time_ms: i64,
 }
 
 /// [start, end) days of the period of `kind` that contains `day`.
@@ -89,19 +116,11 @@ fn month_start(index: i32) -> i32 {
     days_from_civil(index.div_euclid(12), (index.rem_euclid(12) + 1) as u32, 1)
 }
 
-/// Marks a period dirty, capturing its pruneable inputs as they are now.
-fn mark(list: &mut Vec<DirtyPeriod>, patient: &Patient, period: PeriodRef, end_ms: i64) {
+/// Marks a period dirty, computing its row's substance from the patient as it is now.
+fn mark(engine: &Engine, list: &mut Vec<DirtyPeriod>, patient: &Patient, period: PeriodRef) {
     let entry = DirtyPeriod {
         period,
-        bp: patient
-            .latest_bp_before(end_ms)
-            .map(|r| (r.systolic, r.diastolic)),
-        egfr: patient
-            .egfr
-            .iter()
-            .rev()
-            .find(|r| r.time_ms < end_ms)
-            .map(|r| r.value),
+        facts: facts(engine, patient, period),
     };
     match list.iter_mut().find(|d| d.period == period) {
         Some(existing) => *existing = entry,
@@ -161,19 +180,16 @@ pub fn mark_dirty_for_event(
             }
         }
     }
-    let mut marked = Vec::new();
-    for period in periods {
+    periods.retain(|period| {
         let (start_ms, end_ms) = period_ms(period.start_day, period.kind, offset);
-        if patient.managed_during(period.condition, start_ms, end_ms) {
-            marked.push((period, end_ms));
-        }
-    }
-    if marked.is_empty() {
+        patient.managed_during(period.condition, start_ms, end_ms)
+    });
+    if periods.is_empty() {
         return;
     }
     let entry = state.dirty_status.entry(key).or_default();
-    for (period, end_ms) in marked {
-        mark(entry, patient, period, end_ms);
+    for period in periods {
+        mark(engine, entry, patient, period);
     }
 }
 
@@ -209,16 +225,12 @@ pub fn advance_periods(engine: &Engine, state: &mut PartitionState) {
                     let (start_ms, end_ms) = period_ms(start, kind, offset);
                     if patient.managed_during(condition, start_ms, end_ms) {
                         let entry = state.dirty_status.entry(*key).or_default();
-                        mark(
-                            entry,
-                            patient,
-                            PeriodRef {
-                                condition,
-                                kind,
-                                start_day: start,
-                            },
-                            end_ms,
-                        );
+                        let period = PeriodRef {
+                            condition,
+                            kind,
+                            start_day: start,
+                        };
+                        mark(engine, entry, patient, period);
                     }
                 }
             }
@@ -228,13 +240,9 @@ pub fn advance_periods(engine: &Engine, state: &mut PartitionState) {
 
 /// Emits the rows of every dirty (patient, condition, period).
 pub fn drain(engine: &Engine, state: &mut PartitionState, out: &mut Vec<PatientStatus>) {
-    let dirty = std::mem::take(&mut state.dirty_status);
-    for (key, periods) in dirty {
-        let Some(patient) = state.patients.get(&key) else {
-            continue;
-        };
+    for (key, periods) in state.dirty_status.drain() {
         for dirty in periods {
-            out.push(compute(engine, &key, patient, &dirty));
+            out.push(row(engine, &key, &dirty));
         }
     }
 }
@@ -254,14 +262,8 @@ fn relevant(condition: Condition, complication: Complication) -> bool {
     condition == Condition::Diabetes || complication.is_cardiovascular()
 }
 
-/// The status row of one patient for one condition and period.
-pub fn compute(
-    engine: &Engine,
-    key: &PatientKey,
-    patient: &Patient,
-    dirty: &DirtyPeriod,
-) -> PatientStatus {
-    let period = dirty.period;
+/// The substance of the status row of one patient for one condition and period.
+pub fn facts(engine: &Engine, patient: &Patient, period: PeriodRef) -> StatusFacts {
     let offset = engine.config.reporting_utc_offset_minutes;
     let (start_day, end_day) = period_bounds(period.start_day, period.kind);
     let (start_ms, end_ms) = (
@@ -314,7 +316,9 @@ pub fn compute(
         .collect();
     let has_complications = known_by_end.iter().any(|k| relevant(condition, *k));
 
-    let bp = dirty.bp;
+    let bp = patient
+        .latest_bp_before(end_ms)
+        .map(|r| (r.systolic, r.diastolic));
     let grade = bp.map_or(0, |(s, d)| bp_grade(s as f64, d as f64));
     let year = civil_from_days(start_day).0;
     let age = patient.age_in(year);
@@ -330,29 +334,20 @@ pub fn compute(
                 .is_some_and(|t| t < end_ms),
             diabetic_complications: known_by_end.iter().any(|k| !k.is_cardiovascular()),
             cardiovascular_disease: known_by_end.iter().any(|k| k.is_cardiovascular()),
-            egfr: dirty.egfr.map(f64::from),
+            egfr: patient
+                .egfr
+                .iter()
+                .rev()
+                .find(|r| r.time_ms < end_ms)
+                .map(|r| f64::from(r.value)),
         }),
         _ => RiskLevel::NotAssessed,
     };
 
-    let pseudonym = hex::encode(key);
-    let definition = &engine.config.definition;
-    PatientStatus {
-        status_id: stable_id(&[
-            pseudonym.as_bytes(),
-            condition.as_str().as_bytes(),
-            period.kind.as_str().as_bytes(),
-            &start_day.to_le_bytes(),
-            definition.as_bytes(),
-        ]),
-        version: patient.version as i64,
-        definition: definition.clone(),
-        patient_pseudonym: pseudonym,
-        hospital_id: patient.hospital.to_string(),
-        region_code: patient.region.to_string(),
-        condition,
-        period_kind: period.kind,
-        period_start: start_day,
+    StatusFacts {
+        version: patient.version,
+        hospital: patient.hospital.clone(),
+        region: patient.region.clone(),
         managed,
         managed_since_ms: enrolled,
         managed_days: managed_days as i32,
@@ -361,15 +356,56 @@ pub fn compute(
         standardised,
         controlled,
         last_follow_up_ms: latest.map(|f| f.time_ms),
-        last_systolic_mmhg: latest.and_then(|f| f.bp()).map(|b| b.0),
-        last_diastolic_mmhg: latest.and_then(|f| f.bp()).map(|b| b.1),
-        last_fasting_glucose_mmol_l: latest.and_then(|f| f.glucose()),
+        last_bp: latest.and_then(|f| f.bp()),
+        last_fasting_glucose: latest.and_then(|f| f.glucose()),
         new_complications,
         has_complications,
         bp_grade: grade as i32,
         risk_level,
-        age_band: age.map(age_band).unwrap_or_default().to_string(),
+        age_band: age.map(age_band).unwrap_or_default(),
         sex: patient.sex.unwrap_or(Sex::Unknown),
         event_time_ms: patient.last_event_ms,
+    }
+}
+
+/// The status row of a marked period.
+pub fn row(engine: &Engine, key: &PatientKey, dirty: &DirtyPeriod) -> PatientStatus {
+    let (period, facts) = (dirty.period, &dirty.facts);
+    let pseudonym = hex::encode(key);
+    let definition = &engine.config.definition;
+    PatientStatus {
+        status_id: stable_id(&[
+            pseudonym.as_bytes(),
+            period.condition.as_str().as_bytes(),
+            period.kind.as_str().as_bytes(),
+            &period.start_day.to_le_bytes(),
+            definition.as_bytes(),
+        ]),
+        version: facts.version as i64,
+        definition: definition.clone(),
+        patient_pseudonym: pseudonym,
+        hospital_id: facts.hospital.to_string(),
+        region_code: facts.region.to_string(),
+        condition: period.condition,
+        period_kind: period.kind,
+        period_start: period.start_day,
+        managed: facts.managed,
+        managed_since_ms: facts.managed_since_ms,
+        managed_days: facts.managed_days,
+        follow_ups: facts.follow_ups,
+        follow_ups_ytd: facts.follow_ups_ytd,
+        standardised: facts.standardised,
+        controlled: facts.controlled,
+        last_follow_up_ms: facts.last_follow_up_ms,
+        last_systolic_mmhg: facts.last_bp.map(|b| b.0),
+        last_diastolic_mmhg: facts.last_bp.map(|b| b.1),
+        last_fasting_glucose_mmol_l: facts.last_fasting_glucose,
+        new_complications: facts.new_complications,
+        has_complications: facts.has_complications,
+        bp_grade: facts.bp_grade,
+        risk_level: facts.risk_level,
+        age_band: facts.age_band.to_string(),
+        sex: facts.sex,
+        event_time_ms: facts.event_time_ms,
     }
 }

@@ -53,7 +53,7 @@ impl Harness {
             payload,
         };
         self.engine
-            .apply_event(&mut self.state, &event, day(d) + DAY, &mut self.alerts)
+            .apply_event(&mut self.state, &event, &mut self.alerts)
     }
 
     fn event(&mut self, d: f64, payload: Payload) -> Disposition {
@@ -719,7 +719,7 @@ fn dispositions_for_late_future_and_invalid_input() {
     ];
     for (payload, code) in cases {
         match h.event(101.0, payload) {
-            Disposition::Rejected(got, _) => assert_eq!(got, code),
+            Disposition::Rejected(got) => assert_eq!(got.reason.as_str(), code),
             other => panic!("expected {code}, got {other:?}"),
         }
     }
@@ -729,7 +729,10 @@ fn dispositions_for_late_future_and_invalid_input() {
     h.patient = "not-a-pseudonym".into();
     assert!(matches!(
         h.bp(101.0, 120.0, 80.0),
-        Disposition::Rejected("invalid_pseudonym", _)
+        Disposition::Rejected(validate::Invalid {
+            reason: validate::Reason::InvalidPseudonym,
+            ..
+        })
     ));
     h.patient = P.into();
     let event = ClinicalEvent {
@@ -738,16 +741,18 @@ fn dispositions_for_late_future_and_invalid_input() {
         source_system: "t".into(),
         operation: Operation::Create,
         event_time_ms: day(200.0),
-        ingest_time_ms: 0,
+        ingest_time_ms: day(101.0),
         patient_pseudonym: P.into(),
         record_id: "x".into(),
         schema_version: 1,
         payload: Payload::VitalSign(VitalSign::default()),
     };
     assert!(matches!(
-        h.engine
-            .apply_event(&mut h.state, &event, day(101.0), &mut h.alerts),
-        Disposition::Rejected("event_time_in_future", _)
+        h.engine.apply_event(&mut h.state, &event, &mut h.alerts),
+        Disposition::Rejected(validate::Invalid {
+            reason: validate::Reason::EventTimeInFuture,
+            ..
+        })
     ));
 }
 
@@ -917,4 +922,78 @@ fn timers_fire_at_the_same_point_of_the_event_sequence_however_input_is_batched(
         vec![AlertStatus::Raised, AlertStatus::Resolved],
         "missed on day 110, back on day 111"
     );
+}
+
+/// The latest row of each status id, as ClickHouse's ReplacingMergeTree(version) keeps it.
+fn latest_rows(rows: Vec<PatientStatus>) -> Vec<PatientStatus> {
+    let mut latest: std::collections::BTreeMap<String, PatientStatus> = Default::default();
+    for row in rows {
+        match latest.get(&row.status_id) {
+            Some(kept) if kept.version >= row.version => {}
+            _ => {
+                latest.insert(row.status_id.clone(), row);
+            }
+        }
+    }
+    latest.into_values().collect()
+}
+
+#[test]
+fn status_rows_do_not_depend_on_when_they_are_emitted() {
+    // Two and a half years of quarterly follow-ups and readings: longer than the follow-up
+    // retention (550 days), so a follow-up of January 2025 is pruned once mid-2026's arrive. The
+    // 2025 rows must say what 2025 held however often the rows were drained in between.
+    let run = |drain_every: usize| {
+        let mut h = Harness::new();
+        h.register(0.0, &[Condition::Hypertension, Condition::Diabetes]);
+        let mut rows = Vec::new();
+        let mut n = 0;
+        let mut d = 10.0;
+        while d < 900.0 {
+            let (s, dia) = if (d as i64 / 91) % 2 == 0 {
+                (150.0, 95.0)
+            } else {
+                (128.0, 82.0)
+            };
+            h.follow_up(
+                d,
+                Condition::Hypertension,
+                VisitMode::Clinic,
+                Some((s, dia)),
+                None,
+            );
+            h.follow_up(
+                d + 1.0,
+                Condition::Diabetes,
+                VisitMode::Home,
+                None,
+                Some(6.5),
+            );
+            h.bp(d + 2.0, s + 5.0, dia);
+            h.lab(d + 3.0, "98979-8", 70.0 - d / 100.0, "mL/min/1.73m2");
+            n += 4;
+            if drain_every > 0 && n % drain_every == 0 {
+                rows.extend(h.status());
+            }
+            d += 80.0;
+        }
+        rows.extend(h.status());
+        latest_rows(rows)
+    };
+    let at_the_end = run(0);
+    let every_event = run(1);
+    let every_seventh = run(7);
+    let year_2025 = at_the_end
+        .iter()
+        .find(|r| {
+            r.condition == Condition::Hypertension
+                && r.period_kind == PeriodKind::Year
+                && r.period_start == vigil_runtime::time::parse_date("2025-01-01").unwrap()
+        })
+        .expect("a 2025 hypertension year row");
+    // Days 10, 90, 170, 250, 330: five face-to-face follow-ups in 2025.
+    assert_eq!(year_2025.follow_ups, 5);
+    assert!(year_2025.standardised);
+    assert_eq!(at_the_end, every_event);
+    assert_eq!(at_the_end, every_seventh);
 }

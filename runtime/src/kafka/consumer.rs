@@ -106,6 +106,42 @@ impl Default for ConsumerTuning {
 /// A consumer-group member that polls in batches and commits explicitly.
 pub struct GroupConsumer {
     consumer: BaseConsumer<GroupContext>,
+    group_id: String,
+    topics: Vec<String>,
+    session_timeout: Duration,
+    watch: Mutex<StrandWatch>,
+}
+
+/// What the member knows about having no partitions (see [`GroupConsumer::heal_if_stranded`]).
+#[derive(Debug, Default)]
+struct StrandWatch {
+    /// Since when the member has owned nothing.
+    empty_since: Option<Instant>,
+    last_check: Option<Instant>,
+    /// The last look at the group found more members than partitions: owning nothing is right.
+    surplus_member: bool,
+}
+
+/// What a look at the group said about a member that owns nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GroupView {
+    /// A rebalance is under way (or the group could not be read): wait.
+    Settling,
+    /// The group is stable with at least as many partitions as members, yet gave this member
+    /// none: it formed without a real assignment.
+    Stranded,
+    /// More members than partitions: some members rightly own nothing.
+    Surplus,
+}
+
+fn judge_group(state: &str, members: usize, most_partitions: usize) -> GroupView {
+    if !state.eq_ignore_ascii_case("stable") || members == 0 {
+        GroupView::Settling
+    } else if members <= most_partitions {
+        GroupView::Stranded
+    } else {
+        GroupView::Surplus
+    }
 }
 
 impl GroupConsumer {
@@ -156,12 +192,93 @@ impl GroupConsumer {
             .create_with_context(GroupContext::default())
             .map_err(kafka_err("consumer creation"))?;
         consumer.subscribe(topics).map_err(kafka_err("subscribe"))?;
-        Ok(GroupConsumer { consumer })
+        Ok(GroupConsumer {
+            consumer,
+            group_id: group_id.to_string(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            session_timeout: kafka.session_timeout,
+            watch: Mutex::new(StrandWatch::default()),
+        })
+    }
+
+    /// Rejoins the group when it left this member with nothing although it has partitions to
+    /// spare. A member restarted at once in the same group meets this on Tansu: the group waits
+    /// for the killed member (its leader) until the session times out, and when that happens
+    /// while the new member's SyncGroup is in flight, the broker forms the group around the new
+    /// member with the empty assignment a follower sends, and never rebalances again. Leaving
+    /// and joining afresh makes the member the leader of a real assignment. On a healthy broker
+    /// the check only ever finds a rebalance in progress or a surplus member.
+    fn heal_if_stranded(&self) {
+        let Ok(mut watch) = self.watch.lock() else {
+            return;
+        };
+        let owns_something = self
+            .consumer
+            .assignment()
+            .map(|list| list.count() > 0)
+            .unwrap_or(false);
+        if owns_something {
+            *watch = StrandWatch::default();
+            return;
+        }
+        let now = Instant::now();
+        let empty_since = *watch.empty_since.get_or_insert(now);
+        let checked_recently = watch
+            .last_check
+            .is_some_and(|at| now.duration_since(at) < self.session_timeout / 2);
+        if now.duration_since(empty_since) < self.session_timeout || checked_recently {
+            return;
+        }
+        watch.last_check = Some(now);
+        let view = self.look_at_group();
+        watch.surplus_member = view == GroupView::Surplus;
+        if view == GroupView::Stranded {
+            warn!(
+                group = %self.group_id,
+                "The consumer group formed without giving this member any partition, although it has enough for every member; leaving and joining it again."
+            );
+            self.consumer.unsubscribe();
+            let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+            if let Err(error) = self.consumer.subscribe(&topics) {
+                warn!(%error, "Subscribing again failed; the next check retries.");
+            }
+            watch.empty_since = Some(now);
+        }
+    }
+
+    fn look_at_group(&self) -> GroupView {
+        let timeout = Duration::from_secs(5);
+        let Ok(groups) = self
+            .consumer
+            .fetch_group_list(Some(&self.group_id), timeout)
+        else {
+            return GroupView::Settling;
+        };
+        let Some(group) = groups.groups().iter().find(|g| g.name() == self.group_id) else {
+            return GroupView::Settling;
+        };
+        let mut most_partitions = 0;
+        for topic in &self.topics {
+            let Ok(metadata) = self.consumer.fetch_metadata(Some(topic), timeout) else {
+                return GroupView::Settling;
+            };
+            for t in metadata.topics() {
+                most_partitions = most_partitions.max(t.partitions().len());
+            }
+        }
+        judge_group(group.state(), group.members().len(), most_partitions)
+    }
+
+    /// Whether this member owns nothing because the group has more members than partitions
+    /// (as opposed to not having been given its share yet).
+    pub fn is_surplus_member(&self) -> bool {
+        self.watch.lock().map(|w| w.surplus_member).unwrap_or(false)
     }
 
     /// Polls until `max` messages arrived or `max_wait` passed. Consumer errors are logged and
     /// skipped: librdkafka recovers from them by itself.
     pub fn poll_batch(&self, max: usize, max_wait: Duration) -> Vec<BorrowedMessage<'_>> {
+        self.heal_if_stranded();
         let deadline = Instant::now() + max_wait;
         let mut batch = Vec::with_capacity(max.min(65_536));
         while batch.len() < max {
@@ -376,6 +493,16 @@ pub fn is_rebalance_noise(code: RDKafkaRespErr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_with_nothing_is_stranded_only_in_a_stable_group_with_partitions_to_spare() {
+        assert_eq!(judge_group("Stable", 1, 4), GroupView::Stranded);
+        assert_eq!(judge_group("Stable", 4, 4), GroupView::Stranded);
+        assert_eq!(judge_group("Stable", 5, 4), GroupView::Surplus);
+        assert_eq!(judge_group("PreparingRebalance", 1, 4), GroupView::Settling);
+        assert_eq!(judge_group("Unknown", 1, 4), GroupView::Settling);
+        assert_eq!(judge_group("Stable", 0, 4), GroupView::Settling);
+    }
 
     #[test]
     fn positions_keep_the_next_offset_per_partition() {

@@ -18,17 +18,17 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use serde::Serialize;
 use tokio::runtime::Handle;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use vigil_runtime::config::{ClickHouseConfig, KafkaConfig};
 use vigil_runtime::kafka::{
     AssignmentChange, ConsumerTuning, DurableProducer, GroupConsumer, Positions,
 };
 use vigil_runtime::time::now_ms;
 use vigil_runtime::{RuntimeError, Shutdown};
-use vigil_schemas::ids::stable_id;
+use vigil_schemas::validate::{self, Invalid};
 use vigil_schemas::{
-    Alert, AlertDelivery, AvroCodec, ClinicalEvent, DeadLetter, PatientStatus, PipelineStat,
-    WireRecord,
+    Alert, AlertDelivery, AvroCodec, ClinicalEvent, DeadLetter, InputPosition, PatientStatus,
+    PipelineStat, WireRecord,
 };
 
 use super::config::SinkConfig;
@@ -59,6 +59,10 @@ trait Table {
     const TABLE: &'static str;
     fn row(record: &Self::Record, landed_ms: i64) -> Self::Row;
     fn hospital(record: &Self::Record) -> &str;
+    /// Whether the record may land. Refused records are another stage's to dead-letter.
+    fn check(_record: &Self::Record) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 struct Events;
@@ -71,6 +75,11 @@ impl Table for Events {
     }
     fn hospital(record: &ClinicalEvent) -> &str {
         &record.hospital_id
+    }
+    /// The processor dead-letters events that break the canonical contract; landing them here
+    /// would show them as valid.
+    fn check(record: &ClinicalEvent) -> Result<(), Invalid> {
+        validate::check_event(record)
     }
 }
 
@@ -181,26 +190,36 @@ impl<T: Table> Pending<T> {
         if self.first_at.is_none() {
             self.first_at = Some(Instant::now());
         }
-        match self.codec.decode(payload) {
-            Ok(record) => {
-                self.rows.push(T::row(&record, landed_ms));
-                self.sources.push((
-                    message.partition(),
-                    message.offset(),
-                    T::hospital(&record).to_string(),
+        let record = match self.codec.decode(payload) {
+            Ok(record) => record,
+            Err(error) => {
+                let at = InputPosition {
+                    topic: &self.topic,
+                    partition: message.partition(),
+                    offset: message.offset(),
+                };
+                return Some(DeadLetter::new(
+                    "sink",
+                    at,
+                    "undecodable",
+                    &error.safe_detail(),
+                    now_ms(),
                 ));
-                None
             }
-            Err(error) => Some(dead_letter(
-                &self.topic,
-                message.partition(),
-                message.offset(),
-                "",
-                "undecodable",
-                &error.to_string(),
-                payload,
-            )),
+        };
+        if let Err(invalid) = T::check(&record) {
+            metrics::counter!("vigil_sink_refused_records_total", "table" => T::TABLE, "reason" => invalid.reason.as_str())
+                .increment(1);
+            debug!(table = T::TABLE, reason = invalid.reason.as_str(), "A record breaks the contract; not landed (its producer's consumer dead-letters it).");
+            return None;
         }
+        self.rows.push(T::row(&record, landed_ms));
+        self.sources.push((
+            message.partition(),
+            message.offset(),
+            T::hospital(&record).to_string(),
+        ));
+        None
     }
 
     fn clear(&mut self) {
@@ -211,38 +230,18 @@ impl<T: Table> Pending<T> {
     }
 }
 
-fn dead_letter(
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    hospital: &str,
-    code: &str,
-    detail: &str,
-    payload: &[u8],
-) -> DeadLetter {
-    // Kafka records here are pseudonymous already; keep a bounded hex prefix for diagnosis.
-    let prefix: String = payload
-        .iter()
-        .take(64)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    DeadLetter {
-        dead_letter_id: stable_id(&[
-            b"sink",
-            topic.as_bytes(),
-            &partition.to_le_bytes(),
-            &offset.to_le_bytes(),
-        ]),
-        stage: "sink".into(),
-        hospital_id: hospital.to_string(),
-        reason_code: code.to_string(),
-        reason_detail: detail.chars().take(500).collect(),
-        source_topic: topic.to_string(),
-        source_partition: partition,
-        source_offset: offset,
-        event_time_ms: None,
-        received_time_ms: now_ms(),
-        redacted_payload: format!("avro-hex:{prefix}"),
+/// What a dead letter says of a row ClickHouse refused: the error's code, not its text (which
+/// may quote the row's values).
+fn refusal_detail(error: &str) -> String {
+    let code: String = error
+        .split("Code: ")
+        .nth(1)
+        .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect())
+        .unwrap_or_default();
+    if code.is_empty() {
+        "ClickHouse refused the row".to_string()
+    } else {
+        format!("ClickHouse refused the row (error code {code})")
     }
 }
 
@@ -542,15 +541,19 @@ impl Writer<'_> {
                 table = T::TABLE,
                 partition, offset, "ClickHouse refused a row; sending it to dead letters."
             );
-            let letter = dead_letter(
-                &topic,
+            let at = InputPosition {
+                topic: &topic,
                 partition,
                 offset,
-                &hospital,
+            };
+            let letter = DeadLetter::new(
+                "sink",
+                at,
                 "clickhouse_rejected",
-                reason,
-                &[],
-            );
+                &refusal_detail(reason),
+                now_ms(),
+            )
+            .with_hospital(&hospital);
             self.send_dead_letter(&letter)?;
         }
         // Dead letters must be durable before the offsets that produced them are committed.

@@ -25,8 +25,8 @@ use vigil_runtime::kafka::{
 };
 use vigil_runtime::time::now_ms;
 use vigil_runtime::{Shutdown, StopWhen};
-use vigil_schemas::ids::stable_id;
-use vigil_schemas::{Alert, AlertDelivery, AvroCodec, DeadLetter, DeliveryOutcome};
+
+use vigil_schemas::{Alert, AlertDelivery, AvroCodec, DeadLetter, DeliveryOutcome, InputPosition};
 
 use super::config::NotifyConfig;
 use super::delivery::{self, Deliverer};
@@ -430,23 +430,22 @@ fn route(
     let (partition, offset) = (message.partition(), message.offset());
     let alert = match message.payload().map(|bytes| codec.decode(bytes)) {
         Some(Ok(alert)) => alert,
-        Some(Err(error)) => {
+        // The processor never writes a null alert: a record without a value is as unusable as
+        // one that does not decode, and is dead-lettered alike (as the writer does).
+        other => {
+            let detail = match other {
+                Some(Err(error)) => error.safe_detail(),
+                _ => "the record has no value".to_string(),
+            };
             summary.undecodable += 1;
-            warn!(%error, partition, offset, "An alert record cannot be decoded; sending it to dead letters.");
+            warn!(detail = %detail, partition, offset, "An alert record cannot be decoded; sending it to dead letters.");
             if tracker.read(partition, offset, true).is_none() {
                 return Routed::NotOurs;
             }
             return Routed::Finished(Some(Finished {
                 alert: undecodable_placeholder(message),
-                delivery: undecodable_delivery(&error.to_string()),
+                delivery: undecodable_delivery(&detail),
             }));
-        }
-        None => {
-            // A tombstone: nothing to deliver.
-            return match tracker.read(partition, offset, true) {
-                Some(_) => Routed::Finished(None),
-                None => Routed::NotOurs,
-            };
         }
     };
     if !alert.status.notifies() || memory.finished.contains_key(&alert.alert_id) {
@@ -569,24 +568,15 @@ fn record_outcome(
         } else {
             String::from_utf8_lossy(&delivery::body(&finished.alert)?).into_owned()
         };
-        let letter = DeadLetter {
-            dead_letter_id: stable_id(&[
-                b"notify",
-                topic.as_bytes(),
-                &partition.to_le_bytes(),
-                &offset.to_le_bytes(),
-            ]),
-            stage: "notify".into(),
-            hospital_id: delivery.hospital_id.clone(),
-            reason_code: reason_code.into(),
-            reason_detail: delivery.detail.chars().take(500).collect(),
-            source_topic: topic,
-            source_partition: partition,
-            source_offset: offset,
-            event_time_ms: (delivery.alert_time_ms > 0).then_some(delivery.alert_time_ms),
-            received_time_ms: now_ms(),
-            redacted_payload: payload.chars().take(4000).collect(),
+        let at = InputPosition {
+            topic: &topic,
+            partition,
+            offset,
         };
+        let letter = DeadLetter::new("notify", at, reason_code, &delivery.detail, now_ms())
+            .with_hospital(&delivery.hospital_id)
+            .with_event_time((delivery.alert_time_ms > 0).then_some(delivery.alert_time_ms))
+            .with_copy(&payload);
         producer.send(
             &topics.dead_letters,
             letter.hospital_id.as_bytes(),
