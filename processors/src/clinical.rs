@@ -72,10 +72,13 @@ pub fn classify_icd10(code: &str) -> DiagnosisClass {
         return DiagnosisClass::Other;
     }
     let letter = bytes[0];
-    let Ok(number) = code[1..3].parse::<u32>() else {
+    // `get`, not indexing: a canonical event from anywhere may put multi-byte text here.
+    let Some(number) = code.get(1..3).and_then(|n| n.parse::<u32>().ok()) else {
         return DiagnosisClass::Other;
     };
-    let fourth = code[3..].trim_start_matches('.').chars().next();
+    let fourth = code
+        .get(3..)
+        .and_then(|rest| rest.trim_start_matches('.').chars().next());
     match (letter, number) {
         (b'I', 10..=15) => DiagnosisClass::Hypertension,
         (b'I', 60..=64) => DiagnosisClass::Complication(Complication::Stroke),
@@ -272,6 +275,10 @@ mod tests {
             ("N18.3", DiagnosisClass::ChronicKidneyDisease),
             ("", DiagnosisClass::Other),
             ("XYZ", DiagnosisClass::Other),
+            // Multi-byte text where a code was expected: no panic, no class.
+            ("I王0", DiagnosisClass::Other),
+            ("I1王", DiagnosisClass::Other),
+            ("E11王", DiagnosisClass::Diabetes),
         ];
         for (code, expected) in cases {
             assert_eq!(classify_icd10(code), expected, "{code}");

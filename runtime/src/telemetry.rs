@@ -22,6 +22,27 @@ pub fn init_logging() {
     };
     // A second initialisation (tests, `vigil up`) keeps the first subscriber.
     let _ = result;
+    install_panic_hook();
+}
+
+/// Reports a panic by where it happened, and by its message only when that is a literal: a
+/// formatted message (an out-of-bounds slice, say) quotes the data it failed on, and the data
+/// could be a patient's identity. Nothing in Vigil should panic on input; this is the last
+/// line that keeps one from leaking anything if it does.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&'static str>()
+            .copied()
+            .unwrap_or("(message withheld: it may quote input data)");
+        tracing::error!(%location, message, "Vigil panicked; this is a defect, please report it.");
+        eprintln!("vigil panicked at {location}: {message}");
+    }));
 }
 
 /// Serves Prometheus metrics (`GET /metrics`) on `listen` ("host:port"; empty: no endpoint).

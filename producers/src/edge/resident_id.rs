@@ -16,9 +16,12 @@ pub fn check_char(body: &str) -> char {
 
 /// Whether `id` is 17 digits followed by the right check character.
 pub fn is_valid(id: &str) -> bool {
-    id.len() == 18
-        && id[..17].chars().all(|c| c.is_ascii_digit())
-        && id[17..].chars().next().map(|c| c.to_ascii_uppercase()) == Some(check_char(&id[..17]))
+    // Bytes, not characters: 18 bytes may end inside a multi-byte character.
+    let bytes = id.as_bytes();
+    bytes.len() == 18
+        && bytes[..17].iter().all(u8::is_ascii_digit)
+        && bytes[17].is_ascii()
+        && id.get(..17).map(check_char) == Some(bytes[17].to_ascii_uppercase() as char)
 }
 
 #[cfg(test)]
@@ -34,5 +37,9 @@ mod tests {
         assert!(!is_valid("11010519491231003X"));
         assert!(!is_valid("1101051949123100"));
         assert!(!is_valid("王芳"));
+        // 18 bytes ending in the middle of a multi-byte character, and one ending in it.
+        assert!(!is_valid("123456789012345王"));
+        assert!(!is_valid("1234567890123456王"));
+        assert!(!is_valid("11010519491231002王"));
     }
 }

@@ -265,6 +265,82 @@ impl VendorShape {
             .map(|(kind, _, key, resident)| (kind, key, resident))
     }
 
+    /// The columns of a table that a dead-letter copy may show (their values still only when
+    /// safe in form): what Vigil reads for the clinical fact, never the resident id, nor of the
+    /// patient table its key (the medical record number) or what re-identifies a person
+    /// (birth date, death, region).
+    pub fn copyable_columns(&self, kind: TableKind) -> Vec<&str> {
+        match kind {
+            TableKind::Patient => vec![
+                &self.patient.sex,
+                &self.patient.hypertension_enrolled,
+                &self.patient.diabetes_enrolled,
+            ],
+            TableKind::Encounter => {
+                let e = &self.encounter;
+                vec![&e.key, &e.kind, &e.department, &e.start, &e.end]
+            }
+            TableKind::Diagnosis => {
+                let d = &self.diagnosis;
+                vec![
+                    &d.key,
+                    &d.code,
+                    &d.code_system,
+                    &d.primary,
+                    &d.department,
+                    &d.encounter,
+                    &d.time,
+                ]
+            }
+            TableKind::Lab => {
+                let l = &self.lab;
+                vec![&l.key, &l.code, &l.value, &l.unit, &l.time]
+            }
+            TableKind::Vitals => {
+                let v = &self.vitals;
+                vec![
+                    &v.key,
+                    &v.systolic,
+                    &v.diastolic,
+                    &v.heart_rate,
+                    &v.weight,
+                    &v.height,
+                    &v.time,
+                ]
+            }
+            TableKind::Prescription => {
+                let p = &self.prescription;
+                vec![
+                    &p.key,
+                    &p.drug,
+                    &p.dose,
+                    &p.dose_unit,
+                    &p.frequency,
+                    &p.days,
+                    &p.time,
+                ]
+            }
+            TableKind::FollowUp => {
+                let f = &self.follow_up;
+                vec![
+                    &f.key,
+                    &f.program,
+                    &f.mode,
+                    &f.systolic,
+                    &f.diastolic,
+                    &f.fasting_glucose,
+                    &f.hba1c,
+                    &f.next_visit,
+                    &f.time,
+                ]
+            }
+        }
+        .into_iter()
+        .map(String::as_str)
+        .filter(|c| !c.is_empty() && !self.direct_identifiers.iter().any(|d| d == c))
+        .collect()
+    }
+
     /// Checks that every enumeration lists the values the ingest relies on.
     pub fn validate(&self) -> Result<(), String> {
         let need = |what: &str, map: &CodeValues, keys: &[&str]| -> Result<(), String> {

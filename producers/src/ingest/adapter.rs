@@ -26,9 +26,11 @@ pub struct Rejection {
     /// Empty when the record did not say which hospital it came from.
     pub hospital: String,
     pub reason: &'static str,
+    /// Names fields and bounds, never values (a value may be anything a hospital typed).
     pub detail: String,
-    /// Columns to remove from the dead-letter copy (the vendor's direct identifiers).
-    pub identifiers: Vec<String>,
+    /// Row columns the dead-letter copy may show (see `redact::safe_copy`); empty when the
+    /// hospital or the table is unknown.
+    pub columns: Vec<String>,
 }
 
 /// What became of one input record.
@@ -54,21 +56,37 @@ pub struct Adapter<'a> {
 
 type Reject = (&'static str, String);
 
-fn number(value: Option<&Value>) -> Result<Option<f64>, Reject> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => s.trim().parse::<f64>().map(Some).map_err(|_| {
-            (
-                "non_numeric_result",
-                format!(
-                    "'{}' is not a number",
-                    s.chars().take(40).collect::<String>()
-                ),
-            )
-        }),
-        Some(other) => Err(("non_numeric_result", format!("{other} is not a number"))),
+/// A numeric column: a JSON number or numeric text. "NaN", "inf" and the like are not numbers
+/// a clinician wrote, whatever `f64::from_str` accepts.
+fn number(row: &Map<String, Value>, column: &str) -> Result<Option<f64>, Reject> {
+    let parsed = match row.get(column) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        Some(_) => None,
+    };
+    match parsed {
+        Some(value) if value.is_finite() => Ok(Some(value)),
+        _ => Err((
+            "non_numeric_result",
+            format!("{column} is not a finite number"),
+        )),
+    }
+}
+
+/// A code value as it may appear in a reason detail: short and code-shaped, so it cannot be a
+/// name or an identity number; anything else is described, not shown.
+fn shown(code: &str) -> String {
+    let code_like = code.len() <= 20
+        && code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '%'))
+        && code.chars().filter(char::is_ascii_digit).count() < 11;
+    if code_like {
+        format!("'{code}'")
+    } else {
+        "(not code-shaped, not shown)".to_string()
     }
 }
 
@@ -80,6 +98,26 @@ fn text(row: &Map<String, Value>, column: &str) -> String {
     }
 }
 
+/// The columns of the event's table that its dead-letter copy may show.
+fn copyable_columns(profile: &HospitalProfile, payload: &Value) -> Vec<String> {
+    let table = payload
+        .pointer("/source/table")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    profile
+        .vendor
+        .table(table)
+        .map(|(kind, _, _)| {
+            profile
+                .vendor
+                .copyable_columns(kind)
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn plausible(concept: Observation, value: f64, what: &str) -> Result<f64, Reject> {
     if concept.is_plausible(value) {
         Ok(value)
@@ -87,7 +125,7 @@ fn plausible(concept: Observation, value: f64, what: &str) -> Result<f64, Reject
         let (low, high) = concept.plausible_range();
         Err((
             "value_out_of_range",
-            format!("{what} {value} is outside {low}..{high} {}", concept.unit()),
+            format!("{what} is outside {low}..{high} {}", concept.unit()),
         ))
     }
 }
@@ -111,7 +149,7 @@ fn blood_pressure(
         if s <= d {
             return Err((
                 "value_out_of_range",
-                format!("systolic {s} is not above diastolic {d}"),
+                format!("{systolic_column} is not above {diastolic_column}"),
             ));
         }
     }
@@ -125,7 +163,7 @@ fn optional_vital(
     low: f64,
     high: f64,
 ) -> Result<Option<f64>, Reject> {
-    let Some(value) = number(row.get(column))? else {
+    let Some(value) = number(row, column)? else {
         return Ok(None);
     };
     match concept {
@@ -133,7 +171,7 @@ fn optional_vital(
         None if (low..=high).contains(&value) => Ok(Some(value)),
         None => Err((
             "value_out_of_range",
-            format!("{column} {value} is outside {low}..{high}"),
+            format!("{column} is outside {low}..{high}"),
         )),
     }
 }
@@ -156,8 +194,13 @@ impl Adapter<'_> {
                 return Outcome::Rejected(Rejection {
                     hospital: String::new(),
                     reason: "malformed_record",
-                    detail: format!("not JSON: {e}"),
-                    identifiers: Vec::new(),
+                    detail: format!(
+                        "not JSON ({:?} error at line {} column {})",
+                        e.classify(),
+                        e.line(),
+                        e.column()
+                    ),
+                    columns: Vec::new(),
                 })
             }
         };
@@ -174,7 +217,7 @@ impl Adapter<'_> {
                 hospital: String::new(),
                 reason: "malformed_record",
                 detail: "a change event must be a JSON object".into(),
-                identifiers: Vec::new(),
+                columns: Vec::new(),
             });
         }
         let server = payload
@@ -186,10 +229,10 @@ impl Adapter<'_> {
                 hospital: String::new(),
                 reason: "unknown_hospital",
                 detail: format!(
-                    "no hospital in the edge catalogue has the connector name '{}'",
-                    server.chars().take(60).collect::<String>()
+                    "no hospital in the edge catalogue has the connector name {}",
+                    shown(server)
                 ),
-                identifiers: Vec::new(),
+                columns: Vec::new(),
             });
         };
         match self.adapt_event(profile, payload) {
@@ -201,7 +244,7 @@ impl Adapter<'_> {
                 hospital: profile.id.clone(),
                 reason,
                 detail,
-                identifiers: profile.vendor.direct_identifiers.clone(),
+                columns: copyable_columns(profile, payload),
             }),
         }
     }
@@ -221,7 +264,12 @@ impl Adapter<'_> {
             "u" => Operation::Update,
             "d" => Operation::Delete,
             "r" => Operation::Snapshot,
-            other => return Err(("missing_field", format!("unknown or missing op '{other}'"))),
+            other => {
+                return Err((
+                    "missing_field",
+                    format!("op {} is missing or not one of c, u, d, r", shown(other)),
+                ))
+            }
         };
         let source = payload.get("source").cloned().unwrap_or(Value::Null);
         let table_name = source
@@ -231,17 +279,15 @@ impl Adapter<'_> {
         let Some((kind, key_column, resident_column)) = vendor.table(table_name) else {
             return Err((
                 "unknown_table",
-                format!(
-                    "vendor {} has no table '{}'",
-                    vendor.name,
-                    table_name.chars().take(60).collect::<String>()
-                ),
+                format!("vendor {} has no table {}", vendor.name, shown(table_name)),
             ));
         };
         let change_ms = source
             .get("ts_ms")
             .and_then(Value::as_i64)
             .ok_or(("missing_field", "source.ts_ms is missing".to_string()))?;
+        // Every operation, deletes included: a delete's change time is its event time.
+        let change_ms = self.check_time(change_ms, "source.ts_ms")?;
         let image = if operation == Operation::Delete {
             "before"
         } else {
@@ -344,8 +390,9 @@ impl Adapter<'_> {
                         return Err((
                             "invalid_code",
                             format!(
-                                "encounter type '{}' is not one of the vendor's",
-                                text(row, &e.kind)
+                                "{} {} is not one of the vendor's encounter types",
+                                e.kind,
+                                shown(&text(row, &e.kind))
                             ),
                         ))
                     }
@@ -371,7 +418,8 @@ impl Adapter<'_> {
                     profile.codes.diagnosis.get(&code).cloned().ok_or((
                         "unknown_local_code",
                         format!(
-                            "diagnosis code '{code}' has no ICD-10 mapping for {}",
+                            "diagnosis code {} has no ICD-10 mapping for {}",
+                            shown(&code),
                             profile.id
                         ),
                     ))?
@@ -381,10 +429,7 @@ impl Adapter<'_> {
                 if !valid_icd10(&icd10) {
                     return Err((
                         "invalid_code",
-                        format!(
-                            "'{}' is not an ICD-10 code",
-                            icd10.chars().take(20).collect::<String>()
-                        ),
+                        format!("{} is not an ICD-10 code", shown(&icd10)),
                     ));
                 }
                 let primary = decode(&d.codes.primary, &text(row, &d.primary)) == Some("yes");
@@ -406,12 +451,12 @@ impl Adapter<'_> {
                 let mapped = profile.codes.lab.get(&code).ok_or((
                     "unknown_local_code",
                     format!(
-                        "lab code '{}' has no LOINC mapping for {}",
-                        code.chars().take(20).collect::<String>(),
+                        "lab code {} has no LOINC mapping for {}",
+                        shown(&code),
                         profile.id
                     ),
                 ))?;
-                let value = number(row.get(&l.value))?.ok_or((
+                let value = number(row, &l.value)?.ok_or((
                     "missing_field",
                     format!("{} (the result) is missing", l.value),
                 ))?;
@@ -425,8 +470,10 @@ impl Adapter<'_> {
                         let canonical = concept.to_canonical(value, &reported_unit).ok_or((
                             "unexpected_unit",
                             format!(
-                                "unit '{reported_unit}' does not fit {} ({})",
-                                mapped.loinc, code
+                                "unit {} does not fit {} (lab code {})",
+                                shown(&reported_unit),
+                                mapped.loinc,
+                                shown(&code)
                             ),
                         ))?;
                         let canonical = plausible(concept, canonical, &code)?;
@@ -468,9 +515,9 @@ impl Adapter<'_> {
                 if atc.is_empty() {
                     unmapped = Some("drug_code");
                 }
-                let dose = number(row.get(&p.dose))?
+                let dose = number(row, &p.dose)?
                     .ok_or(("missing_field", format!("{} (the dose) is missing", p.dose)))?;
-                let days = number(row.get(&p.days))?.unwrap_or(0.0);
+                let days = number(row, &p.days)?.unwrap_or(0.0);
                 let at = time(&p.time)?;
                 let prescription = Prescription {
                     drug_code: drug,
@@ -492,8 +539,9 @@ impl Adapter<'_> {
                         return Err((
                             "invalid_code",
                             format!(
-                                "programme '{}' is not one of the vendor's",
-                                text(row, &f.program)
+                                "{} {} is not one of the vendor's programmes",
+                                f.program,
+                                shown(&text(row, &f.program))
                             ),
                         ))
                     }
@@ -507,8 +555,9 @@ impl Adapter<'_> {
                         return Err((
                             "invalid_code",
                             format!(
-                                "follow-up mode '{}' is not one of the vendor's",
-                                text(row, &f.mode)
+                                "{} {} is not one of the vendor's follow-up modes",
+                                f.mode,
+                                shown(&text(row, &f.mode))
                             ),
                         ))
                     }
@@ -581,6 +630,9 @@ impl Adapter<'_> {
             schema_version: 1,
             payload,
         };
+        // The edge produces nothing the processor would refuse: the same contract, checked here.
+        vigil_schemas::validate::check_event(&event)
+            .map_err(|invalid| (invalid.reason.as_str(), invalid.detail))?;
         Ok((event, unmapped))
     }
 
@@ -707,6 +759,95 @@ mod tests {
                 "{input}"
             );
         }
+    }
+
+    fn rejection(value: &Value) -> Rejection {
+        match adapt(value) {
+            Outcome::Rejected(r) => r,
+            other => panic!("accepted: {other:?}"),
+        }
+    }
+
+    fn prescription(dose: Value) -> Value {
+        envelope(
+            "his-h0001",
+            "cf_mx",
+            "c",
+            json!({"cfid": 9, "sfzh": ID, "ypdm": "Y001", "jl": dose, "jldw": "mg", "pc": "qd", "ts": 30, "kfsj": "2025-06-01 09:30:00"}),
+        )
+    }
+
+    fn encounter(kind: &str, department: &str) -> Value {
+        envelope(
+            "his-h0001",
+            "mz_jzjl",
+            "c",
+            json!({"jzid": 5, "sfzh": ID, "jzlx": kind, "ksdm": department, "jzsj": "2025-06-01 09:30:00"}),
+        )
+    }
+
+    #[test]
+    fn what_is_not_a_finite_plausible_dose_is_rejected() {
+        assert!(matches!(
+            adapt(&prescription(json!("5"))),
+            Outcome::Accepted(_) | Outcome::AcceptedUnmapped(..)
+        ));
+        for dose in [json!("NaN"), json!("inf"), json!("-inf"), json!("infinity")] {
+            assert_eq!(
+                reason(&prescription(dose.clone())),
+                "non_numeric_result",
+                "{dose}"
+            );
+        }
+        for dose in [json!("1e308"), json!(-5), json!("-5")] {
+            assert_eq!(
+                reason(&prescription(dose.clone())),
+                "value_out_of_range",
+                "{dose}"
+            );
+        }
+    }
+
+    #[test]
+    fn deletes_are_held_to_the_same_clock_as_every_change() {
+        let mut delete = lab_a("GLU", json!("7.9"), "mmol/L");
+        delete["op"] = json!("d");
+        delete["before"] = delete["after"].clone();
+        delete["after"] = Value::Null;
+        assert!(matches!(adapt(&delete), Outcome::Accepted(_)));
+        delete["source"]["ts_ms"] = json!(-5_000_000_000_000_000i64);
+        assert_eq!(reason(&delete), "invalid_date");
+        delete["source"]["ts_ms"] = json!(4_000_000_000_000i64);
+        assert_eq!(reason(&delete), "invalid_date");
+    }
+
+    #[test]
+    fn hostile_text_is_rejected_without_panicking_or_being_echoed() {
+        // A resident id of 18 bytes ending inside a multi-byte character.
+        let mut multibyte = lab_a("GLU", json!("7.9"), "mmol/L");
+        multibyte["after"]["sfzh"] = json!("123456789012345王");
+        let r = rejection(&multibyte);
+        assert_eq!(r.reason, "invalid_patient_identifier");
+        assert!(!r.detail.contains("123456789012345"));
+        // A name where a code belongs.
+        let r = rejection(&encounter("patient 何玉兰", "NEI"));
+        assert_eq!(r.reason, "invalid_code");
+        assert!(!r.detail.contains("何玉兰"), "{}", r.detail);
+        // Megabytes where a code belongs.
+        let huge = "科".repeat(700_000);
+        let r = rejection(&encounter("MZ", &huge));
+        assert_eq!(r.reason, "field_too_long");
+        assert!(r.detail.len() < 200);
+        let r = rejection(&encounter(&huge, "NEI"));
+        assert_eq!(r.reason, "invalid_code");
+        assert!(r.detail.len() < 200);
+        // A phone number in a code column is not shown either.
+        let r = rejection(&lab_a("13912345678", json!("7.9"), "mmol/L"));
+        assert_eq!(r.reason, "unknown_local_code");
+        assert!(!r.detail.contains("13912345678"), "{}", r.detail);
+        // Codes that look like codes are shown: the operator needs them.
+        let r = rejection(&lab_a("ZZ01", json!("7.9"), "mmol/L"));
+        assert!(r.detail.contains("'ZZ01'"), "{}", r.detail);
     }
 
     #[test]

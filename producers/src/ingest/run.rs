@@ -14,12 +14,11 @@ use vigil_runtime::kafka::{Aligner, ConsumerTuning, DurableProducer, GroupConsum
 use vigil_runtime::stats::StageStats;
 use vigil_runtime::time::now_ms;
 use vigil_runtime::{Shutdown, StopWhen};
-use vigil_schemas::ids::stable_id;
-use vigil_schemas::{AvroCodec, ClinicalEvent, DeadLetter};
+use vigil_schemas::{AvroCodec, ClinicalEvent, DeadLetter, InputPosition};
 
 use super::adapter::{Adapter, Outcome};
 use super::config::IngestConfig;
-use super::redact::{redacted_json, withheld};
+use super::redact::{safe_copy, withheld};
 use crate::edge::catalog::newest_change;
 use crate::edge::{Catalog, EdgeConfig};
 use crate::error::ProducerError;
@@ -158,11 +157,19 @@ impl Handler {
             Outcome::Tombstone => {
                 self.summary.tombstones += 1;
                 self.stats.hospital("").records_in += 1;
+                *self
+                    .records
+                    .entry((String::new(), "tombstone"))
+                    .or_default() += 1;
                 return Ok(());
             }
             Outcome::Accepted(event) => event,
             Outcome::AcceptedUnmapped(event, what) => {
                 *self.summary.unmapped.entry(what.to_string()).or_default() += 1;
+                *self
+                    .unmapped
+                    .entry((event.hospital_id.clone(), what))
+                    .or_default() += 1;
                 event
             }
             Outcome::Rejected(rejection) => {
@@ -176,27 +183,30 @@ impl Handler {
                 counts.dead_letters += 1;
                 let bytes = value.unwrap_or_default();
                 let copy = match serde_json::from_slice::<serde_json::Value>(bytes) {
-                    Ok(parsed) => redacted_json(&parsed, &rejection.identifiers),
+                    Ok(parsed) => {
+                        let columns: Vec<&str> =
+                            rejection.columns.iter().map(String::as_str).collect();
+                        safe_copy(&parsed, &columns)
+                    }
                     Err(_) => withheld(bytes),
                 };
-                let letter = DeadLetter {
-                    dead_letter_id: stable_id(&[
-                        b"ingest",
-                        topic.as_bytes(),
-                        &partition.to_le_bytes(),
-                        &offset.to_le_bytes(),
-                    ]),
-                    stage: "ingest".into(),
-                    hospital_id: rejection.hospital,
-                    reason_code: rejection.reason.into(),
-                    reason_detail: rejection.detail,
-                    source_topic: topic.into(),
-                    source_partition: partition,
-                    source_offset: offset,
-                    event_time_ms: None,
-                    received_time_ms: now,
-                    redacted_payload: copy,
+                let at = InputPosition {
+                    topic,
+                    partition,
+                    offset,
                 };
+                let letter =
+                    DeadLetter::new("ingest", at, rejection.reason, &rejection.detail, now)
+                        .with_hospital(&rejection.hospital)
+                        .with_copy(&copy);
+                *self
+                    .letters
+                    .entry((letter.hospital_id.clone(), rejection.reason))
+                    .or_default() += 1;
+                *self
+                    .records
+                    .entry((letter.hospital_id.clone(), "rejected"))
+                    .or_default() += 1;
                 self.buffer.clear();
                 self.dead_letter_codec
                     .encode_into(&letter, &mut self.buffer)?;
@@ -342,16 +352,18 @@ pub fn run_file(
         ))
     };
     let source = format!("file:{}", path.display());
-    for (number, line) in reader.lines().enumerate() {
+    // Lines as bytes: a line that is not UTF-8 is one bad record (a dead letter), not a failure
+    // of the file that a restart would meet again at the same line.
+    for (number, line) in reader.split(b'\n').enumerate() {
         if shutdown.is_requested() {
             break;
         }
         let line = line.map_err(io_error)?;
-        let trimmed = line.trim();
+        let trimmed = line.trim_ascii();
         if trimmed.is_empty() {
             continue;
         }
-        let value = (trimmed != "null").then_some(trimmed.as_bytes());
+        let value = (trimmed != b"null").then_some(trimmed);
         handler.handle(&catalog, &producer, value, (&source, 0, number as i64 + 1))?;
         if handler.summary.records % 10_000 == 0 {
             producer.flush()?;
