@@ -1,7 +1,8 @@
 //! Effectively once, proven against the real broker and ClickHouse: a processor killed with
-//! SIGKILL at random points and restarted produces the same alerts and patient status as an
-//! uninterrupted run over the same input; and several instances sharing the partitions, joining
-//! and leaving mid-run, produce them too.
+//! SIGKILL at random points and restarted at once in the same consumer group (as a supervisor
+//! restarts it), with other batch sizes and checkpoint intervals, produces the same alerts,
+//! patient status and pilot metrics as an uninterrupted run over the same input; and several
+//! instances sharing the partitions, joining and leaving mid-run, produce them too.
 
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,18 +14,20 @@ use std::time::Duration;
 
 use common::TestEnv;
 
-/// A fixed, time-ordered history: 2,500 patients over 500 days (about 100,000 events), enough
-/// that the kills land while the processor works.
+/// A fixed, time-ordered history: 1,600 patients over 760 days (about 100,000 events), enough
+/// that the kills land while the processor works, and longer than every retention of the
+/// processor's state (follow-ups are kept 550 days): a status row must not depend on what later
+/// events pruned before it was emitted.
 const HISTORY: [&str; 13] = [
     "simulate",
     "--output",
     "canonical",
     "--patients",
-    "2500",
+    "1600",
     "--hospitals",
     "3",
     "--days",
-    "500",
+    "760",
     "--end-date",
     "2026-06-30",
     "--seed",
@@ -35,41 +38,35 @@ const ALERTS: &str =
     "SELECT alert_id, episode_id, rule_id, status, sequence, patient_pseudonym, event_time_ms, \
     hospital_id, ifNull(toString(value), ''), message FROM {db}.alerts FINAL ORDER BY alert_id";
 
-/// The substance of each status row at its latest version. The version itself and the row's
-/// `event_time` are "as of" stamps of the patient's state when the row was emitted, which
-/// depends on checkpoint timing; everything the metrics use is compared.
-const STATUS: &str = "SELECT status_id, argMax(tuple(patient_pseudonym, hospital_id, condition, period_kind, \
+/// Every status row at its latest version, version and "as of" event time included: a row is a
+/// function of the input alone, whenever a checkpoint happened to emit it.
+const STATUS: &str = "SELECT status_id, max(version), argMax(tuple(patient_pseudonym, hospital_id, condition, period_kind, \
     toString(period_start), managed, managed_days, follow_ups, follow_ups_ytd, standardised, controlled, \
-    ifNull(toString(last_follow_up), ''), new_complications, has_complications, bp_grade, risk_level, age_band), version) \
+    ifNull(toString(last_follow_up), ''), ifNull(toString(last_systolic), ''), ifNull(toString(last_diastolic), ''), \
+    ifNull(toString(last_fasting_glucose), ''), new_complications, has_complications, bp_grade, risk_level, age_band, \
+    toString(event_time)), version) \
     FROM {db}.patient_status GROUP BY status_id ORDER BY status_id";
 
-/// Runs `vigil process --until-idle` until the processor group has committed the whole input.
-/// One run may own only some partitions (a crashed member's session has not expired yet, or
-/// Tansu 0.6.0 kept it in the group), and then stops once those are done: run again.
-///
-/// Tansu 0.6.0 sometimes never evicts a killed member, which then keeps its partitions for good.
-/// After two such runs the drain continues under a fresh consumer group: the processor resumes
-/// from the input offsets in its changelog checkpoints, not from the group's, so this is the same
-/// recovery an operator would get on a broker that evicts dead members.
+/// The pilot figures the commission and the insurance bureau read.
+const METRICS: &str =
+    "SELECT definition, hospital_id, condition, period_kind, toString(period_start), \
+    managed_patients, standardised_patients, controlled_patients, new_complications, patient_years \
+    FROM {db}.pilot_metrics ORDER BY definition, hospital_id, condition, period_kind, period_start";
+
+/// Runs `vigil process --until-idle` in the same consumer group, started at once after the last
+/// kill, until the group has committed the whole input. `--until-idle` stops a member once its
+/// own partitions are done, and a killed member keeps its share until its session expires, so
+/// a first run may finish only part of the input; the next, in the same group, the rest.
 fn finish_processing(env: &TestEnv) -> String {
-    let mut group = env.scalar_config("process", "group_id");
+    let group = env.scalar_config("process", "group_id");
     let mut logs = String::new();
-    for attempt in 0..5 {
-        if attempt == 2 {
-            group = format!("{group}-drain");
-        }
-        let mut command = env.vigil(&["process", "--until-idle", "3"]);
-        command.env("VIGIL_PROCESS__GROUP_ID", &group);
-        let output = env.run_command(command, Duration::from_secs(600));
-        std::fs::write(env.path(&format!("finish-{}.log", logs.len())), &output)
-            .expect("log written");
-        logs += &output;
+    for _ in 0..4 {
+        logs += &env.run_vigil(&["process", "--until-idle", "3"], Duration::from_secs(600));
         if common::group_lag(&env.kafka, &group, &env.kafka.topics.clinical_events) == 0 {
             return logs;
         }
-        std::thread::sleep(Duration::from_secs(7));
     }
-    panic!("the processors did not finish the input:\n{logs}");
+    panic!("processors restarted in their group did not finish the input:\n{logs}");
 }
 
 /// Waits until the processor logging to `log` has checkpointed some input (its first reads after
@@ -103,11 +100,15 @@ fn assert_same(what: &str, expected: &[String], actual: &[String]) {
     );
 }
 
+/// What a run produced: alerts, status rows, pilot metrics.
+type Outputs = (Vec<String>, Vec<String>, Vec<String>);
+
 /// Runs the uninterrupted reference pipeline over the shared input and returns its outputs.
-fn reference_outputs(reference: &TestEnv) -> (Vec<String>, Vec<String>) {
+fn reference_outputs(reference: &TestEnv) -> Outputs {
     reference.run_vigil(&["up", "--until-idle", "3"], Duration::from_secs(600));
     let alerts = reference.query(ALERTS);
     let status = reference.query(STATUS);
+    let metrics = reference.query(METRICS);
     assert!(
         alerts.len() > 500,
         "the history should raise plenty of alerts, got {}",
@@ -118,14 +119,15 @@ fn reference_outputs(reference: &TestEnv) -> (Vec<String>, Vec<String>) {
         "the history should yield plenty of status rows, got {}",
         status.len()
     );
-    (alerts, status)
+    (alerts, status, metrics)
 }
 
 /// Loads whatever the chaos run's processors produced into its database, then compares.
-fn drain_and_compare(env: &TestEnv, expected: &(Vec<String>, Vec<String>)) {
+fn drain_and_compare(env: &TestEnv, expected: &Outputs) {
     env.run_vigil(&["sink", "--until-idle", "3"], Duration::from_secs(600));
     assert_same("alerts", &expected.0, &env.query(ALERTS));
     assert_same("patient status", &expected.1, &env.query(STATUS));
+    assert_same("pilot metrics", &expected.2, &env.query(METRICS));
     assert_eq!(env.scalar("SELECT count() FROM {db}.dead_letters"), "0");
 }
 
@@ -168,9 +170,16 @@ fn seed() -> u64 {
 }
 
 #[test]
-fn sigkill_at_random_points_leaves_the_outputs_of_an_uninterrupted_run() {
+fn sigkill_restart_at_once_and_other_batching_leave_the_outputs_of_an_uninterrupted_run() {
     let mut env = TestEnv::new("sigkill", 4, "");
-    let reference = env.sibling("ref");
+    let mut reference = env.sibling("ref");
+    // The reference checkpoints often, in small batches; the chaos run seldom, in large ones,
+    // and is killed: neither may change a single output.
+    reference.set_override("VIGIL_PROCESS__CHECKPOINT_INTERVAL", "300ms");
+    reference.set_override("VIGIL_PROCESS__BATCH_MAX_EVENTS", "64");
+    reference.set_override("VIGIL_SINK__BATCH_MAX_ROWS", "700");
+    env.set_override("VIGIL_PROCESS__CHECKPOINT_INTERVAL", "4s");
+    env.set_override("VIGIL_PROCESS__BATCH_MAX_EVENTS", "20000");
     prepare(&env);
     prepare(&reference);
     env.run_vigil(&HISTORY, Duration::from_secs(300));
@@ -179,36 +188,27 @@ fn sigkill_at_random_points_leaves_the_outputs_of_an_uninterrupted_run() {
     let mut rng = seed();
     // The sink keeps loading while processors come and go.
     let _sink = env.spawn_vigil(&["sink"], "sink.log");
-    let mut kills = 0;
-    let mut attempts = 0;
-    while kills < 4 {
-        attempts += 1;
-        assert!(
-            attempts <= 10,
-            "processors could not get partitions (see the process-*.log files)"
-        );
-        let log = format!("process-{attempts}.log");
+    let kills = 4;
+    for kill in 1..=kills {
+        // Started at once after the previous instance's SIGKILL, in the same group, as a
+        // supervisor does: it must get its partitions back by itself.
+        let log = format!("process-{kill}.log");
         let mut processor = env.spawn_vigil(&["process"], &log);
-        // Kill only once this instance owns partitions (its dead predecessor's session must
-        // expire first), at a random point while it processes, restores or checkpoints. Tansu
-        // 0.6.0 sometimes keeps a member that died mid-rebalance in the group, leaving the new
-        // one without partitions: that attempt is retried, as the broker's notes advise.
-        if !common::eventually(Duration::from_secs(30), || owns_partitions(&env.log(&log))) {
-            eprintln!("attempt {attempts}: no partitions after 30 s; retrying with a new instance");
-            processor.sigkill();
-            continue;
-        }
+        assert!(
+            common::eventually(Duration::from_secs(90), || owns_partitions(&env.log(&log))),
+            "a processor restarted at once in its group got no partitions within 90 s:\n{}",
+            env.log(&log)
+        );
         // Once input flows, so every kill lands while it processes, restores or checkpoints
         // real state.
         wait_for_input(&env, &log);
         let pause = random_pause(&mut rng, 500, 4_000);
         std::thread::sleep(pause);
-        eprintln!("kill {kills}: SIGKILL {pause:?} after its input started flowing");
+        eprintln!("kill {kill}: SIGKILL {pause:?} after its input started flowing");
         processor.sigkill();
-        kills += 1;
     }
     let last = finish_processing(&env);
-    let logs: String = (1..=attempts)
+    let logs: String = (1..=kills)
         .map(|r| env.log(&format!("process-{r}.log")))
         .collect::<String>()
         + &last;

@@ -87,6 +87,9 @@ pub struct TestEnv {
     extra: String,
     databases: Vec<String>,
     keep: bool,
+    /// Settings every `vigil` this env starts gets from its environment (batch sizes,
+    /// checkpoint intervals: what must never change an output).
+    overrides: Vec<(String, String)>,
 }
 
 /// A fixed pseudonymisation key, so separate runs of one test agree on pseudonyms.
@@ -236,6 +239,7 @@ impl TestEnv {
             extra: extra.to_string(),
             databases: vec![database],
             keep: false,
+            overrides: Vec::new(),
         }
     }
 
@@ -280,6 +284,7 @@ impl TestEnv {
             extra: self.extra.clone(),
             databases: Vec::new(),
             keep: true, // the parent cleans up
+            overrides: Vec::new(),
         }
     }
 
@@ -300,8 +305,14 @@ impl TestEnv {
             // The configuration file names this test's services; the shell's may name others.
             .env("VIGIL_CLICKHOUSE__URL", &self.services.clickhouse_url)
             .env("VIGIL_KAFKA__BROKERS", &self.services.brokers)
-            .env_remove("VIGIL_PSEUDONYM_KEY");
+            .env_remove("VIGIL_PSEUDONYM_KEY")
+            .envs(self.overrides.iter().map(|(k, v)| (k, v)));
         command
+    }
+
+    /// Sets a `VIGIL_...` environment override for every `vigil` this env starts from now on.
+    pub fn set_override(&mut self, key: &str, value: &str) {
+        self.overrides.push((key.to_string(), value.to_string()));
     }
 
     /// Runs `vigil` to completion within `limit`, and fails the test with its output otherwise.
