@@ -42,8 +42,8 @@ const ALERTS: &str =
 /// function of the input alone, whenever a checkpoint happened to emit it.
 const STATUS: &str = "SELECT status_id, max(version), argMax(tuple(patient_pseudonym, hospital_id, condition, period_kind, \
     toString(period_start), managed, managed_days, follow_ups, follow_ups_ytd, standardised, controlled, \
-    ifNull(toString(last_follow_up), ''), ifNull(toString(last_systolic), ''), ifNull(toString(last_diastolic), ''), \
-    ifNull(toString(last_fasting_glucose), ''), new_complications, has_complications, bp_grade, risk_level, age_band, \
+    ifNull(toString(last_follow_up), ''), ifNull(toString(last_systolic_mmhg), ''), ifNull(toString(last_diastolic_mmhg), ''), \
+    ifNull(toString(last_fasting_glucose_mmol_l), ''), new_complications, has_complications, bp_grade, risk_level, age_band, \
     toString(event_time)), version) \
     FROM {db}.patient_status GROUP BY status_id ORDER BY status_id";
 

@@ -183,6 +183,24 @@ impl TestEnv {
         env
     }
 
+    /// Like `new`, against a broker and a ClickHouse server of the test's own (which it may
+    /// crash, stop and start).
+    pub fn on_own_services(
+        name: &str,
+        partitions: i32,
+        extra: &str,
+        brokers: &str,
+        clickhouse_url: &str,
+    ) -> TestEnv {
+        let id = unique(name);
+        let database = format!("vigil_t_{id}");
+        let services = Services {
+            brokers: brokers.to_string(),
+            clickhouse_url: clickhouse_url.to_string(),
+        };
+        TestEnv::build_on(services, id, database, partitions, extra)
+    }
+
     /// Like `new`, against a ClickHouse server of the test's own (one it may stop and start).
     pub fn on_clickhouse(name: &str, partitions: i32, extra: &str, url: &str) -> TestEnv {
         let id = unique(name);
@@ -670,6 +688,76 @@ impl OwnClickHouse {
 impl Drop for OwnClickHouse {
     fn drop(&mut self) {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// A Kafka-API broker (Tansu) of one test's own, started by `deploy/local/services.sh` on a free
+/// port with throwaway data, so the test may crash and restart it without disturbing the others.
+/// Stopped and deleted when dropped.
+pub struct OwnBroker {
+    home: PathBuf,
+    port: u16,
+}
+
+impl OwnBroker {
+    pub fn start(name: &str) -> OwnBroker {
+        let broker = OwnBroker {
+            home: std::env::temp_dir().join(format!("vigil-broker-{}", unique(name))),
+            port: free_port(),
+        };
+        broker.start_again();
+        broker
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn script(&self, action: &str) {
+        std::fs::create_dir_all(&self.home).expect("broker home");
+        let log_path = self.home.join(format!("services-{action}.log"));
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let status = Command::new(repo_path("deploy/local/services.sh"))
+            .args([action, "tansu"])
+            .env("VIGIL_HOME", &self.home)
+            .env("VIGIL_KAFKA_PORT", self.port.to_string())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .status()
+            .expect("services.sh runs");
+        assert!(
+            status.success(),
+            "services.sh {action} tansu failed:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+    }
+
+    /// Starts the broker (again, on its data); returns once it listens.
+    pub fn start_again(&self) {
+        self.script("start");
+    }
+
+    /// Kills the broker with SIGKILL, as a crash would: nothing is flushed or closed.
+    pub fn crash(&self) {
+        let pidfile = self.home.join("tansu.pid");
+        let pid = std::fs::read_to_string(&pidfile).expect("the broker runs");
+        let status = Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "the broker could not be killed");
+        let _ = std::fs::remove_file(pidfile);
+        assert!(
+            eventually(Duration::from_secs(10), || !reachable(&self.brokers())),
+            "the killed broker still answers"
+        );
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.script("stop")));
         let _ = std::fs::remove_dir_all(&self.home);
     }
 }
