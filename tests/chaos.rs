@@ -52,10 +52,12 @@ const EVENTS: &str = "SELECT DISTINCT event_id, hospital_id, patient_pseudonym, 
     toString(event_time) FROM {db}.clinical_events ORDER BY event_id";
 
 /// Where each dead letter came from and why (ids and topics differ between the two runs).
-const LETTERS: &str = "SELECT DISTINCT stage, hospital_id, reason_code, reason_detail, source_partition, \
+const LETTERS: &str =
+    "SELECT DISTINCT stage, hospital_id, reason_code, reason_detail, source_partition, \
     source_offset FROM {db}.dead_letters ORDER BY stage, source_partition, source_offset";
 
-const METRICS: &str = "SELECT definition, hospital_id, condition, period_kind, toString(period_start), \
+const METRICS: &str =
+    "SELECT definition, hospital_id, condition, period_kind, toString(period_start), \
     managed_patients, standardised_patients, controlled_patients, new_complications, patient_years \
     FROM {db}.pilot_metrics ORDER BY definition, hospital_id, condition, period_kind, period_start";
 

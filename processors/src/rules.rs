@@ -80,22 +80,39 @@ pub enum Trigger {
         diastolic_mmhg: f64,
         count: u8,
     },
-    /// A managed patient had no face-to-face follow-up for `after` (a timer).
+    /// A managed patient had no face-to-face follow-up for more than `after` (a timer that fires
+    /// the day after the threshold, as "more than N days" reads).
     MissedFollowUp {
         #[serde(with = "humantime_serde")]
         after: Duration,
         conditions: Vec<Condition>,
     },
-    /// KDIGO: a drop in GFR category with a fall of at least `min_fall_fraction` from baseline,
-    /// or a loss faster than `max_annual_loss` per year over at least `min_interval`.
+    /// KDIGO 2012: a "certain drop" (a fall in GFR category with a fall of at least
+    /// `min_fall_fraction` from a baseline at least `min_interval` back), or "rapid progression"
+    /// (a sustained loss of more than `max_annual_loss` per year: the least-squares slope over at
+    /// least `rapid_min_readings` readings spanning at least `rapid_min_span`).
     KidneyFunctionDecline {
         min_fall_fraction: f64,
         max_annual_loss: f64,
         #[serde(with = "humantime_serde")]
         min_interval: Duration,
+        #[serde(default = "default_rapid_min_readings")]
+        rapid_min_readings: u8,
+        #[serde(default = "default_rapid_min_span", with = "humantime_serde")]
+        rapid_min_span: Duration,
     },
     /// The first diagnosis of a complication in a managed patient.
     NewComplication {},
+}
+
+/// CLINICAL.md: a sustained decline is read over at least three readings…
+fn default_rapid_min_readings() -> u8 {
+    3
+}
+
+/// …spanning at least twelve months.
+fn default_rapid_min_span() -> Duration {
+    Duration::from_secs(365 * 86_400)
 }
 
 /// The validated, enabled rules, indexed by position.
@@ -183,8 +200,15 @@ impl RuleSet {
                 Trigger::KidneyFunctionDecline {
                     min_fall_fraction,
                     max_annual_loss,
+                    rapid_min_readings,
+                    rapid_min_span,
                     ..
-                } => (0.0..1.0).contains(min_fall_fraction) && positive(*max_annual_loss),
+                } => {
+                    (0.0..1.0).contains(min_fall_fraction)
+                        && positive(*max_annual_loss)
+                        && *rapid_min_readings >= 2
+                        && !rapid_min_span.is_zero()
+                }
                 Trigger::NewComplication {} => true,
             };
             if !ok {

@@ -132,6 +132,9 @@ database = "{database}"
 pseudonym_key_file = "{key}"
 catalog_dir = "{catalog}"
 
+[ingest]
+group_id = "ingest-{groups}"
+
 [process]
 group_id = "process-{groups}"
 checkpoint_interval = "500ms"

@@ -14,7 +14,7 @@ use super::{Engine, PartitionState};
 use crate::clinical::{kdigo_stage, kdigo_stage_name, Complication};
 use crate::rules::{Rule, RuleSet, Trigger};
 use crate::state::{
-    condition_from_index, condition_index, Episode, Patient, PatientKey, TimerKind,
+    condition_from_index, condition_index, Episode, Patient, PatientKey, Reading, TimerKind,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -64,6 +64,8 @@ pub struct Facts {
     pub baseline: Option<f64>,
     pub condition: Option<Condition>,
     pub complication: Option<Complication>,
+    /// Which criterion of a rule with several fired, in words.
+    pub criterion: Option<String>,
 }
 
 /// What caused an episode change.
@@ -104,10 +106,11 @@ pub fn threshold_text(trigger: &Trigger) -> String {
             number(*diastolic_mmhg)
         ),
         Trigger::MissedFollowUp { after, .. } => format!("no face-to-face follow-up for more than {} days", after.as_secs() / 86_400),
-        Trigger::KidneyFunctionDecline { min_fall_fraction, max_annual_loss, .. } => format!(
-            "drop in GFR category with a fall of >= {}% from baseline, or a loss of > {} mL/min/1.73m2 per year",
+        Trigger::KidneyFunctionDecline { min_fall_fraction, max_annual_loss, rapid_min_readings, rapid_min_span, .. } => format!(
+            "drop in GFR category with a fall of >= {}% from baseline, or a sustained loss of > {} mL/min/1.73m2 per year over >= {rapid_min_readings} readings in >= {} months",
             number(min_fall_fraction * 100.0),
-            number(*max_annual_loss)
+            number(*max_annual_loss),
+            rapid_min_span.as_secs() / (30 * 86_400)
         ),
         Trigger::NewComplication {} => "first diagnosis of a complication".into(),
     }
@@ -132,6 +135,7 @@ fn render_message(rule: &Rule, facts: &Facts) -> String {
         "complication",
         facts.complication.map(|c| c.name().to_string()),
     );
+    put("criterion", facts.criterion.clone());
     put("threshold", Some(threshold_text(&rule.trigger)));
     text
 }
@@ -529,33 +533,81 @@ fn kidney_rules(
             min_fall_fraction,
             max_annual_loss,
             min_interval,
+            rapid_min_readings,
+            rapid_min_span,
         }) = engine.rules.get(rule).map(|r| r.trigger.clone())
         else {
             continue;
         };
         let breach = state.patients.get(&key).and_then(|p| {
             let latest = p.latest_egfr()?;
-            // Baseline: the oldest reading at least `min_interval` before the latest.
+            let (now, mut criteria) = (latest.value as f64, Vec::new());
+            // Certain drop: against the oldest reading at least `min_interval` before the latest.
             let interval = min_interval.as_millis() as i64;
             let baseline = p
                 .egfr
                 .iter()
-                .find(|r| latest.time_ms - r.time_ms >= interval)?;
-            let (now, base) = (latest.value as f64, baseline.value as f64);
-            let years = (latest.time_ms - baseline.time_ms) as f64 / (365.25 * DAY_MS as f64);
-            let category_drop =
-                kdigo_stage(now) > kdigo_stage(base) && now <= base * (1.0 - min_fall_fraction);
-            let rapid = years > 0.0 && (base - now) / years > max_annual_loss;
-            (category_drop || rapid).then(|| Facts {
+                .find(|r| latest.time_ms - r.time_ms >= interval);
+            if let Some(base) = baseline.map(|r| r.value as f64) {
+                if kdigo_stage(now) > kdigo_stage(base) && now <= base * (1.0 - min_fall_fraction) {
+                    criteria.push(format!(
+                        "certain drop (GFR category {} to {}, {}% below baseline)",
+                        kdigo_stage_name(kdigo_stage(base)),
+                        kdigo_stage_name(kdigo_stage(now)),
+                        number((1.0 - now / base) * 100.0)
+                    ));
+                }
+            }
+            // Rapid progression: a sustained loss, read as the slope over the readings kept.
+            if let Some(loss) = sustained_annual_loss(&p.egfr, rapid_min_readings, rapid_min_span) {
+                if loss > max_annual_loss {
+                    criteria.push(format!(
+                        "rapid progression ({} mL/min/1.73m2 lost per year over {} readings)",
+                        number(loss),
+                        p.egfr.len()
+                    ));
+                }
+            }
+            (!criteria.is_empty()).then(|| Facts {
                 value: Some(now),
                 unit: "mL/min/{1.73_m2}",
-                baseline: Some(base),
+                baseline: baseline.map(|r| r.value as f64),
                 stage: Some(kdigo_stage_name(kdigo_stage(now))),
+                criterion: Some(criteria.join("; ")),
                 ..Facts::default()
             })
         });
         evaluate(engine, state, key, rule, 0, breach, false, cause, alerts);
     }
+}
+
+/// The loss of eGFR per year (positive when falling) by least squares over the readings, when
+/// there are at least `min_readings` spanning at least `min_span`.
+fn sustained_annual_loss(
+    readings: &[Reading],
+    min_readings: u8,
+    min_span: std::time::Duration,
+) -> Option<f64> {
+    let (first, last) = (readings.first()?, readings.last()?);
+    if readings.len() < min_readings as usize
+        || last.time_ms - first.time_ms < min_span.as_millis() as i64
+    {
+        return None;
+    }
+    let year_ms = 365.25 * DAY_MS as f64;
+    let n = readings.len() as f64;
+    let years: Vec<f64> = readings
+        .iter()
+        .map(|r| (r.time_ms - first.time_ms) as f64 / year_ms)
+        .collect();
+    let mean_t = years.iter().sum::<f64>() / n;
+    let mean_v = readings.iter().map(|r| r.value as f64).sum::<f64>() / n;
+    let (mut covariance, mut variance) = (0.0, 0.0);
+    for (t, r) in years.iter().zip(readings) {
+        covariance += (t - mean_t) * (r.value as f64 - mean_v);
+        variance += (t - mean_t) * (t - mean_t);
+    }
+    (variance > 0.0).then(|| -covariance / variance)
 }
 
 fn follow_up_rules(
@@ -689,7 +741,8 @@ fn reschedule_missed(
                     .map(|f| f.time_ms)
                     .next_back()
                     .unwrap_or(enrolled.max(patient.first_seen_ms));
-                last + after.as_millis() as i64
+                // "More than N days": due the day after the threshold, not on it.
+                last + after.as_millis() as i64 + DAY_MS
             });
         let overdue_since = patient.episode(rule as u16, subject).map(|e| e.opened_ms);
         if let Some(opened) = overdue_since {

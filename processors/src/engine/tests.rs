@@ -445,22 +445,26 @@ fn missed_follow_up_fires_after_100_days_renotifies_and_resolves() {
         None,
     );
     h.take();
-    h.advance(109.9);
-    assert_eq!(h.take(), vec![]);
+    // "More than 100 days": not on day 110 (exactly 100 days), but the day after.
     h.advance(110.0);
+    assert_eq!(h.take(), vec![]);
+    h.advance(110.9);
+    assert_eq!(h.take(), vec![]);
+    h.advance(111.0);
     let missed = h.take_full();
     assert_eq!(missed.len(), 1);
     assert_eq!(missed[0].rule_id, "missed_quarterly_follow_up");
     assert!(
-        missed[0].message.contains("100 days"),
+        missed[0].message.contains("for 101 days")
+            && missed[0].message.contains("more than 100 days"),
         "{}",
         missed[0].message
     );
     assert_eq!(missed[0].hospital_id, "H0001");
     // Re-notified 60 days after the alert while the patient stays away.
-    h.advance(169.0);
-    assert_eq!(h.take(), vec![]);
     h.advance(170.0);
+    assert_eq!(h.take(), vec![]);
+    h.advance(171.0);
     assert_eq!(
         h.take(),
         vec![("missed_quarterly_follow_up".into(), AlertStatus::Renotified)]
@@ -476,43 +480,98 @@ fn missed_follow_up_fires_after_100_days_renotifies_and_resolves() {
         .take()
         .contains(&("missed_quarterly_follow_up".into(), AlertStatus::Resolved)));
     // The clock restarts from the home visit.
-    h.advance(274.0);
-    assert_eq!(h.take(), vec![]);
     h.advance(275.0);
+    assert_eq!(h.take(), vec![]);
+    h.advance(276.0);
     assert_eq!(h.take(), raised("missed_quarterly_follow_up"));
 }
 
 #[test]
 fn kidney_decline_follows_kdigo() {
     // (day, eGFR) readings, whether the rule fires, what the case shows.
-    type Case<'a> = (&'a [(f64, f64)], bool, &'a str);
-    let cases: [Case; 5] = [
+    // (day, eGFR) readings, the criterion that fires (if any), what the case shows.
+    type Case<'a> = (&'a [(f64, f64)], Option<&'a str>, &'a str);
+    let cases: [Case; 10] = [
         // G2 -> G3a with a 28% fall: certain drop.
-        (&[(0.0, 70.0), (100.0, 50.0)], true, "category drop"),
-        // Same category, 3.6 per year: no.
-        (&[(0.0, 70.0), (200.0, 68.0)], false, "slow"),
-        // 62 -> 60 over 100 days is 7.3 per year: rapid progression.
-        (&[(0.0, 62.0), (100.0, 60.0)], true, "rapid"),
-        // A big fall within 30 days has no baseline 90 days back yet.
-        (&[(0.0, 70.0), (30.0, 40.0)], false, "too soon"),
-        // G3a -> G3b with only 10%: no certain drop; 5 in 0.55 y = 9/y: rapid.
         (
-            &[(0.0, 49.0), (200.0, 44.0)],
-            true,
+            &[(0.0, 70.0), (100.0, 50.0)],
+            Some("certain drop"),
+            "category drop",
+        ),
+        // Exactly 25% and a category down: fires; 24% does not.
+        (
+            &[(0.0, 60.0), (100.0, 45.0)],
+            Some("certain drop"),
+            "exactly 25%",
+        ),
+        (&[(0.0, 60.0), (100.0, 45.7)], None, "24%"),
+        // Same category, 3.6 per year: no.
+        (&[(0.0, 70.0), (200.0, 68.0)], None, "slow"),
+        // 62 -> 60 over 100 days is 7.3 per year, but two readings months apart are not a
+        // sustained decline.
+        (
+            &[(0.0, 62.0), (100.0, 60.0)],
+            None,
+            "two readings months apart",
+        ),
+        // Three readings over 400 days losing 7.3 per year: rapid progression.
+        (
+            &[(0.0, 70.0), (200.0, 66.0), (400.0, 62.0)],
+            Some("rapid progression"),
+            "sustained",
+        ),
+        // Exactly 5 per year over a year: not more than 5.
+        (
+            &[(0.0, 70.0), (182.625, 67.5), (365.25, 65.0)],
+            None,
+            "exactly 5 per year",
+        ),
+        // Three readings, but within eleven months: not yet a sustained decline.
+        (
+            &[(0.0, 70.0), (160.0, 66.0), (330.0, 62.0)],
+            None,
+            "under a year",
+        ),
+        // A big fall within 30 days has no baseline 90 days back yet.
+        (&[(0.0, 70.0), (30.0, 40.0)], None, "too soon"),
+        // G3a -> G3b with only 14%: no certain drop; 7 a year over a year: rapid.
+        (
+            &[(0.0, 50.0), (190.0, 46.0), (370.0, 43.0)],
+            Some("rapid progression"),
             "rapid across a boundary",
         ),
     ];
-    for (readings, fires, label) in cases {
+    for (readings, criterion, label) in cases {
         let mut h = Harness::new();
         for (d, egfr) in readings {
             h.lab(*d, "98979-8", *egfr, "mL/min/{1.73_m2}");
         }
-        let got = h.take();
-        assert_eq!(
-            got.contains(&("kidney_function_decline".into(), AlertStatus::Raised)),
-            fires,
-            "{label}: {got:?}"
-        );
+        let raised: Vec<Alert> = h
+            .take_full()
+            .into_iter()
+            .filter(|a| a.rule_id == "kidney_function_decline" && a.status == AlertStatus::Raised)
+            .collect();
+        match criterion {
+            None => assert!(raised.is_empty(), "{label}: {raised:?}"),
+            Some(words) => {
+                assert_eq!(raised.len(), 1, "{label}");
+                assert!(
+                    raised[0].message.contains(words),
+                    "{label}: {}",
+                    raised[0].message
+                );
+                let other = if words == "certain drop" {
+                    "rapid progression"
+                } else {
+                    "certain drop"
+                };
+                assert!(
+                    !raised[0].message.contains(other),
+                    "{label}: {}",
+                    raised[0].message
+                );
+            }
+        }
     }
     // eGFR derived from creatinine (CKD-EPI 2021) needs age and sex from registration.
     let mut h = Harness::new();
@@ -596,7 +655,7 @@ fn acknowledgements_snoozes_and_closes() {
 fn snooze_holds_renotification_until_it_ends() {
     let mut h = Harness::new();
     h.register(0.0, &[Condition::Hypertension]);
-    h.advance(100.0);
+    h.advance(101.0);
     let missed = h.take_full().remove(0);
     assert_eq!(missed.rule_id, "missed_quarterly_follow_up");
     let snooze = AlertAck {
@@ -613,7 +672,7 @@ fn snooze_holds_renotification_until_it_ends() {
         h.take(),
         vec![("missed_quarterly_follow_up".into(), AlertStatus::Snoozed)]
     );
-    // Due at day 160 (raised at 100, re-notified after 60 days), held by the snooze until 190.
+    // Due at day 161 (raised at 101, re-notified after 60 days), held by the snooze until 190.
     h.advance(189.0);
     assert_eq!(h.take(), vec![]);
     h.advance(190.0);
@@ -879,7 +938,7 @@ fn the_same_input_gives_the_same_output() {
 
 #[test]
 fn timers_fire_at_the_same_point_of_the_event_sequence_however_input_is_batched() {
-    // A patient misses a follow-up (due day 110) and comes back on day 111; another patient's
+    // A patient misses a follow-up (due day 111) and comes back on day 112; another patient's
     // readings move event time on meanwhile. Whether the runner ends a batch (and the wall clock
     // nudges the watermark) between events must not change what comes out.
     let other = "c3".repeat(32);
@@ -894,7 +953,7 @@ fn timers_fire_at_the_same_point_of_the_event_sequence_however_input_is_batched(
             None,
         );
         h.patient = other.clone();
-        for d in [60.0, 105.0, 110.2, 110.5] {
+        for d in [60.0, 105.0, 111.2, 111.5] {
             h.bp(d, 125.0, 80.0);
             if nudge_between {
                 // What a batch end with an idle-partition fallback could do: never beyond the
@@ -905,7 +964,7 @@ fn timers_fire_at_the_same_point_of_the_event_sequence_however_input_is_batched(
         }
         h.patient = P.into();
         h.follow_up(
-            111.0,
+            112.0,
             Condition::Hypertension,
             VisitMode::Clinic,
             Some((130.0, 80.0)),
@@ -920,7 +979,7 @@ fn timers_fire_at_the_same_point_of_the_event_sequence_however_input_is_batched(
     assert_eq!(
         statuses,
         vec![AlertStatus::Raised, AlertStatus::Resolved],
-        "missed on day 110, back on day 111"
+        "missed on day 111, back on day 112"
     );
 }
 
