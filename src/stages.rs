@@ -8,7 +8,10 @@ use anyhow::Context;
 use tracing::{error, warn};
 use vigil_producers::pseudonym::PseudonymKey;
 use vigil_runtime::config::KafkaConfig;
-use vigil_runtime::kafka::{ensure_topics, TopicSpec};
+use vigil_runtime::kafka::{check_reachable, ensure_topics, TopicSpec};
+
+/// How long a stage waits at start for the broker to answer before it says it cannot reach it.
+const BROKER_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 use vigil_runtime::Shutdown;
 
 use crate::config::VigilConfig;
@@ -18,6 +21,11 @@ use crate::config::VigilConfig;
 /// unlimited retention (its snapshots are the state).
 pub async fn prepare_topics(kafka: &KafkaConfig) -> anyhow::Result<()> {
     kafka.validate()?;
+    // Fail fast and say what was tried, rather than retry silently for a minute.
+    let probe = kafka.clone();
+    tokio::task::spawn_blocking(move || check_reachable(&probe, BROKER_CHECK_TIMEOUT))
+        .await
+        .context("the broker check panicked")??;
     if !kafka.create_topics {
         return Ok(());
     }

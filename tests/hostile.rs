@@ -281,6 +281,15 @@ fn hostile_input_at_the_edge_and_on_every_topic_is_dead_lettered_and_leaks_nothi
         })
         .collect();
     env.produce(&topics.clinical_events, &valid_events);
+    // Valid, but 160 days older than the partition's newest events: past the allowed lateness
+    // (60 days), so left out of the figures, and landed where the commission can see it.
+    let mut late = canonical(200, "H0003", bp(150.0, 95.0));
+    late.event_time_ms -= 160 * 86_400_000;
+    late.patient_pseudonym = valid_events[0].1.patient_pseudonym.clone();
+    env.produce(
+        &topics.clinical_events,
+        &[(late.patient_pseudonym.clone(), late.clone())],
+    );
     let ack = AlertAck {
         ack_id: "a".repeat(600_000),
         episode_id: "王".repeat(100),
@@ -300,7 +309,17 @@ fn hostile_input_at_the_edge_and_on_every_topic_is_dead_lettered_and_leaks_nothi
         .scalar("SELECT uniqExact(event_id) FROM {db}.clinical_events")
         .parse()
         .unwrap();
-    assert_eq!(landed, (valid_before + valid_after + 10) as u64);
+    assert_eq!(landed, (valid_before + valid_after + 10 + 1) as u64);
+    assert_eq!(
+        env.scalar("SELECT uniqExact(event_id), any(hospital_id) FROM {db}.late_events"),
+        format!("1\tH0003")
+    );
+    assert_eq!(
+        env.scalar(
+            "SELECT sum(late_events) FROM {db}.late_events_by_hospital WHERE hospital_id = 'H0003'"
+        ),
+        "1"
+    );
     assert_eq!(
         env.scalar("SELECT count() FROM {db}.clinical_events WHERE hospital_id = 'H0002'"),
         "10"

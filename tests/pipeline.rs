@@ -79,3 +79,28 @@ fn a_crisis_reading_raises_exactly_one_alert_and_a_normal_one_none() {
     );
     assert_eq!(env.scalar("SELECT count() FROM {db}.dead_letters"), "0");
 }
+
+#[test]
+fn a_stage_pointed_at_no_broker_says_so_within_seconds() {
+    // A port nobody listens on: the stage must name the address it tried and exit, not wait.
+    let port = common::free_port();
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["process", "--config"])
+        .arg(common::repo_path("vigil.toml"))
+        .env("VIGIL_KAFKA__BROKERS", format!("127.0.0.1:{port}"))
+        .env("VIGIL_TELEMETRY__METRICS_LISTEN", "")
+        .output()
+        .expect("vigil runs");
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        text.contains(&format!("no Kafka answered at 127.0.0.1:{port}")),
+        "{text}"
+    );
+}

@@ -176,7 +176,7 @@ fn sigkill_restart_at_once_and_other_batching_leave_the_outputs_of_an_uninterrup
     // The reference checkpoints often, in small batches; the chaos run seldom, in large ones,
     // and is killed: neither may change a single output.
     reference.set_override("VIGIL_PROCESS__CHECKPOINT_INTERVAL", "300ms");
-    reference.set_override("VIGIL_PROCESS__BATCH_MAX_EVENTS", "64");
+    reference.set_override("VIGIL_PROCESS__BATCH_MAX_EVENTS", "1000");
     reference.set_override("VIGIL_SINK__BATCH_MAX_ROWS", "700");
     env.set_override("VIGIL_PROCESS__CHECKPOINT_INTERVAL", "4s");
     env.set_override("VIGIL_PROCESS__BATCH_MAX_EVENTS", "20000");

@@ -318,6 +318,7 @@ pub fn run(
             // Flushed with the checkpoint below (or right here when stopping).
             stats.publish_due(&producer, stopping)?;
             if dirty_since_checkpoint || summary.checkpoints == 0 {
+                let started = Instant::now();
                 checkpoint(
                     &engine,
                     &changelog,
@@ -331,6 +332,8 @@ pub fn run(
                     &mut summary,
                     stopping,
                 )?;
+                metrics::histogram!("vigil_process_checkpoint_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 dirty_since_checkpoint = false;
                 if !reported_first_input && summary.events > 0 {
                     reported_first_input = true;

@@ -20,6 +20,14 @@ pub enum RuntimeError {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A service did not answer at start: usually a wrong address, or it is not running.
+    #[error("no {service} answered at {address} within {waited:?} ({cause}); check the address in the configuration and that {service} is running (locally: deploy/local/services.sh start)")]
+    Unreachable {
+        service: &'static str,
+        address: String,
+        waited: std::time::Duration,
+        cause: String,
+    },
     #[error(transparent)]
     Schema(#[from] vigil_schemas::SchemaError),
 }
@@ -29,7 +37,9 @@ impl RuntimeError {
     /// busy), as opposed to a defect in the request or the data.
     pub fn is_retryable(&self) -> bool {
         match self {
-            RuntimeError::Kafka { .. } | RuntimeError::Delivery { .. } => true,
+            RuntimeError::Kafka { .. }
+            | RuntimeError::Delivery { .. }
+            | RuntimeError::Unreachable { .. } => true,
             RuntimeError::ClickHouse { source, .. } => crate::clickhouse::is_transient(source),
             RuntimeError::Config(_) | RuntimeError::Schema(_) => false,
         }

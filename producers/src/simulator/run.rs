@@ -178,10 +178,13 @@ fn send_records(
     records: &[CdcRecord],
 ) -> Result<u64, ProducerError> {
     for record in records {
-        match &record.value {
-            Some(value) => producer.send(topic, &record.key, value)?,
-            None => producer.send_tombstone(topic, &record.key)?,
-        }
+        // Stamped with the change's capture time: the edge merges partitions by record time.
+        producer.send_stamped(
+            topic,
+            &record.key,
+            record.value.as_deref(),
+            record.release_ms,
+        )?;
     }
     Ok(records.len() as u64)
 }

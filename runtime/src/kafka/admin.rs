@@ -31,6 +31,23 @@ impl TopicSpec {
     }
 }
 
+/// Asks the brokers for their metadata within `timeout`, so a stage pointed at the wrong address
+/// says so at once instead of retrying silently for a minute.
+pub fn check_reachable(kafka: &KafkaConfig, timeout: Duration) -> Result<(), RuntimeError> {
+    let consumer: BaseConsumer = client_config(kafka, "vigil-healthcheck")
+        .create()
+        .map_err(kafka_err("healthcheck client creation"))?;
+    consumer
+        .fetch_metadata(None, timeout)
+        .map(|_| ())
+        .map_err(|source| RuntimeError::Unreachable {
+            service: "Kafka",
+            address: kafka.brokers.clone(),
+            waited: timeout,
+            cause: source.to_string(),
+        })
+}
+
 /// Creates the topics that do not exist yet and waits until the broker lists them. Existing
 /// topics are left alone; one with a different partition count is reported, since patient state
 /// is partitioned with its input.

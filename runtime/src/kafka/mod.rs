@@ -20,7 +20,9 @@ use rdkafka::error::KafkaError;
 use crate::config::KafkaConfig;
 use crate::RuntimeError;
 
-pub use admin::{ensure_topics, group_lag, partition_count, PartitionLag, TopicSpec};
+pub use admin::{
+    check_reachable, ensure_topics, group_lag, partition_count, PartitionLag, TopicSpec,
+};
 pub use aligned::Aligner;
 pub use consumer::{
     is_rebalance_noise, AssignmentChange, ConsumerTuning, GroupConsumer, GroupContext, Positions,

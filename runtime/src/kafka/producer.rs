@@ -97,6 +97,26 @@ impl DurableProducer {
         )
     }
 
+    /// Queues one record (or a tombstone, without a value) stamped with `timestamp_ms` rather
+    /// than the time of sending: a replayed or simulated history keeps the times of its changes,
+    /// as a capture pipeline would have written them, and readers that merge partitions by
+    /// record time see the same order whenever the history is sent.
+    pub fn send_stamped(
+        &self,
+        topic: &str,
+        key: &[u8],
+        value: Option<&[u8]>,
+        timestamp_ms: i64,
+    ) -> Result<(), RuntimeError> {
+        let record = BaseRecord::with_opaque_to(topic, 0)
+            .key(key)
+            .timestamp(timestamp_ms);
+        self.enqueue(match value {
+            Some(payload) => record.payload(payload),
+            None => record,
+        })
+    }
+
     /// Queues a tombstone (a record without a value), as Debezium writes after a delete.
     pub fn send_tombstone(&self, topic: &str, key: &[u8]) -> Result<(), RuntimeError> {
         self.enqueue(BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, 0).key(key))

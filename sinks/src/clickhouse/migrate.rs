@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0004_pipeline_stats",
         include_str!("../../../deploy/clickhouse/migrations/0004_pipeline_stats.sql"),
     ),
+    (
+        5,
+        "0005_late_events",
+        include_str!("../../../deploy/clickhouse/migrations/0005_late_events.sql"),
+    ),
 ];
 
 #[derive(Debug, Row, Serialize, Deserialize)]

@@ -44,6 +44,7 @@ pub struct SinkSummary {
     pub dead_letters: u64,
     pub deliveries: u64,
     pub pipeline_stats: u64,
+    pub late_events: u64,
     /// Records that could not be decoded or rows ClickHouse refused, sent to dead letters.
     pub rejected: u64,
     pub inserts: u64,
@@ -80,6 +81,21 @@ impl Table for Events {
     /// would show them as valid.
     fn check(record: &ClinicalEvent) -> Result<(), Invalid> {
         validate::check_event(record)
+    }
+}
+
+/// Events the processor did not apply because they arrived after the allowed lateness: landed
+/// as they are, so the commission sees what the figures left out.
+struct LateEvents;
+impl Table for LateEvents {
+    type Record = ClinicalEvent;
+    type Row = EventRow;
+    const TABLE: &'static str = "late_events";
+    fn row(record: &ClinicalEvent, landed_ms: i64) -> EventRow {
+        EventRow::from_event(record, landed_ms)
+    }
+    fn hospital(record: &ClinicalEvent) -> &str {
+        &record.hospital_id
     }
 }
 
@@ -299,6 +315,7 @@ struct Tables {
     dead_letters: Pending<DeadLetters>,
     deliveries: Pending<Deliveries>,
     stats: Pending<Stats>,
+    late: Pending<LateEvents>,
 }
 
 impl Tables {
@@ -315,6 +332,8 @@ impl Tables {
             self.deliveries.push(message, landed)
         } else if topic == self.stats.topic {
             self.stats.push(message, landed)
+        } else if topic == self.late.topic {
+            self.late.push(message, landed)
         } else {
             self.dead_letters.push(message, landed)
         }
@@ -364,6 +383,7 @@ pub fn run(
             &topics.dead_letters,
             &topics.alert_deliveries,
             &topics.pipeline_stats,
+            &topics.late_events,
         ],
         &ConsumerTuning::default(),
     )?;
@@ -384,6 +404,7 @@ pub fn run(
             dead_letters: Pending::new(&topics.dead_letters, config.flush_interval)?,
             deliveries: Pending::new(&topics.alert_deliveries, config.flush_interval)?,
             stats: Pending::new(&topics.pipeline_stats, config.flush_interval)?,
+            late: Pending::new(&topics.late_events, config.flush_interval)?,
         },
         summary: SinkSummary::default(),
     };
@@ -458,6 +479,7 @@ impl Writer<'_> {
                 self.tables.dead_letters.positions.forget(&list);
                 self.tables.deliveries.positions.forget(&list);
                 self.tables.stats.positions.forget(&list);
+                self.tables.late.positions.forget(&list);
             }
         }
     }
@@ -500,6 +522,10 @@ impl Writer<'_> {
         let t = &self.tables;
         if t.stats.due(max) || (all && t.stats.has_work()) {
             self.summary.pipeline_stats += self.flush::<Stats>(|t| &mut t.stats)?;
+        }
+        let t = &self.tables;
+        if t.late.due(max) || (all && t.late.has_work()) {
+            self.summary.late_events += self.flush::<LateEvents>(|t| &mut t.late)?;
         }
         Ok(())
     }
