@@ -182,3 +182,133 @@ fn a_defective_multi_vendor_stream_reconciles_exactly_and_leaks_no_identifier() 
         }
     }
 }
+
+/// The sum of a Prometheus counter's samples whose labels include all of `labels`, per value of
+/// the label `by`.
+fn counter_by(metrics: &str, name: &str, labels: &[&str], by: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix(name).and_then(|r| r.strip_prefix('{')) else {
+            continue;
+        };
+        let Some((label_text, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        if !labels.iter().all(|l| label_text.contains(l)) {
+            continue;
+        }
+        let key = label_text
+            .split(',')
+            .find_map(|l| l.strip_prefix(&format!("{by}=\"")))
+            .map(|v| v.trim_end_matches('"').to_string())
+            .unwrap_or_default();
+        *out.entry(key).or_default() += value.trim().parse::<f64>().unwrap() as u64;
+    }
+    out
+}
+
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn the_edge_metrics_count_what_it_accepted_and_dead_lettered() {
+    let env = TestEnv::new("edgemetrics", 2, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+    let manifest_path = env.path("manifest.json");
+    env.run_vigil(
+        &[
+            "simulate",
+            "--output",
+            "cdc",
+            "--patients",
+            "150",
+            "--hospitals",
+            "4",
+            "--days",
+            "180",
+            "--end-date",
+            "2026-06-30",
+            "--seed",
+            "31",
+            "--defects",
+            "0.02",
+            "--manifest",
+            manifest_path.to_str().unwrap(),
+        ],
+        Duration::from_secs(300),
+    );
+    let manifest: Manifest =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    let port = common::free_port();
+    let mut command = env.vigil(&["ingest"]);
+    command.env(
+        "VIGIL_TELEMETRY__METRICS_LISTEN",
+        format!("127.0.0.1:{port}"),
+    );
+    let log = std::fs::File::create(env.path("ingest.log")).unwrap();
+    let mut ingest = common::ChildGuard(Some(
+        command
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    ));
+    let group = env.scalar_config("ingest", "group_id");
+    let mut metrics = String::new();
+    let counted = common::eventually(Duration::from_secs(180), || {
+        if common::group_lag(&env.kafka, &group, &env.kafka.topics.his_changes) != 0 {
+            return false;
+        }
+        metrics = std::net::TcpStream::connect(("127.0.0.1", port))
+            .map(|_| scrape(port))
+            .unwrap_or_default();
+        let records: u64 = counter_by(&metrics, "vigil_ingest_records_total", &[], "outcome")
+            .values()
+            .sum();
+        records == manifest.records
+    });
+    assert!(counted, "{metrics}\n{}", env.log("ingest.log"));
+    ingest.kill();
+    let outcomes = counter_by(&metrics, "vigil_ingest_records_total", &[], "outcome");
+    assert_eq!(
+        outcomes.get("accepted").copied(),
+        Some(manifest.accepted),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.get("rejected").copied().unwrap_or(0),
+        manifest.rejected.values().sum::<u64>()
+    );
+    assert_eq!(
+        outcomes.get("tombstone").copied().unwrap_or(0),
+        manifest.tombstones
+    );
+    // The dead letters the metrics counted are the ones that landed, reason by reason.
+    env.run_vigil(&["sink", "--until-idle", "3"], Duration::from_secs(300));
+    let counted = counter_by(
+        &metrics,
+        "vigil_dead_letters_total",
+        &["stage=\"ingest\""],
+        "reason",
+    );
+    let landed: BTreeMap<String, u64> = env
+        .query("SELECT reason_code, uniqExact(dead_letter_id) FROM {db}.dead_letters WHERE stage = 'ingest' GROUP BY reason_code")
+        .iter()
+        .map(|l| {
+            let (reason, n) = l.split_once('\t').unwrap();
+            (reason.to_string(), n.parse().unwrap())
+        })
+        .collect();
+    assert!(!landed.is_empty());
+    assert_eq!(counted, landed);
+    assert_eq!(landed, manifest.rejected);
+}

@@ -258,6 +258,21 @@ impl Patient {
             .find(|e| e.rule == rule && e.subject == subject)
     }
 
+    /// Bytes this patient holds on the heap and in its map slot: the struct and the capacity of
+    /// each history (interned texts are shared and not counted).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        size_of::<PatientKey>()
+            + size_of::<Patient>()
+            + self.bp.capacity() * size_of::<BpReading>()
+            + (self.glucose.capacity() + self.hba1c.capacity() + self.egfr.capacity())
+                * size_of::<Reading>()
+            + self.follow_ups.capacity() * size_of::<FollowUp>()
+            + self.complications.capacity() * size_of::<ComplicationRecord>()
+            + self.episodes.capacity() * size_of::<Episode>()
+            + self.timers.capacity() * size_of::<(TimerKind, i64)>()
+    }
+
     /// Age in whole years during `year`.
     pub fn age_in(&self, year: i32) -> Option<i32> {
         (self.birth_year > 0).then(|| year - self.birth_year as i32)

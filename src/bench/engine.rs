@@ -9,7 +9,7 @@ use vigil_producers::simulator::{CanonicalRenderer, Simulation};
 use vigil_runtime::time::now_ms;
 use vigil_schemas::{AvroCodec, ClinicalEvent};
 
-use super::{median, peak_rss_kib, rss_kib, Report};
+use super::{median, peak_rss_kib, Report};
 use crate::config::VigilConfig;
 
 pub fn run(
@@ -51,7 +51,7 @@ pub fn run(
     let mut patients = 0;
     let mut state_bytes = 0u64;
     let mut resident_per_patient = 0.0;
-    for run in 0..runs {
+    for _ in 0..runs {
         // Decoding alone.
         let started = Instant::now();
         let decoded: Vec<ClinicalEvent> = encoded
@@ -61,7 +61,6 @@ pub fn run(
         decode_rates.push(count / started.elapsed().as_secs_f64());
 
         // The engine alone on decoded events (status rows drained as the runner does).
-        let before = rss_kib();
         let mut state = PartitionState::new();
         let (mut alerts, mut status) = (Vec::new(), Vec::new());
         let started = Instant::now();
@@ -76,11 +75,13 @@ pub fn run(
         engine.drain_status(&mut state, &mut status);
         engine_rates.push(count / started.elapsed().as_secs_f64());
         patients = state.len();
-        if run == 0 {
-            // Later runs reuse what the first one freed: only the first growth means anything.
-            resident_per_patient =
-                (rss_kib().saturating_sub(before)) as f64 * 1024.0 / patients.max(1) as f64;
-        }
+        // The state's own heap, counted from its structure: RSS growth is no measure here, as
+        // the allocator reuses what earlier runs and the decoded events freed.
+        resident_per_patient = state.heap_bytes() as f64 / patients.max(1) as f64;
+        anyhow::ensure!(
+            patients == 0 || resident_per_patient > 0.0,
+            "the state of {patients} patients measured 0 bytes"
+        );
         state_bytes = state
             .patients
             .values()
@@ -125,7 +126,7 @@ pub fn run(
         "bytes",
     );
     report.figure(
-        "state: resident bytes per patient (RSS growth)",
+        "state: resident bytes per patient (heap of the in-memory structure)",
         resident_per_patient,
         "bytes",
     );

@@ -127,10 +127,6 @@ fn own_status(name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-pub fn rss_kib() -> u64 {
-    own_status("VmRSS:")
-}
-
 pub fn peak_rss_kib() -> u64 {
     own_status("VmHWM:")
 }

@@ -688,19 +688,20 @@ impl Pipeline<'_> {
             .rev()
             .find(|l| l.contains("Restore finished"))
             .context("the restarted processor did not report a restore")?;
-        let field = |name: &str| -> f64 {
+        // A figure the log no longer gives is an error, never a zero published as a result.
+        let field = |name: &str| -> anyhow::Result<f64> {
             line.split(&format!("{name}="))
                 .nth(1)
                 .and_then(|r| r.split(|c: char| !(c.is_ascii_digit() || c == '.')).next())
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0)
+                .with_context(|| format!("the restore log line has no {name}= figure: {line}"))
         };
         report.figure(
             &format!("restore: patients restored after SIGKILL (of {patients})"),
-            field("patients"),
+            field("patients")?,
             "patients",
         );
-        report.figure("restore: wall time, all partitions", field("seconds"), "s");
+        report.figure("restore: wall time, all partitions", field("seconds")?, "s");
         let megabytes: f64 = log
             .lines()
             .filter(|l| l.contains("Restored partition state"))
@@ -708,6 +709,10 @@ impl Pipeline<'_> {
             .filter_map(|r| r.split(|c: char| !(c.is_ascii_digit() || c == '.')).next())
             .filter_map(|v| v.parse::<f64>().ok())
             .sum();
+        anyhow::ensure!(
+            megabytes > 0.0,
+            "no restored partition reported the changelog it read"
+        );
         report.figure("restore: changelog read", megabytes, "MB");
         Ok(())
     }

@@ -155,6 +155,16 @@ impl PartitionState {
         self.patients.is_empty()
     }
 
+    /// Heap bytes of the patients' state (see `Patient::heap_bytes`), plus the timer index.
+    pub fn heap_bytes(&self) -> usize {
+        let timer = std::mem::size_of::<(i64, PatientKey, TimerKind)>();
+        self.patients
+            .values()
+            .map(Patient::heap_bytes)
+            .sum::<usize>()
+            + self.timers.len() * timer
+    }
+
     pub fn timer_count(&self) -> usize {
         self.timers.len()
     }
