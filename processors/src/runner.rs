@@ -20,13 +20,14 @@ use tracing::info;
 use vigil_runtime::config::KafkaConfig;
 use vigil_runtime::kafka::{
     AssignmentChange, ConsumerTuning, DurableProducer, GroupConsumer, Positions, RangeReader,
+    TopicPartition,
 };
 use vigil_runtime::stats::StageStats;
 use vigil_runtime::time::now_ms;
 use vigil_runtime::Shutdown;
 
 use vigil_schemas::{
-    Alert, AlertAck, AvroCodec, ClinicalEvent, DeadLetter, InputPosition, PatientStatus,
+    validate, Alert, AlertAck, AvroCodec, ClinicalEvent, DeadLetter, InputPosition, PatientStatus,
 };
 
 use crate::checkpoint::{Changelog, Progress};
@@ -69,7 +70,8 @@ struct Codecs {
     dead_letter: AvroCodec<DeadLetter>,
 }
 
-/// Runs the processor until shutdown (or the stop condition).
+/// Runs the processor until shutdown (or the stop condition). The consumer lives outside the
+/// [`Processor`]: a batch borrows it while the hooks change everything else.
 pub fn run(
     config: &ProcessConfig,
     kafka: &KafkaConfig,
@@ -78,402 +80,499 @@ pub fn run(
 ) -> Result<ProcessSummary, ProcessorError> {
     let rules = config.validate()?;
     kafka.validate()?;
-    let engine = Engine::new(rules, config.engine.clone());
     let topics = &kafka.topics;
-    let producer = DurableProducer::new(kafka, "vigil-process")?;
-    let tuning = ConsumerTuning::default();
     let consumer = GroupConsumer::new(
         kafka,
         &config.group_id,
         "vigil-process",
         &[&topics.clinical_events, &topics.alert_acks],
-        &tuning,
+        &ConsumerTuning::default(),
     )?;
-    let changelog = Changelog::new(kafka, config.changelog_chunk_bytes, config.snapshot_ratio);
-    let codecs = Codecs {
-        event: AvroCodec::new()?,
-        ack: AvroCodec::new()?,
-        alert: AvroCodec::new()?,
-        status: AvroCodec::new()?,
-        dead_letter: AvroCodec::new()?,
-    };
-    info!(group = %config.group_id, rules = engine.rules.len(), "Processor started; waiting for partitions.");
-
-    let mut owned: BTreeMap<i32, Owned> = BTreeMap::new();
-    let mut parked: BTreeMap<i32, Owned> = BTreeMap::new();
-    let mut summary = ProcessSummary::default();
-    let mut alerts: Vec<Alert> = Vec::new();
-    let mut status_rows: Vec<PatientStatus> = Vec::new();
-    let mut buffer = Vec::with_capacity(1024);
-    let mut last_checkpoint = Instant::now();
-    let mut last_input = Instant::now();
-    let mut last_report = Instant::now();
-    let mut dirty_since_checkpoint = false;
-    let mut reported_first_input = false;
-    let mut stats = StageStats::new("process", kafka)?;
-    // Per-batch metric tallies: (rule, status) of alerts; the summary's totals at the last publication.
-    let mut alert_counts: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
-    let mut published = ProcessSummary::default();
-    let idle_ms = config.idle_partition_timeout.as_millis() as i64;
-    let lag_ms = config.engine.max_out_of_orderness.as_millis() as i64;
-
+    let mut processor = Processor::new(config, kafka, Engine::new(rules, config.engine.clone()))?;
+    info!(group = %config.group_id, rules = processor.engine.rules.len(), "Processor started; waiting for partitions.");
     loop {
-        // A member the group rightly gave nothing (more members than partitions) has no work
-        // to finish: idle, it may stop too.
-        let finished = (owned.is_empty() && consumer.is_surplus_member())
-            || (summary.checkpoints > 0
-                && !dirty_since_checkpoint
-                && consumer.caught_up().unwrap_or(false));
-        let stopping = shutdown.is_requested() || (stop.reached(last_input.elapsed()) && finished);
+        let stopping = shutdown.is_requested()
+            || (stop.reached(processor.last_input.elapsed()) && processor.finished(&consumer));
         let batch = if stopping {
             Vec::new()
         } else {
             consumer.poll_batch(config.batch_max_events, config.batch_max_wait)
         };
-
         for change in consumer.take_assignment_changes() {
             match change {
-                AssignmentChange::Revoked(list) => {
-                    for partition in partitions_of(&list, &topics.clinical_events) {
-                        if let Some(state) = owned.remove(&partition) {
-                            parked.insert(partition, state);
-                        }
-                    }
-                }
-                AssignmentChange::Assigned(list) => {
-                    // Nothing of these partitions can be processed before their state is back:
-                    // stop fetching them meanwhile, so the broker serves the restore first.
-                    consumer.pause(&list);
-                    let partitions: Vec<i32> = partitions_of(&list, &topics.clinical_events)
-                        .into_iter()
-                        .filter(|p| !owned.contains_key(p))
-                        .collect();
-                    let mut to_restore = Vec::new();
-                    for partition in partitions {
-                        match parked
-                            .remove(&partition)
-                            .filter(|p| still_current(kafka, &changelog.topic, partition, p))
-                        {
-                            Some(state) => {
-                                owned.insert(partition, state);
-                            }
-                            None => to_restore.push(partition),
-                        }
-                    }
-                    let restore_started = Instant::now();
-                    let restored = restore_all(&changelog, &engine, &to_restore)?;
-                    if !restored.is_empty() {
-                        info!(
-                            partitions = restored.len(),
-                            patients = restored.iter().map(|(_, o)| o.state.len()).sum::<usize>(),
-                            seconds = restore_started.elapsed().as_secs_f64(),
-                            "Restore finished."
-                        );
-                    }
-                    for (partition, restored) in restored {
-                        summary.restores += 1;
-                        owned.insert(partition, restored);
-                    }
-                    info!(partitions = ?owned.keys().collect::<Vec<_>>(), patients = owned.values().map(|p| p.state.len()).sum::<usize>(),
-                        "Processing partitions.");
-                    consumer.resume(&list);
-                    last_input = Instant::now();
-                }
+                AssignmentChange::Revoked(list) => processor.on_revoked(&list),
+                AssignmentChange::Assigned(list) => processor.on_assigned(&consumer, &list)?,
             }
         }
-        parked.retain(|p, _| !owned.contains_key(p));
-
-        let now = now_ms();
-        if !batch.is_empty() {
-            last_input = Instant::now();
-            dirty_since_checkpoint = true;
-        }
-        for message in &batch {
-            let partition = message.partition();
-            let Some(part) = owned.get_mut(&partition) else {
-                continue; // revoked while in hand: the new owner reads it
-            };
-            let is_event = message.topic() == topics.clinical_events;
-            let next = if is_event {
-                &mut part.next_events
-            } else {
-                &mut part.next_acks
-            };
-            if next.is_some_and(|n| message.offset() < n) {
-                continue; // already in the restored checkpoint
-            }
-            *next = Some(message.offset() + 1);
-            part.last_input = Instant::now();
-            let payload = message.payload().unwrap_or_default();
-            if is_event {
-                match codecs.event.decode(payload) {
-                    Ok(event) => {
-                        let counts = stats.hospital(&event.hospital_id);
-                        counts.records_in += 1;
-                        match engine.apply_event(&mut part.state, &event, &mut alerts) {
-                            Disposition::Applied => {
-                                summary.events += 1;
-                                counts.records_out += 1;
-                                counts.event_age(now, event.event_time_ms);
-                            }
-                            Disposition::Late => {
-                                summary.late += 1;
-                                counts.late += 1;
-                                producer.send(
-                                    &topics.late_events,
-                                    message.key().unwrap_or_default(),
-                                    payload,
-                                )?;
-                            }
-                            Disposition::Rejected(invalid) => {
-                                summary.rejected += 1;
-                                counts.dead_letters += 1;
-                                let letter = dead_letter(
-                                    message,
-                                    invalid.reason.as_str(),
-                                    &invalid.detail,
-                                    now,
-                                )
-                                .with_hospital(&event.hospital_id)
-                                .with_event_time(Some(event.event_time_ms))
-                                .with_copy(&describe(&event));
-                                send_dead_letter(
-                                    &producer,
-                                    &codecs,
-                                    &topics.dead_letters,
-                                    &letter,
-                                    &mut buffer,
-                                )?;
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        summary.rejected += 1;
-                        let counts = stats.hospital("");
-                        counts.records_in += 1;
-                        counts.dead_letters += 1;
-                        let letter = dead_letter(message, "undecodable", &error.safe_detail(), now);
-                        send_dead_letter(
-                            &producer,
-                            &codecs,
-                            &topics.dead_letters,
-                            &letter,
-                            &mut buffer,
-                        )?;
-                    }
-                }
-            } else {
-                match codecs.ack.decode(payload) {
-                    Ok(ack) => {
-                        summary.acks += 1;
-                        if !engine.apply_ack(&mut part.state, &ack, &mut alerts) {
-                            tracing::debug!(episode = %ack.episode_id, "Acknowledgement matches no open episode.");
-                        }
-                    }
-                    Err(error) => {
-                        summary.rejected += 1;
-                        let counts = stats.hospital("");
-                        counts.records_in += 1;
-                        counts.dead_letters += 1;
-                        let letter = dead_letter(message, "undecodable", &error.safe_detail(), now);
-                        send_dead_letter(
-                            &producer,
-                            &codecs,
-                            &topics.dead_letters,
-                            &letter,
-                            &mut buffer,
-                        )?;
-                    }
-                }
-            }
-        }
+        processor.on_batch(&batch)?;
         drop(batch);
+        processor.on_idle();
+        processor.send_alerts()?;
+        if stopping || processor.last_checkpoint.elapsed() >= config.checkpoint_interval {
+            processor.on_checkpoint_due(&consumer, stopping)?;
+        }
+        processor.report(&consumer);
+        if stopping {
+            info!(summary = ?processor.summary, "Processor stopped after a final checkpoint.");
+            return Ok(processor.summary);
+        }
+    }
+}
 
-        // Event time moves each partition's watermark as events apply (in the engine). A
-        // partition idle longer than the timeout lets it follow the wall clock instead, so
-        // timers still fire when a hospital goes quiet.
-        if idle_ms > 0 {
-            for part in owned.values_mut() {
-                if part.last_input.elapsed().as_millis() as i64 >= idle_ms
-                    && now - lag_ms > part.state.watermark_ms
-                {
-                    engine.advance_watermark(&mut part.state, now - lag_ms, &mut alerts);
-                    dirty_since_checkpoint = true;
-                }
+/// The processor's state between batches, and one hook per step of the loop in [`run`]
+/// (Arroyo's operators have the same shape: assigned, batch, idle, checkpoint).
+struct Processor<'a> {
+    config: &'a ProcessConfig,
+    kafka: &'a KafkaConfig,
+    engine: Engine,
+    producer: DurableProducer,
+    changelog: Changelog,
+    codecs: Codecs,
+    /// Partitions this instance owns, and those revoked but kept in case they come back.
+    owned: BTreeMap<i32, Owned>,
+    parked: BTreeMap<i32, Owned>,
+    summary: ProcessSummary,
+    /// The summary at the last metrics publication, and alert tallies since then.
+    published: ProcessSummary,
+    alert_counts: BTreeMap<(String, &'static str), u64>,
+    alerts: Vec<Alert>,
+    status_rows: Vec<PatientStatus>,
+    buffer: Vec<u8>,
+    stats: StageStats,
+    last_checkpoint: Instant,
+    last_input: Instant,
+    last_report: Instant,
+    dirty_since_checkpoint: bool,
+    reported_first_input: bool,
+}
+
+impl<'a> Processor<'a> {
+    fn new(
+        config: &'a ProcessConfig,
+        kafka: &'a KafkaConfig,
+        engine: Engine,
+    ) -> Result<Self, ProcessorError> {
+        Ok(Processor {
+            config,
+            kafka,
+            engine,
+            producer: DurableProducer::new(kafka, "vigil-process")?,
+            changelog: Changelog::new(kafka, config.changelog_chunk_bytes, config.snapshot_ratio),
+            codecs: Codecs {
+                event: AvroCodec::new()?,
+                ack: AvroCodec::new()?,
+                alert: AvroCodec::new()?,
+                status: AvroCodec::new()?,
+                dead_letter: AvroCodec::new()?,
+            },
+            owned: BTreeMap::new(),
+            parked: BTreeMap::new(),
+            summary: ProcessSummary::default(),
+            published: ProcessSummary::default(),
+            alert_counts: BTreeMap::new(),
+            alerts: Vec::new(),
+            status_rows: Vec::new(),
+            buffer: Vec::with_capacity(1024),
+            stats: StageStats::new("process", kafka)?,
+            last_checkpoint: Instant::now(),
+            last_input: Instant::now(),
+            last_report: Instant::now(),
+            dirty_since_checkpoint: false,
+            reported_first_input: false,
+        })
+    }
+
+    /// Whether this instance has nothing left to do: everything it owns is checkpointed and
+    /// read to the end, or the group rightly gave it nothing (more members than partitions).
+    fn finished(&self, consumer: &GroupConsumer) -> bool {
+        (self.owned.is_empty() && consumer.is_surplus_member())
+            || (self.summary.checkpoints > 0
+                && !self.dirty_since_checkpoint
+                && consumer.caught_up().unwrap_or(false))
+    }
+
+    /// Partitions taken away: their state is parked, in case the next assignment gives them
+    /// back unchanged.
+    fn on_revoked(&mut self, list: &[TopicPartition]) {
+        for partition in partitions_of(list, &self.kafka.topics.clinical_events) {
+            if let Some(state) = self.owned.remove(&partition) {
+                self.parked.insert(partition, state);
             }
         }
+    }
 
-        // Alerts leave at once; only their durability waits for the checkpoint.
-        for alert in alerts.drain(..) {
-            buffer.clear();
-            codecs.alert.encode_into(&alert, &mut buffer)?;
-            producer.send(&topics.alerts, alert.patient_pseudonym.as_bytes(), &buffer)?;
-            summary.alerts += 1;
-            *alert_counts
+    /// Partitions given: their state comes back (parked, or restored from the changelog)
+    /// before any of their input is read.
+    fn on_assigned(
+        &mut self,
+        consumer: &GroupConsumer,
+        list: &[TopicPartition],
+    ) -> Result<(), ProcessorError> {
+        // Nothing of these partitions can be processed before their state is back: stop
+        // fetching them meanwhile, so the broker serves the restore first.
+        consumer.pause(list);
+        let mut to_restore = Vec::new();
+        for partition in partitions_of(list, &self.kafka.topics.clinical_events) {
+            if self.owned.contains_key(&partition) {
+                continue;
+            }
+            let kept = self.parked.remove(&partition).filter(|parked| {
+                still_current(self.kafka, &self.changelog.topic, partition, parked)
+            });
+            match kept {
+                Some(state) => {
+                    self.owned.insert(partition, state);
+                }
+                None => to_restore.push(partition),
+            }
+        }
+        let started = Instant::now();
+        let restored = restore_all(&self.changelog, &self.engine, &to_restore)?;
+        if !restored.is_empty() {
+            info!(
+                partitions = restored.len(),
+                patients = restored.iter().map(|(_, o)| o.state.len()).sum::<usize>(),
+                seconds = started.elapsed().as_secs_f64(),
+                "Restore finished."
+            );
+        }
+        for (partition, restored) in restored {
+            self.summary.restores += 1;
+            self.owned.insert(partition, restored);
+        }
+        self.parked.retain(|p, _| !self.owned.contains_key(p));
+        info!(partitions = ?self.owned.keys().collect::<Vec<_>>(),
+            patients = self.owned.values().map(|p| p.state.len()).sum::<usize>(),
+            "Processing partitions.");
+        consumer.resume(list);
+        self.last_input = Instant::now();
+        Ok(())
+    }
+
+    fn on_batch(&mut self, batch: &[BorrowedMessage<'_>]) -> Result<(), ProcessorError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.last_input = Instant::now();
+        self.dirty_since_checkpoint = true;
+        let now = now_ms();
+        for message in batch {
+            self.on_message(message, now)?;
+        }
+        Ok(())
+    }
+
+    fn on_message(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        now: i64,
+    ) -> Result<(), ProcessorError> {
+        let is_event = message.topic() == self.kafka.topics.clinical_events;
+        let Some(part) = self.owned.get_mut(&message.partition()) else {
+            return Ok(()); // revoked while in hand: the new owner reads it
+        };
+        let next = if is_event {
+            &mut part.next_events
+        } else {
+            &mut part.next_acks
+        };
+        if next.is_some_and(|n| message.offset() < n) {
+            return Ok(()); // already in the restored checkpoint
+        }
+        *next = Some(message.offset() + 1);
+        part.last_input = Instant::now();
+        if is_event {
+            self.on_event(message, now)
+        } else {
+            self.on_ack(message, now)
+        }
+    }
+
+    fn on_event(&mut self, message: &BorrowedMessage<'_>, now: i64) -> Result<(), ProcessorError> {
+        let payload = message.payload().unwrap_or_default();
+        let event = match self.codecs.event.decode(payload) {
+            Ok(event) => event,
+            Err(error) => return self.reject_undecodable(message, &error, now),
+        };
+        let Some(part) = self.owned.get_mut(&message.partition()) else {
+            return Ok(());
+        };
+        let disposition = self
+            .engine
+            .apply_event(&mut part.state, &event, &mut self.alerts);
+        // Counted under the event's hospital only when that is an id (a rejected event may hold
+        // any text there).
+        let hospital = if validate::is_hospital_id(&event.hospital_id) {
+            event.hospital_id.as_str()
+        } else {
+            ""
+        };
+        let counts = self.stats.hospital(hospital);
+        counts.records_in += 1;
+        match disposition {
+            Disposition::Applied => {
+                self.summary.events += 1;
+                counts.records_out += 1;
+                counts.event_age(now, event.event_time_ms);
+            }
+            Disposition::Late => {
+                self.summary.late += 1;
+                counts.late += 1;
+                let key = message.key().unwrap_or_default();
+                self.producer
+                    .send(&self.kafka.topics.late_events, key, payload)?;
+            }
+            Disposition::Rejected(invalid) => {
+                counts.dead_letters += 1;
+                let letter = dead_letter(message, invalid.reason.as_str(), &invalid.detail, now)
+                    .with_hospital(&event.hospital_id)
+                    .with_event_time(Some(event.event_time_ms))
+                    .with_copy(&describe(&event));
+                self.send_dead_letter(&letter)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_ack(&mut self, message: &BorrowedMessage<'_>, now: i64) -> Result<(), ProcessorError> {
+        let ack = match self
+            .codecs
+            .ack
+            .decode(message.payload().unwrap_or_default())
+        {
+            Ok(ack) => ack,
+            Err(error) => return self.reject_undecodable(message, &error, now),
+        };
+        self.summary.acks += 1;
+        let Some(part) = self.owned.get_mut(&message.partition()) else {
+            return Ok(());
+        };
+        if !self
+            .engine
+            .apply_ack(&mut part.state, &ack, &mut self.alerts)
+        {
+            tracing::debug!(episode = %ack.episode_id, "Acknowledgement matches no open episode.");
+        }
+        Ok(())
+    }
+
+    fn reject_undecodable(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        error: &vigil_schemas::SchemaError,
+        now: i64,
+    ) -> Result<(), ProcessorError> {
+        let counts = self.stats.hospital("");
+        counts.records_in += 1;
+        counts.dead_letters += 1;
+        let letter = dead_letter(message, "undecodable", &error.safe_detail(), now);
+        self.send_dead_letter(&letter)
+    }
+
+    fn send_dead_letter(&mut self, letter: &DeadLetter) -> Result<(), ProcessorError> {
+        self.summary.rejected += 1;
+        metrics::counter!("vigil_dead_letters_total", "stage" => "process", "hospital" => letter.hospital_id.clone(), "reason" => letter.reason_code.clone())
+            .increment(1);
+        tracing::debug!(reason = %letter.reason_code, hospital = %letter.hospital_id, offset = letter.source_offset,
+            "Input rejected to the dead-letter topic.");
+        self.buffer.clear();
+        self.codecs
+            .dead_letter
+            .encode_into(letter, &mut self.buffer)?;
+        self.producer.send(
+            &self.kafka.topics.dead_letters,
+            letter.hospital_id.as_bytes(),
+            &self.buffer,
+        )?;
+        Ok(())
+    }
+
+    /// Event time moves each partition's watermark as events apply (in the engine). A
+    /// partition idle longer than the timeout lets it follow the wall clock instead, so timers
+    /// still fire when a hospital goes quiet.
+    fn on_idle(&mut self) {
+        let idle_ms = self.config.idle_partition_timeout.as_millis() as i64;
+        if idle_ms == 0 {
+            return;
+        }
+        let lag_ms = self.config.engine.max_out_of_orderness.as_millis() as i64;
+        let now = now_ms();
+        for part in self.owned.values_mut() {
+            if part.last_input.elapsed().as_millis() as i64 >= idle_ms
+                && now - lag_ms > part.state.watermark_ms
+            {
+                self.engine
+                    .advance_watermark(&mut part.state, now - lag_ms, &mut self.alerts);
+                self.dirty_since_checkpoint = true;
+            }
+        }
+    }
+
+    /// Alerts leave at once; only their durability waits for the checkpoint.
+    fn send_alerts(&mut self) -> Result<(), ProcessorError> {
+        for alert in self.alerts.drain(..) {
+            self.buffer.clear();
+            self.codecs.alert.encode_into(&alert, &mut self.buffer)?;
+            self.producer.send(
+                &self.kafka.topics.alerts,
+                alert.patient_pseudonym.as_bytes(),
+                &self.buffer,
+            )?;
+            self.summary.alerts += 1;
+            *self
+                .alert_counts
                 .entry((alert.rule_id.clone(), alert.status.as_str()))
                 .or_default() += 1;
         }
+        Ok(())
+    }
 
-        if stopping || last_checkpoint.elapsed() >= config.checkpoint_interval {
-            // Flushed with the checkpoint below (or right here when stopping).
-            stats.publish_due(&producer, stopping)?;
-            if dirty_since_checkpoint || summary.checkpoints == 0 {
-                let started = Instant::now();
-                checkpoint(
-                    &engine,
-                    &changelog,
-                    &producer,
-                    &consumer,
-                    kafka,
-                    &codecs,
-                    &mut owned,
-                    &mut status_rows,
-                    &mut buffer,
-                    &mut summary,
-                    stopping,
-                )?;
-                metrics::histogram!("vigil_process_checkpoint_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                dirty_since_checkpoint = false;
-                if !reported_first_input && summary.events > 0 {
-                    reported_first_input = true;
-                    info!(
-                        events = summary.events,
-                        "Input is flowing; first checkpoint with it written."
-                    );
-                }
+    fn on_checkpoint_due(
+        &mut self,
+        consumer: &GroupConsumer,
+        stopping: bool,
+    ) -> Result<(), ProcessorError> {
+        // Flushed with the checkpoint below (or right here when stopping).
+        self.stats.publish_due(&self.producer, stopping)?;
+        if self.dirty_since_checkpoint || self.summary.checkpoints == 0 {
+            let started = Instant::now();
+            self.checkpoint(consumer, stopping)?;
+            metrics::histogram!("vigil_process_checkpoint_seconds")
+                .record(started.elapsed().as_secs_f64());
+            self.dirty_since_checkpoint = false;
+            if !self.reported_first_input && self.summary.events > 0 {
+                self.reported_first_input = true;
+                info!(
+                    events = self.summary.events,
+                    "Input is flowing; first checkpoint with it written."
+                );
             }
-            if stopping {
-                producer.flush()?;
-            }
-            last_checkpoint = Instant::now();
-        }
-        publish_metrics(&summary, &mut published, &mut alert_counts, &owned);
-        if last_report.elapsed() >= Duration::from_secs(10) {
-            last_report = Instant::now();
-            consumer.report_lag("process");
-            let patients: usize = owned.values().map(|p| p.state.len()).sum();
-            info!(
-                events = summary.events,
-                alerts = summary.alerts,
-                status_rows = summary.status_rows,
-                rejected = summary.rejected,
-                late = summary.late,
-                partitions = owned.len(),
-                patients,
-                "Processor progress."
-            );
         }
         if stopping {
-            info!(?summary, "Processor stopped after a final checkpoint.");
-            return Ok(summary);
+            self.producer.flush()?;
         }
+        self.last_checkpoint = Instant::now();
+        Ok(())
     }
-}
 
-#[allow(clippy::too_many_arguments)]
-fn checkpoint(
-    engine: &Engine,
-    changelog: &Changelog,
-    producer: &DurableProducer,
-    consumer: &GroupConsumer,
-    kafka: &KafkaConfig,
-    codecs: &Codecs,
-    owned: &mut BTreeMap<i32, Owned>,
-    status_rows: &mut Vec<PatientStatus>,
-    buffer: &mut Vec<u8>,
-    summary: &mut ProcessSummary,
-    final_checkpoint: bool,
-) -> Result<(), ProcessorError> {
-    let topics = &kafka.topics;
-    let mut positions = Positions::default();
-    let mut pending = Vec::with_capacity(owned.len());
-    for (&partition, part) in owned.iter_mut() {
-        status_rows.clear();
-        engine.drain_status(&mut part.state, status_rows);
-        for row in status_rows.iter() {
-            buffer.clear();
-            codecs.status.encode_into(row, buffer)?;
-            producer.send(
-                &topics.patient_status,
-                row.patient_pseudonym.as_bytes(),
-                buffer,
+    /// Status rows and changelog deltas of every owned partition, made durable in the order
+    /// that keeps a crash harmless, and only then the input offsets committed.
+    fn checkpoint(
+        &mut self,
+        consumer: &GroupConsumer,
+        final_checkpoint: bool,
+    ) -> Result<(), ProcessorError> {
+        let topics = &self.kafka.topics;
+        let mut positions = Positions::default();
+        let mut pending = Vec::with_capacity(self.owned.len());
+        for (&partition, part) in self.owned.iter_mut() {
+            self.status_rows.clear();
+            self.engine
+                .drain_status(&mut part.state, &mut self.status_rows);
+            for row in &self.status_rows {
+                self.buffer.clear();
+                self.codecs.status.encode_into(row, &mut self.buffer)?;
+                self.producer.send(
+                    &topics.patient_status,
+                    row.patient_pseudonym.as_bytes(),
+                    &self.buffer,
+                )?;
+            }
+            self.summary.status_rows += self.status_rows.len() as u64;
+            let mut inputs = Vec::new();
+            if let Some(next) = part.next_events {
+                inputs.push((topics.clinical_events.clone(), next));
+                positions.advance(&topics.clinical_events, partition, next - 1);
+            }
+            if let Some(next) = part.next_acks {
+                inputs.push((topics.alert_acks.clone(), next));
+                positions.advance(&topics.alert_acks, partition, next - 1);
+            }
+            let (_, commit) = self.changelog.write(
+                &self.producer,
+                partition,
+                &mut part.state,
+                &mut part.progress,
+                inputs,
+                &self.engine.rules,
             )?;
+            pending.push((partition, commit));
         }
-        summary.status_rows += status_rows.len() as u64;
-        let mut inputs = Vec::new();
-        if let Some(next) = part.next_events {
-            inputs.push((topics.clinical_events.clone(), next));
-            positions.advance(&topics.clinical_events, partition, next - 1);
+        // 1. Alerts, status rows, late events, dead letters and the changelog state become
+        //    durable.
+        self.producer.flush()?;
+        // 2. Only then the commit markers that vouch for them (a marker delivered ahead of the
+        //    outputs would let a crash lose those outputs for good).
+        for (partition, commit) in pending {
+            if let Some(part) = self.owned.get_mut(&partition) {
+                self.changelog
+                    .commit(&self.producer, &mut part.progress, commit)?;
+            }
         }
-        if let Some(next) = part.next_acks {
-            inputs.push((topics.alert_acks.clone(), next));
-            positions.advance(&topics.alert_acks, partition, next - 1);
+        self.producer.flush()?;
+        for (&partition, part) in self.owned.iter_mut() {
+            part.changelog_end = self
+                .producer
+                .last_offset(&self.changelog.topic, partition)
+                .map(|o| o + 1);
         }
-        let (_, commit) = changelog.write(
-            producer,
-            partition,
-            &mut part.state,
-            &mut part.progress,
-            inputs,
-            &engine.rules,
-        )?;
-        pending.push((partition, commit));
-    }
-    // 1. Alerts, status rows, late events, dead letters and the changelog state become durable.
-    producer.flush()?;
-    // 2. Only then the commit markers that vouch for them (a marker delivered ahead of the
-    //    outputs would let a crash lose those outputs for good).
-    for (partition, commit) in pending {
-        if let Some(part) = owned.get_mut(&partition) {
-            changelog.commit(producer, &mut part.progress, commit)?;
-        }
-    }
-    producer.flush()?;
-    for (&partition, part) in owned.iter_mut() {
-        part.changelog_end = producer
-            .last_offset(&changelog.topic, partition)
-            .map(|o| o + 1);
-    }
-    // 3. Only then may the input offsets move.
-    consumer.commit(
-        &positions,
-        if final_checkpoint {
+        // 3. Only then may the input offsets move.
+        let mode = if final_checkpoint {
             CommitMode::Sync
         } else {
             CommitMode::Async
-        },
-    );
-    summary.checkpoints += 1;
-    Ok(())
-}
-
-/// Publishes what changed since the last call (once per batch, not per event).
-fn publish_metrics(
-    summary: &ProcessSummary,
-    published: &mut ProcessSummary,
-    alert_counts: &mut BTreeMap<(String, &'static str), u64>,
-    owned: &BTreeMap<i32, Owned>,
-) {
-    let delta = |now: u64, then: u64| now.saturating_sub(then);
-    metrics::counter!("vigil_process_events_total", "outcome" => "applied")
-        .increment(delta(summary.events, published.events));
-    metrics::counter!("vigil_process_events_total", "outcome" => "late")
-        .increment(delta(summary.late, published.late));
-    metrics::counter!("vigil_process_events_total", "outcome" => "rejected")
-        .increment(delta(summary.rejected, published.rejected));
-    metrics::counter!("vigil_process_acks_total").increment(delta(summary.acks, published.acks));
-    metrics::counter!("vigil_patient_status_rows_total")
-        .increment(delta(summary.status_rows, published.status_rows));
-    metrics::counter!("vigil_process_checkpoints_total")
-        .increment(delta(summary.checkpoints, published.checkpoints));
-    for ((rule, status), n) in std::mem::take(alert_counts) {
-        metrics::counter!("vigil_alerts_total", "rule" => rule, "status" => status).increment(n);
+        };
+        consumer.commit(&positions, mode);
+        self.summary.checkpoints += 1;
+        Ok(())
     }
-    metrics::gauge!("vigil_process_patients")
-        .set(owned.values().map(|p| p.state.len()).sum::<usize>() as f64);
-    metrics::gauge!("vigil_process_partitions").set(owned.len() as f64);
-    *published = summary.clone();
+
+    /// Metrics every batch; a progress line every ten seconds.
+    fn report(&mut self, consumer: &GroupConsumer) {
+        self.publish_metrics();
+        if self.last_report.elapsed() < Duration::from_secs(10) {
+            return;
+        }
+        self.last_report = Instant::now();
+        consumer.report_lag("process");
+        let s = &self.summary;
+        info!(
+            events = s.events,
+            alerts = s.alerts,
+            status_rows = s.status_rows,
+            rejected = s.rejected,
+            late = s.late,
+            partitions = self.owned.len(),
+            patients = self.owned.values().map(|p| p.state.len()).sum::<usize>(),
+            "Processor progress."
+        );
+    }
+
+    /// Publishes what changed since the last call (once per batch, not per event).
+    fn publish_metrics(&mut self) {
+        let (summary, published) = (&self.summary, &self.published);
+        let delta = |now: u64, then: u64| now.saturating_sub(then);
+        metrics::counter!("vigil_process_events_total", "outcome" => "applied")
+            .increment(delta(summary.events, published.events));
+        metrics::counter!("vigil_process_events_total", "outcome" => "late")
+            .increment(delta(summary.late, published.late));
+        metrics::counter!("vigil_process_events_total", "outcome" => "rejected")
+            .increment(delta(summary.rejected, published.rejected));
+        metrics::counter!("vigil_process_acks_total")
+            .increment(delta(summary.acks, published.acks));
+        metrics::counter!("vigil_patient_status_rows_total")
+            .increment(delta(summary.status_rows, published.status_rows));
+        metrics::counter!("vigil_process_checkpoints_total")
+            .increment(delta(summary.checkpoints, published.checkpoints));
+        for ((rule, status), n) in std::mem::take(&mut self.alert_counts) {
+            metrics::counter!("vigil_alerts_total", "rule" => rule, "status" => status)
+                .increment(n);
+        }
+        metrics::gauge!("vigil_process_patients")
+            .set(self.owned.values().map(|p| p.state.len()).sum::<usize>() as f64);
+        metrics::gauge!("vigil_process_partitions").set(self.owned.len() as f64);
+        self.published = self.summary.clone();
+    }
 }
 
 /// Restores partitions in parallel (the decode of a large state is CPU-bound).
@@ -539,7 +638,7 @@ fn still_current(kafka: &KafkaConfig, changelog: &str, partition: i32, parked: &
     parked.changelog_end.is_some() && end == parked.changelog_end
 }
 
-fn partitions_of(list: &[vigil_runtime::kafka::TopicPartition], topic: &str) -> Vec<i32> {
+fn partitions_of(list: &[TopicPartition], topic: &str) -> Vec<i32> {
     list.iter()
         .filter(|tp| tp.topic == topic)
         .map(|tp| tp.partition)
@@ -576,21 +675,4 @@ fn dead_letter(
         offset: message.offset(),
     };
     DeadLetter::new("process", at, reason_code, reason_detail, now)
-}
-
-fn send_dead_letter(
-    producer: &DurableProducer,
-    codecs: &Codecs,
-    topic: &str,
-    letter: &DeadLetter,
-    buffer: &mut Vec<u8>,
-) -> Result<(), ProcessorError> {
-    metrics::counter!("vigil_dead_letters_total", "stage" => "process", "hospital" => letter.hospital_id.clone(), "reason" => letter.reason_code.clone())
-        .increment(1);
-    tracing::debug!(reason = %letter.reason_code, hospital = %letter.hospital_id, offset = letter.source_offset,
-        "Input rejected to the dead-letter topic.");
-    buffer.clear();
-    codecs.dead_letter.encode_into(letter, buffer)?;
-    producer.send(topic, letter.hospital_id.as_bytes(), buffer)?;
-    Ok(())
 }

@@ -210,7 +210,9 @@ fn ingest_verdicts_reconcile_exactly_with_the_injected_defects() {
                 accepted += 1;
                 *operations.entry(format!("{:?}", e.operation)).or_default() += 1;
             }
-            Outcome::Rejected(r) => *rejected.entry(r.reason.to_string()).or_default() += 1,
+            Outcome::Rejected(r) => {
+                *rejected.entry(r.reason.as_str().to_string()).or_default() += 1
+            }
             Outcome::Tombstone => tombstones += 1,
         }
     }

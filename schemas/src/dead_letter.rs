@@ -7,7 +7,7 @@
 //! input was (a 2 MB field must not make its own dead letter unproducible).
 
 use crate::ids::stable_id;
-use crate::validate::truncate_to_boundary;
+use crate::validate::{is_hospital_id, truncate_to_boundary};
 use crate::DeadLetter;
 
 /// Longest reason detail kept, in bytes.
@@ -23,16 +23,6 @@ pub struct InputPosition<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
-}
-
-/// Whether a text can stand as a hospital id in a dead letter: what catalogue ids look like
-/// (ASCII letters, digits, '-', '_', '.', at most 64). Anything else could be any text a source
-/// put there, so it is not copied.
-fn plausible_hospital_id(text: &str) -> bool {
-    text.len() <= 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 impl DeadLetter {
@@ -67,7 +57,7 @@ impl DeadLetter {
 
     /// The hospital the input came from, if the text is a plausible hospital id.
     pub fn with_hospital(mut self, hospital_id: &str) -> DeadLetter {
-        if plausible_hospital_id(hospital_id) {
+        if is_hospital_id(hospital_id) {
             self.hospital_id = hospital_id.to_string();
         }
         self

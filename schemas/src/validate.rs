@@ -28,6 +28,7 @@ const MAX_DOSE: f64 = 1_000_000.0;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
     InvalidPseudonym,
+    InvalidHospitalId,
     FieldTooLong,
     MissingField,
     NonFiniteValue,
@@ -41,6 +42,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::InvalidPseudonym => "invalid_pseudonym",
+            Reason::InvalidHospitalId => "invalid_hospital_id",
             Reason::FieldTooLong => "field_too_long",
             Reason::MissingField => "missing_field",
             Reason::NonFiniteValue => "non_finite_value",
@@ -109,6 +111,16 @@ fn clinical_time(field: &str, ms: i64) -> Check {
     Ok(())
 }
 
+/// Whether a text is what hospital ids look like: 1 to 64 ASCII letters, digits, '-', '_' or
+/// '.'. Anything else could be any text a source put there (a name, say), so it is neither
+/// accepted as an id nor copied into labels, statistics or dead letters.
+pub fn is_hospital_id(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// Whether a pseudonym is what the edge writes: 64 lowercase or uppercase hex digits.
 pub fn is_pseudonym(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
@@ -130,8 +142,11 @@ pub fn check_event(event: &ClinicalEvent) -> Check {
     ] {
         bounded(field, value, MAX_ID_CHARS)?;
     }
-    if event.hospital_id.trim().is_empty() {
-        return Err(invalid(Reason::MissingField, "hospital_id is empty"));
+    if !is_hospital_id(&event.hospital_id) {
+        return Err(invalid(
+            Reason::InvalidHospitalId,
+            "hospital_id is not 1 to 64 letters, digits, '-', '_' or '.'",
+        ));
     }
     clinical_time("event_time", event.event_time_ms)?;
     clinical_time("ingest_time", event.ingest_time_ms)?;
@@ -356,8 +371,14 @@ mod tests {
         assert!(!err.detail.contains("何玉兰"));
         // Exactly at the bound is fine, counted in characters.
         let mut e = prescription(5.0);
-        e.hospital_id = "医".repeat(MAX_ID_CHARS);
+        e.record_id = "医".repeat(MAX_ID_CHARS);
         assert_eq!(reason(&e), None);
+        e.record_id.push('医');
+        assert_eq!(reason(&e), Some(Reason::FieldTooLong));
+        // A hospital id is an id, not any text.
+        let mut e = prescription(5.0);
+        e.hospital_id = "patient 何玉兰".into();
+        assert_eq!(reason(&e), Some(Reason::InvalidHospitalId));
     }
 
     #[test]

@@ -167,6 +167,12 @@ impl Catalog {
         let fail =
             |msg: String| ProducerError::Config(format!("{}: {msg}", hospitals_path.display()));
         for entry in file.hospital {
+            if !vigil_schemas::validate::is_hospital_id(&entry.id) {
+                return Err(fail(format!(
+                    "hospital id '{}' must be 1 to 64 letters, digits, '-', '_' or '.'",
+                    entry.id
+                )));
+            }
             let vendor = vendors.get(&entry.vendor).cloned().ok_or_else(|| {
                 fail(format!(
                     "hospital {} names unknown vendor '{}'",

@@ -176,7 +176,7 @@ impl Handler {
                 *self
                     .summary
                     .rejected
-                    .entry(rejection.reason.to_string())
+                    .entry(rejection.reason.as_str().to_string())
                     .or_default() += 1;
                 let counts = self.stats.hospital(&rejection.hospital);
                 counts.records_in += 1;
@@ -195,13 +195,18 @@ impl Handler {
                     partition,
                     offset,
                 };
-                let letter =
-                    DeadLetter::new("ingest", at, rejection.reason, &rejection.detail, now)
-                        .with_hospital(&rejection.hospital)
-                        .with_copy(&copy);
+                let letter = DeadLetter::new(
+                    "ingest",
+                    at,
+                    rejection.reason.as_str(),
+                    &rejection.detail,
+                    now,
+                )
+                .with_hospital(&rejection.hospital)
+                .with_copy(&copy);
                 *self
                     .letters
-                    .entry((letter.hospital_id.clone(), rejection.reason))
+                    .entry((letter.hospital_id.clone(), rejection.reason.as_str()))
                     .or_default() += 1;
                 *self
                     .records

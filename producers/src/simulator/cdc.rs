@@ -21,6 +21,7 @@ use crate::edge::shapes::TableKind;
 use crate::edge::time::{write_date, write_timestamp};
 use crate::edge::{Catalog, HospitalProfile};
 use crate::error::ProducerError;
+use crate::ingest::adapter::Reason;
 
 /// How often each kind of defect is injected (fraction of eligible records).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -124,7 +125,7 @@ pub struct CdcRenderer {
     rng: ChaCha8Rng,
     /// Records held back (late, corrections, deletions) by release time.
     held: BinaryHeap<Reverse<(i64, u64)>>,
-    held_records: HashMap<u64, (CdcRecord, Option<&'static str>)>,
+    held_records: HashMap<u64, (CdcRecord, Option<Reason>)>,
     held_order: u64,
     /// Change sequence per hospital (binlog position, LSN, SCN).
     positions: Vec<u64>,
@@ -184,14 +185,14 @@ impl CdcRenderer {
         };
         let defect = self.pick_defect(&row);
         let mut row = row;
-        let mut expect: Option<&'static str> = None; // None: accepted
+        let mut expect: Option<Reason> = None; // None: accepted
         match defect {
             Some("unknown_code") => {
                 row.after.insert(
                     profile.vendor.lab.code.clone(),
                     Value::from(format!("ZZ{:04}", self.rng.random_range(0..10_000))),
                 );
-                expect = Some("unknown_local_code");
+                expect = Some(Reason::UnknownLocalCode);
             }
             Some("wrong_unit") => {
                 let value = row
@@ -208,7 +209,7 @@ impl CdcRenderer {
             Some("missing_field") => {
                 let column = time_column(&profile, row.kind);
                 row.after.insert(column, Value::Null);
-                expect = Some("missing_field");
+                expect = Some(Reason::MissingField);
             }
             Some("impossible_value") => {
                 let (column, value) = match row.kind {
@@ -216,12 +217,12 @@ impl CdcRenderer {
                     _ => (profile.vendor.lab.value.clone(), Value::from(99_999)),
                 };
                 row.after.insert(column, value);
-                expect = Some("value_out_of_range");
+                expect = Some(Reason::ValueOutOfRange);
             }
             Some("missing_identifier") => {
                 row.after
                     .insert(resident_column(&profile, row.kind), Value::Null);
-                expect = Some("missing_patient_identifier");
+                expect = Some(Reason::MissingPatientIdentifier);
             }
             _ => {}
         }
@@ -235,7 +236,7 @@ impl CdcRenderer {
                         value: Some(bytes),
                         ..record
                     },
-                    Some("malformed_record"),
+                    Some(Reason::MalformedRecord),
                     out,
                 );
             }
@@ -298,7 +299,7 @@ impl CdcRenderer {
         self.release_due(i64::MAX, out);
     }
 
-    fn emit(&mut self, record: CdcRecord, expect: Option<&'static str>, out: &mut Vec<CdcRecord>) {
+    fn emit(&mut self, record: CdcRecord, expect: Option<Reason>, out: &mut Vec<CdcRecord>) {
         self.manifest.records += 1;
         match (&record.value, expect) {
             (None, _) => self.manifest.tombstones += 1,
@@ -307,14 +308,14 @@ impl CdcRenderer {
                 *self
                     .manifest
                     .rejected
-                    .entry(reason.to_string())
+                    .entry(reason.as_str().to_string())
                     .or_default() += 1
             }
         }
         out.push(record);
     }
 
-    fn hold(&mut self, record: CdcRecord, expect: Option<&'static str>) {
+    fn hold(&mut self, record: CdcRecord, expect: Option<Reason>) {
         self.held_order += 1;
         self.held
             .push(Reverse((record.release_ms, self.held_order)));

@@ -118,30 +118,29 @@ struct StrandWatch {
     /// Since when the member has owned nothing.
     empty_since: Option<Instant>,
     last_check: Option<Instant>,
-    /// The last look at the group found more members than partitions: owning nothing is right.
+    /// The group's committed offsets at the last check, where they lagged behind the log.
+    stalled_at: Option<Vec<(String, i32, i64)>>,
+    /// The last check found the group's input consumed or moving: owning nothing is right
+    /// (more members than partitions).
     surplus_member: bool,
 }
 
-/// What a look at the group said about a member that owns nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a look at the group's progress said, for a member that owns nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum GroupView {
-    /// A rebalance is under way (or the group could not be read): wait.
-    Settling,
-    /// The group is stable with at least as many partitions as members, yet gave this member
-    /// none: it formed without a real assignment.
-    Stranded,
-    /// More members than partitions: some members rightly own nothing.
-    Surplus,
+    /// The progress could not be read: wait.
+    Unknown,
+    /// Every partition is read to its end, or its committed offset moved since the last look:
+    /// someone consumes it.
+    Progressing,
+    /// Some partitions lag and their committed offsets are these.
+    Lagging(Vec<(String, i32, i64)>),
 }
 
-fn judge_group(state: &str, members: usize, most_partitions: usize) -> GroupView {
-    if !state.eq_ignore_ascii_case("stable") || members == 0 {
-        GroupView::Settling
-    } else if members <= most_partitions {
-        GroupView::Stranded
-    } else {
-        GroupView::Surplus
-    }
+/// Whether nobody consumed since the last look: the same lagging partitions, at the same
+/// committed offsets, after a whole session timeout.
+fn stalled(previous: Option<&Vec<(String, i32, i64)>>, now: &GroupView) -> bool {
+    matches!((previous, now), (Some(before), GroupView::Lagging(after)) if before == after)
 }
 
 impl GroupConsumer {
@@ -201,13 +200,15 @@ impl GroupConsumer {
         })
     }
 
-    /// Rejoins the group when it left this member with nothing although it has partitions to
-    /// spare. A member restarted at once in the same group meets this on Tansu: the group waits
-    /// for the killed member (its leader) until the session times out, and when that happens
-    /// while the new member's SyncGroup is in flight, the broker forms the group around the new
-    /// member with the empty assignment a follower sends, and never rebalances again. Leaving
-    /// and joining afresh makes the member the leader of a real assignment. On a healthy broker
-    /// the check only ever finds a rebalance in progress or a surplus member.
+    /// Rejoins the group when it left this member with nothing while the input waits. A
+    /// member restarted at once in the same group meets this on Tansu: the group waits for the
+    /// killed member (its leader) until the session times out, and when that happens while the
+    /// new member's SyncGroup is in flight, the broker forms the group around the new member
+    /// with the empty assignment a follower sends, and never rebalances again. Nobody then
+    /// consumes: the group's committed offsets lag and stand still. A member that owns nothing
+    /// and sees that for a whole session timeout leaves and joins afresh, which makes it the
+    /// leader of a real assignment. (The group is judged by its progress, not described:
+    /// Tansu's SQLite storage fails DescribeGroups and drops the connection.)
     fn heal_if_stranded(&self) {
         let Ok(mut watch) = self.watch.lock() else {
             return;
@@ -225,52 +226,76 @@ impl GroupConsumer {
         let empty_since = *watch.empty_since.get_or_insert(now);
         let checked_recently = watch
             .last_check
-            .is_some_and(|at| now.duration_since(at) < self.session_timeout / 2);
+            .is_some_and(|at| now.duration_since(at) < self.session_timeout);
         if now.duration_since(empty_since) < self.session_timeout || checked_recently {
             return;
         }
         watch.last_check = Some(now);
-        let view = self.look_at_group();
-        watch.surplus_member = view == GroupView::Surplus;
-        if view == GroupView::Stranded {
+        let view = self.group_progress();
+        watch.surplus_member = view == GroupView::Progressing;
+        if stalled(watch.stalled_at.as_ref(), &view) {
             warn!(
                 group = %self.group_id,
-                "The consumer group formed without giving this member any partition, although it has enough for every member; leaving and joining it again."
+                "This member owns no partition while the group's input waits and nobody consumes it; leaving and joining the group again."
             );
             self.consumer.unsubscribe();
             let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
             if let Err(error) = self.consumer.subscribe(&topics) {
                 warn!(%error, "Subscribing again failed; the next check retries.");
             }
-            watch.empty_since = Some(now);
+            *watch = StrandWatch {
+                empty_since: Some(now),
+                last_check: Some(now),
+                ..StrandWatch::default()
+            };
+            return;
         }
+        watch.stalled_at = match view {
+            GroupView::Lagging(offsets) => Some(offsets),
+            _ => None,
+        };
     }
 
-    fn look_at_group(&self) -> GroupView {
+    /// The group's committed offsets against the end of each partition it reads.
+    fn group_progress(&self) -> GroupView {
         let timeout = Duration::from_secs(5);
-        let Ok(groups) = self
-            .consumer
-            .fetch_group_list(Some(&self.group_id), timeout)
-        else {
-            return GroupView::Settling;
-        };
-        let Some(group) = groups.groups().iter().find(|g| g.name() == self.group_id) else {
-            return GroupView::Settling;
-        };
-        let mut most_partitions = 0;
+        let mut list = TopicPartitionList::new();
         for topic in &self.topics {
             let Ok(metadata) = self.consumer.fetch_metadata(Some(topic), timeout) else {
-                return GroupView::Settling;
+                return GroupView::Unknown;
             };
             for t in metadata.topics() {
-                most_partitions = most_partitions.max(t.partitions().len());
+                for p in t.partitions() {
+                    list.add_partition(topic, p.id());
+                }
             }
         }
-        judge_group(group.state(), group.members().len(), most_partitions)
+        let Ok(committed) = self.consumer.committed_offsets(list, timeout) else {
+            return GroupView::Unknown;
+        };
+        let mut lagging = Vec::new();
+        for element in committed.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            let Ok((low, high)) = self.consumer.fetch_watermarks(topic, partition, timeout) else {
+                return GroupView::Unknown;
+            };
+            let position = match element.offset() {
+                Offset::Offset(offset) => offset,
+                _ => low,
+            };
+            if position < high {
+                lagging.push((topic.to_string(), partition, position));
+            }
+        }
+        if lagging.is_empty() {
+            GroupView::Progressing
+        } else {
+            GroupView::Lagging(lagging)
+        }
     }
 
     /// Whether this member owns nothing because the group has more members than partitions
-    /// (as opposed to not having been given its share yet).
+    /// (its input is consumed by the others), as opposed to not having been given its share.
     pub fn is_surplus_member(&self) -> bool {
         self.watch.lock().map(|w| w.surplus_member).unwrap_or(false)
     }
@@ -495,13 +520,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_member_with_nothing_is_stranded_only_in_a_stable_group_with_partitions_to_spare() {
-        assert_eq!(judge_group("Stable", 1, 4), GroupView::Stranded);
-        assert_eq!(judge_group("Stable", 4, 4), GroupView::Stranded);
-        assert_eq!(judge_group("Stable", 5, 4), GroupView::Surplus);
-        assert_eq!(judge_group("PreparingRebalance", 1, 4), GroupView::Settling);
-        assert_eq!(judge_group("Unknown", 1, 4), GroupView::Settling);
-        assert_eq!(judge_group("Stable", 0, 4), GroupView::Settling);
+    fn a_member_with_nothing_rejoins_only_when_the_input_waits_and_stands_still() {
+        let lag = |offset: i64| GroupView::Lagging(vec![("t".into(), 0, offset)]);
+        let before = vec![("t".to_string(), 0, 10)];
+        assert!(stalled(Some(&before), &lag(10)), "nobody moved it");
+        assert!(!stalled(Some(&before), &lag(12)), "someone consumes");
+        assert!(!stalled(None, &lag(10)), "a first look decides nothing");
+        assert!(!stalled(Some(&before), &GroupView::Progressing));
+        assert!(!stalled(Some(&before), &GroupView::Unknown));
     }
 
     #[test]

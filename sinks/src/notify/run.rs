@@ -57,13 +57,12 @@ struct Job {
     alert: Alert,
 }
 
-/// A finished job: the outcome to record, then the offset may be committed.
+/// A finished job: how it ended is recorded, then the offset may be committed.
 struct Done {
     partition: i32,
     epoch: u64,
     offset: i64,
-    alert: Alert,
-    delivery: AlertDelivery,
+    ending: Ending,
 }
 
 /// Offsets read but not finished, per partition: commits stop at the oldest of them.
@@ -203,209 +202,326 @@ pub fn run(
 ) -> Result<NotifySummary, SinkError> {
     config.validate()?;
     kafka.validate()?;
-    let endpoints = std::sync::Arc::new(Endpoints::load(config)?);
-    let deliverer = Deliverer::new(config)?;
-    let topics = &kafka.topics;
-    let alert_codec = AvroCodec::<Alert>::new()?;
-    let delivery_codec = AvroCodec::<AlertDelivery>::new()?;
-    let dead_letter_codec = AvroCodec::<DeadLetter>::new()?;
-    let producer = DurableProducer::new(kafka, "vigil-notify")?;
     let consumer = GroupConsumer::new(
         kafka,
         &config.group_id,
         "vigil-notify",
-        &[&topics.alerts],
+        &[&kafka.topics.alerts],
         &ConsumerTuning::default(),
     )?;
-    let mut memory = Memory::new(kafka);
-    let remembered = memory.catch_up(kafka, &consumer, &delivery_codec)?;
-    info!(endpoints = endpoints.len(), remembered, "Notifier started.");
-
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let mut queues: HashMap<String, mpsc::UnboundedSender<Job>> = HashMap::new();
-    // Workers stop retrying when this is raised; their unfinished alerts stay uncommitted.
-    let workers_stop = Shutdown::new();
-    let mut tracker = Tracker::default();
-    let mut summary = NotifySummary::default();
-    let mut paused = false;
-    let mut uncommitted = false;
-    let mut last_commit = Instant::now();
-    let mut last_input = Instant::now();
-    let mut last_report = Instant::now();
-
+    let mut notifier = Notifier::new(config, kafka, handle, done_tx)?;
+    let remembered = notifier
+        .memory
+        .catch_up(kafka, &consumer, &notifier.codecs.delivery)?;
+    info!(
+        endpoints = notifier.endpoints.len(),
+        remembered, "Notifier started."
+    );
     let result = loop {
-        let idle = tracker.in_flight() == 0 && stop.reached(last_input.elapsed());
+        let idle = notifier.tracker.in_flight() == 0 && stop.reached(notifier.last_input.elapsed());
         let stopping = shutdown.is_requested() || (idle && consumer.caught_up().unwrap_or(false));
-
-        // Backpressure: a hospital that is down fills its queue; stop reading more beyond the cap.
-        if !paused && tracker.in_flight() >= config.max_in_flight {
-            consumer.pause(&consumer.assigned());
-            paused = true;
-            warn!(
-                in_flight = tracker.in_flight(),
-                "Too many alerts awaiting delivery; pausing the input."
-            );
-        } else if paused && tracker.in_flight() < config.max_in_flight / 2 {
-            consumer.resume(&consumer.assigned());
-            paused = false;
-        }
-
+        notifier.apply_backpressure(&consumer);
         if !stopping {
             let batch = consumer.poll_batch(1000, Duration::from_millis(20));
             // Rebalance callbacks ran inside the poll; ownership first, then the messages.
-            if let Err(e) =
-                apply_assignment(&consumer, &mut tracker, &mut memory, kafka, &delivery_codec)
-            {
+            if let Err(e) = notifier.on_assignment(&consumer) {
                 break Err(e);
             }
-            if !batch.is_empty() {
-                last_input = Instant::now();
-            }
-            let mut failed = None;
-            for message in &batch {
-                summary.alerts_read += 1;
-                let routed = route(
-                    message,
-                    config,
-                    &alert_codec,
-                    &memory,
-                    &mut tracker,
-                    &mut summary,
-                );
-                match routed {
-                    Routed::Finished(Some(record)) => {
-                        let location = message_location(message);
-                        if let Err(e) = record_outcome(
-                            &producer,
-                            topics,
-                            &delivery_codec,
-                            &dead_letter_codec,
-                            &record,
-                            location,
-                        ) {
-                            failed = Some(e);
-                            break;
-                        }
-                        memory.finished.insert(
-                            record.delivery.alert_id.clone(),
-                            record.delivery.alert_time_ms,
-                        );
-                        uncommitted = true;
-                    }
-                    Routed::Finished(None) => uncommitted = true,
-                    Routed::Queued(job) => {
-                        let hospital = job.alert.hospital_id.clone();
-                        let Some(endpoint) = endpoints.get(&hospital).cloned() else {
-                            let delivery = delivery::outcome_record(
-                                &job.alert,
-                                DeliveryOutcome::Undeliverable,
-                                0,
-                                0,
-                                format!("no endpoint is configured for hospital {hospital}"),
-                                "",
-                                now_ms(),
-                            );
-                            let _ = done_tx.send(Done {
-                                partition: job.partition,
-                                epoch: job.epoch,
-                                offset: job.offset,
-                                alert: job.alert,
-                                delivery,
-                            });
-                            continue;
-                        };
-                        let queue = queues.entry(hospital).or_insert_with(|| {
-                            spawn_worker(
-                                handle,
-                                deliverer.clone(),
-                                endpoint,
-                                done_tx.clone(),
-                                workers_stop.clone(),
-                            )
-                        });
-                        // The worker lives as long as the queue's sender; a send cannot fail.
-                        let _ = queue.send(job);
-                    }
-                    Routed::NotOurs => {}
-                }
-            }
-            if let Some(e) = failed {
+            if let Err(e) = notifier.on_batch(&batch) {
                 break Err(e);
             }
         }
-
-        // Outcomes of finished deliveries: record them, then their offsets may be committed.
-        let mut failed = None;
-        while let Ok(done) = done_rx.try_recv() {
-            let location = (topics.alerts.clone(), done.partition, done.offset);
-            let record = Finished {
-                alert: done.alert,
-                delivery: done.delivery,
-            };
-            if let Err(e) = record_outcome(
-                &producer,
-                topics,
-                &delivery_codec,
-                &dead_letter_codec,
-                &record,
-                location,
-            ) {
-                failed = Some(e);
-                break;
-            }
-            match record.delivery.outcome {
-                DeliveryOutcome::Delivered => summary.delivered += 1,
-                DeliveryOutcome::Undeliverable => summary.undeliverable += 1,
-                DeliveryOutcome::Stale => summary.stale += 1,
-            }
-            memory.finished.insert(
-                record.delivery.alert_id.clone(),
-                record.delivery.alert_time_ms,
-            );
-            tracker.finish(done.partition, done.epoch, done.offset);
-            uncommitted = true;
-        }
-        if let Some(e) = failed {
+        if let Err(e) = notifier.on_done(&mut done_rx) {
             break Err(e);
         }
-        metrics::gauge!("vigil_notify_in_flight").set(tracker.in_flight() as f64);
-
-        if uncommitted && (stopping || last_commit.elapsed() >= Duration::from_millis(500)) {
-            // Outcomes durable first: a commit must never get ahead of what was recorded.
-            if let Err(e) = producer.flush() {
-                break Err(e.into());
-            }
-            consumer.commit(&tracker.positions(&topics.alerts), CommitMode::Sync);
-            uncommitted = false;
-            last_commit = Instant::now();
+        if let Err(e) = notifier.commit_due(&consumer, stopping) {
+            break Err(e);
         }
-        if last_report.elapsed() >= Duration::from_secs(10) {
-            last_report = Instant::now();
-            consumer.report_lag("notify");
-            let oldest =
-                now_ms() - i64::try_from(config.max_alert_age.as_millis()).unwrap_or(i64::MAX);
-            memory.forget_older_than(oldest.saturating_sub(3_600_000));
-            info!(summary = ?summary, in_flight = tracker.in_flight(), "Notifier progress.");
-        }
+        notifier.report(&consumer);
         if stopping {
             break Ok(());
         }
     };
-    workers_stop.request();
+    // Workers stop retrying now; their unfinished alerts stay uncommitted.
+    notifier.workers_stop.request();
     result?;
-    info!(summary = ?summary, "Notifier stopped; every outcome was recorded and committed.");
-    Ok(summary)
+    info!(summary = ?notifier.summary, "Notifier stopped; every outcome was recorded and committed.");
+    Ok(notifier.summary)
 }
 
-/// An alert finished without a worker, or by one: what to record.
-struct Finished {
-    alert: Alert,
-    delivery: AlertDelivery,
+/// The notifier between batches: its memory of finished alerts, the per-hospital queues, the
+/// offsets in flight; one method per step of the loop in [`run`].
+struct Notifier<'a> {
+    config: &'a NotifyConfig,
+    kafka: &'a KafkaConfig,
+    handle: &'a Handle,
+    endpoints: std::sync::Arc<Endpoints>,
+    deliverer: Deliverer,
+    codecs: Codecs,
+    producer: DurableProducer,
+    memory: Memory,
+    queues: HashMap<String, mpsc::UnboundedSender<Job>>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    /// Raised when the notifier stops: workers stop retrying.
+    workers_stop: Shutdown,
+    tracker: Tracker,
+    summary: NotifySummary,
+    paused: bool,
+    uncommitted: bool,
+    last_commit: Instant,
+    last_input: Instant,
+    last_report: Instant,
+}
+
+struct Codecs {
+    alert: AvroCodec<Alert>,
+    delivery: AvroCodec<AlertDelivery>,
+    dead_letter: AvroCodec<DeadLetter>,
+}
+
+impl<'a> Notifier<'a> {
+    fn new(
+        config: &'a NotifyConfig,
+        kafka: &'a KafkaConfig,
+        handle: &'a Handle,
+        done_tx: mpsc::UnboundedSender<Done>,
+    ) -> Result<Self, SinkError> {
+        Ok(Notifier {
+            config,
+            kafka,
+            handle,
+            endpoints: std::sync::Arc::new(Endpoints::load(config)?),
+            deliverer: Deliverer::new(config)?,
+            codecs: Codecs {
+                alert: AvroCodec::new()?,
+                delivery: AvroCodec::new()?,
+                dead_letter: AvroCodec::new()?,
+            },
+            producer: DurableProducer::new(kafka, "vigil-notify")?,
+            memory: Memory::new(kafka),
+            queues: HashMap::new(),
+            done_tx,
+            workers_stop: Shutdown::new(),
+            tracker: Tracker::default(),
+            summary: NotifySummary::default(),
+            paused: false,
+            uncommitted: false,
+            last_commit: Instant::now(),
+            last_input: Instant::now(),
+            last_report: Instant::now(),
+        })
+    }
+
+    /// A hospital that is down fills its queue: stop reading more beyond the cap.
+    fn apply_backpressure(&mut self, consumer: &GroupConsumer) {
+        let in_flight = self.tracker.in_flight();
+        if !self.paused && in_flight >= self.config.max_in_flight {
+            consumer.pause(&consumer.assigned());
+            self.paused = true;
+            warn!(
+                in_flight,
+                "Too many alerts awaiting delivery; pausing the input."
+            );
+        } else if self.paused && in_flight < self.config.max_in_flight / 2 {
+            consumer.resume(&consumer.assigned());
+            self.paused = false;
+        }
+    }
+
+    fn on_assignment(&mut self, consumer: &GroupConsumer) -> Result<(), SinkError> {
+        apply_assignment(
+            consumer,
+            &mut self.tracker,
+            &mut self.memory,
+            self.kafka,
+            &self.codecs.delivery,
+        )
+    }
+
+    fn on_batch(&mut self, batch: &[BorrowedMessage<'_>]) -> Result<(), SinkError> {
+        if !batch.is_empty() {
+            self.last_input = Instant::now();
+        }
+        for message in batch {
+            self.summary.alerts_read += 1;
+            let routed = route(
+                message,
+                self.config,
+                &self.codecs.alert,
+                &self.memory,
+                &mut self.tracker,
+                &mut self.summary,
+            );
+            match routed {
+                Routed::Finished(Some(ending)) => {
+                    self.record(&ending, message_location(message))?;
+                    self.uncommitted = true;
+                }
+                Routed::Finished(None) => self.uncommitted = true,
+                Routed::Queued(job) => self.enqueue(job),
+                Routed::NotOurs => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands a job to its hospital's queue (started on first use), or finishes it as
+    /// undeliverable when the hospital has no endpoint.
+    fn enqueue(&mut self, job: Job) {
+        let hospital = job.alert.hospital_id.clone();
+        let Some(endpoint) = self.endpoints.get(&hospital).cloned() else {
+            let delivery = delivery::outcome_record(
+                &job.alert,
+                DeliveryOutcome::Undeliverable,
+                0,
+                0,
+                format!("no endpoint is configured for hospital {hospital}"),
+                "",
+                now_ms(),
+            );
+            // The receiver lives as long as this notifier: a send cannot fail.
+            let _ = self.done_tx.send(Done {
+                partition: job.partition,
+                epoch: job.epoch,
+                offset: job.offset,
+                ending: Ending::Undeliverable(
+                    Box::new(job.alert),
+                    delivery,
+                    Undelivered::NoEndpoint,
+                ),
+            });
+            return;
+        };
+        let queue = self.queues.entry(hospital).or_insert_with(|| {
+            spawn_worker(
+                self.handle,
+                self.deliverer.clone(),
+                endpoint,
+                self.done_tx.clone(),
+                self.workers_stop.clone(),
+            )
+        });
+        // The worker lives as long as the queue's sender; a send cannot fail.
+        let _ = queue.send(job);
+    }
+
+    /// Outcomes of finished deliveries: recorded, then their offsets may be committed.
+    fn on_done(&mut self, done_rx: &mut mpsc::UnboundedReceiver<Done>) -> Result<(), SinkError> {
+        while let Ok(done) = done_rx.try_recv() {
+            let location = (
+                self.kafka.topics.alerts.clone(),
+                done.partition,
+                done.offset,
+            );
+            self.record(&done.ending, location)?;
+            self.tracker.finish(done.partition, done.epoch, done.offset);
+            self.uncommitted = true;
+        }
+        metrics::gauge!("vigil_notify_in_flight").set(self.tracker.in_flight() as f64);
+        Ok(())
+    }
+
+    /// Records how an alert ended, counts it, and remembers it as finished.
+    fn record(&mut self, ending: &Ending, location: (String, i32, i64)) -> Result<(), SinkError> {
+        record_outcome(
+            &self.producer,
+            &self.kafka.topics,
+            &self.codecs,
+            ending,
+            location,
+        )?;
+        if let Some(delivery) = ending.delivery() {
+            match delivery.outcome {
+                DeliveryOutcome::Delivered => self.summary.delivered += 1,
+                DeliveryOutcome::Undeliverable => self.summary.undeliverable += 1,
+                DeliveryOutcome::Stale => self.summary.stale += 1,
+            }
+            self.memory
+                .finished
+                .insert(delivery.alert_id.clone(), delivery.alert_time_ms);
+        }
+        Ok(())
+    }
+
+    /// Outcomes durable first: a commit must never get ahead of what was recorded.
+    fn commit_due(&mut self, consumer: &GroupConsumer, stopping: bool) -> Result<(), SinkError> {
+        if !self.uncommitted
+            || !(stopping || self.last_commit.elapsed() >= Duration::from_millis(500))
+        {
+            return Ok(());
+        }
+        self.producer.flush()?;
+        let positions = self.tracker.positions(&self.kafka.topics.alerts);
+        consumer.commit(&positions, CommitMode::Sync);
+        self.uncommitted = false;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    fn report(&mut self, consumer: &GroupConsumer) {
+        if self.last_report.elapsed() < Duration::from_secs(10) {
+            return;
+        }
+        self.last_report = Instant::now();
+        consumer.report_lag("notify");
+        let max_age = i64::try_from(self.config.max_alert_age.as_millis()).unwrap_or(i64::MAX);
+        let oldest = now_ms() - max_age;
+        self.memory
+            .forget_older_than(oldest.saturating_sub(3_600_000));
+        info!(summary = ?self.summary, in_flight = self.tracker.in_flight(), "Notifier progress.");
+    }
+}
+
+/// How an alert record's handling ended, and so what is recorded for it.
+enum Ending {
+    /// Delivered, or not sent because it was stale on arrival: its outcome.
+    Outcome(AlertDelivery),
+    /// Not delivered: its outcome, and a dead letter with the notification body so an operator
+    /// can deliver it by hand.
+    Undeliverable(Box<Alert>, AlertDelivery, Undelivered),
+    /// Not an alert (undecodable, or a record without a value): a dead letter only.
+    NotAnAlert { detail: String },
+}
+
+/// Why an alert was not delivered: the dead letter's reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Undelivered {
+    NoEndpoint,
+    /// The endpoint refused it, or kept failing until `give_up_after`.
+    Refused,
+}
+
+impl Undelivered {
+    fn as_str(self) -> &'static str {
+        match self {
+            Undelivered::NoEndpoint => "no_endpoint",
+            Undelivered::Refused => "undeliverable_alert",
+        }
+    }
+}
+
+impl Ending {
+    /// What a worker's delivery attempt came to.
+    fn of_delivery(alert: Alert, delivery: AlertDelivery) -> Ending {
+        if delivery.outcome == DeliveryOutcome::Undeliverable {
+            Ending::Undeliverable(Box::new(alert), delivery, Undelivered::Refused)
+        } else {
+            Ending::Outcome(delivery)
+        }
+    }
+
+    fn delivery(&self) -> Option<&AlertDelivery> {
+        match self {
+            Ending::Outcome(d) | Ending::Undeliverable(_, d, _) => Some(d),
+            Ending::NotAnAlert { .. } => None,
+        }
+    }
 }
 
 enum Routed {
-    /// Done on the spot; `Some` carries an outcome to record first.
-    Finished(Option<Finished>),
+    /// Done on the spot; `Some` carries what to record first.
+    Finished(Option<Ending>),
     Queued(Job),
     /// The partition was revoked during the poll: its new owner handles it.
     NotOurs,
@@ -442,10 +558,7 @@ fn route(
             if tracker.read(partition, offset, true).is_none() {
                 return Routed::NotOurs;
             }
-            return Routed::Finished(Some(Finished {
-                alert: undecodable_placeholder(message),
-                delivery: undecodable_delivery(&detail),
-            }));
+            return Routed::Finished(Some(Ending::NotAnAlert { detail }));
         }
     };
     if !alert.status.notifies() || memory.finished.contains_key(&alert.alert_id) {
@@ -464,7 +577,6 @@ fn route(
         if tracker.read(partition, offset, true).is_none() {
             return Routed::NotOurs;
         }
-        summary.stale += 1;
         let delivery = delivery::outcome_record(
             &alert,
             DeliveryOutcome::Stale,
@@ -477,7 +589,7 @@ fn route(
             "",
             now_ms(),
         );
-        return Routed::Finished(Some(Finished { alert, delivery }));
+        return Routed::Finished(Some(Ending::Outcome(delivery)));
     }
     match tracker.read(partition, offset, false) {
         Some(epoch) => Routed::Queued(Job {
@@ -491,96 +603,61 @@ fn route(
     }
 }
 
-/// Undecodable records still leave a trace in dead letters; these carry what is known.
-fn undecodable_placeholder(message: &BorrowedMessage<'_>) -> Alert {
-    Alert {
-        alert_id: String::new(),
-        episode_id: String::new(),
-        rule_id: String::new(),
-        rule_version: 0,
-        severity: vigil_schemas::Severity::Info,
-        status: vigil_schemas::AlertStatus::Raised,
-        sequence: 0,
-        hospital_id: String::new(),
-        department_code: String::new(),
-        patient_pseudonym: String::new(),
-        event_time_ms: message.timestamp().to_millis().unwrap_or(0),
-        episode_start_ms: 0,
-        trigger_event_id: String::new(),
-        value: None,
-        unit: String::new(),
-        threshold: String::new(),
-        message: String::new(),
-        source: String::new(),
-        actor: String::new(),
-    }
-}
-
-fn undecodable_delivery(error: &str) -> AlertDelivery {
-    AlertDelivery {
-        alert_id: String::new(),
-        episode_id: String::new(),
-        rule_id: String::new(),
-        severity: vigil_schemas::Severity::Info,
-        alert_status: vigil_schemas::AlertStatus::Raised,
-        hospital_id: String::new(),
-        outcome: DeliveryOutcome::Undeliverable,
-        attempts: 0,
-        http_status: 0,
-        detail: format!("the alert record cannot be decoded: {error}"),
-        endpoint: String::new(),
-        alert_time_ms: 0,
-        first_attempt_ms: now_ms(),
-        finished_ms: now_ms(),
-    }
-}
-
-/// Writes the outcome (and, for an alert that could not be delivered, a dead letter).
+/// Writes the outcome (and, for what could not be delivered, a dead letter).
 fn record_outcome(
     producer: &DurableProducer,
     topics: &vigil_runtime::config::Topics,
-    delivery_codec: &AvroCodec<AlertDelivery>,
-    dead_letter_codec: &AvroCodec<DeadLetter>,
-    finished: &Finished,
+    codecs: &Codecs,
+    ending: &Ending,
     (topic, partition, offset): (String, i32, i64),
 ) -> Result<(), SinkError> {
-    let delivery = &finished.delivery;
-    metrics::counter!("vigil_notify_outcomes_total", "outcome" => delivery.outcome.as_str())
-        .increment(1);
-    if !delivery.alert_id.is_empty() {
-        producer.send(
-            &topics.alert_deliveries,
-            delivery.alert_id.as_bytes(),
-            &delivery_codec.encode(delivery)?,
-        )?;
-    }
-    if delivery.outcome == DeliveryOutcome::Undeliverable {
-        let reason_code = if delivery.alert_id.is_empty() {
-            "undecodable_alert"
-        } else if delivery.endpoint.is_empty() {
-            "no_endpoint"
-        } else {
-            "undeliverable_alert"
-        };
-        // Alerts are pseudonymous; the notification body lets an operator deliver it by hand.
-        let payload = if delivery.alert_id.is_empty() {
-            String::new()
-        } else {
-            String::from_utf8_lossy(&delivery::body(&finished.alert)?).into_owned()
-        };
-        let at = InputPosition {
-            topic: &topic,
-            partition,
-            offset,
-        };
-        let letter = DeadLetter::new("notify", at, reason_code, &delivery.detail, now_ms())
-            .with_hospital(&delivery.hospital_id)
-            .with_event_time((delivery.alert_time_ms > 0).then_some(delivery.alert_time_ms))
-            .with_copy(&payload);
+    let at = InputPosition {
+        topic: &topic,
+        partition,
+        offset,
+    };
+    let letter = match ending {
+        Ending::Outcome(delivery) | Ending::Undeliverable(_, delivery, _) => {
+            metrics::counter!("vigil_notify_outcomes_total", "outcome" => delivery.outcome.as_str())
+                .increment(1);
+            producer.send(
+                &topics.alert_deliveries,
+                delivery.alert_id.as_bytes(),
+                &codecs.delivery.encode(delivery)?,
+            )?;
+            match ending {
+                Ending::Undeliverable(alert, delivery, why) => {
+                    // Alerts are pseudonymous; the body lets an operator deliver it by hand.
+                    let body = String::from_utf8_lossy(&delivery::body(alert)?).into_owned();
+                    let time = (delivery.alert_time_ms > 0).then_some(delivery.alert_time_ms);
+                    Some(
+                        DeadLetter::new("notify", at, why.as_str(), &delivery.detail, now_ms())
+                            .with_hospital(&delivery.hospital_id)
+                            .with_event_time(time)
+                            .with_copy(&body),
+                    )
+                }
+                _ => None,
+            }
+        }
+        Ending::NotAnAlert { detail } => {
+            metrics::counter!("vigil_notify_outcomes_total", "outcome" => "UNDECODABLE")
+                .increment(1);
+            let detail = format!("the alert record cannot be decoded: {detail}");
+            Some(DeadLetter::new(
+                "notify",
+                at,
+                "undecodable_alert",
+                &detail,
+                now_ms(),
+            ))
+        }
+    };
+    if let Some(letter) = letter {
         producer.send(
             &topics.dead_letters,
             letter.hospital_id.as_bytes(),
-            &dead_letter_codec.encode(&letter)?,
+            &codecs.dead_letter.encode(&letter)?,
         )?;
     }
     Ok(())
@@ -654,8 +731,7 @@ fn spawn_worker(
                 partition: job.partition,
                 epoch: job.epoch,
                 offset: job.offset,
-                alert: job.alert,
-                delivery,
+                ending: Ending::of_delivery(job.alert, delivery),
             };
             if done.send(finished).is_err() {
                 return;

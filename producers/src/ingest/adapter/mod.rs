@@ -1,0 +1,378 @@
+//! One Debezium change event in, one canonical event (or a reasoned rejection) out.
+//!
+//! The event is read through its hospital's vendor shape (which table, which columns, which
+//! code values, how time is written) and code tables (local codes to LOINC, ICD-10, ATC). The
+//! resident ID becomes the pseudonym; every other direct identifier is dropped. Values are
+//! converted to canonical units and checked for plausibility; the clinical time of the row is
+//! the event time (the change time for deletes, which retract rather than state a fact). This
+//! module reads the envelope; one module per table kind reads the row.
+
+mod diagnosis;
+mod encounter;
+mod follow_up;
+mod lab;
+mod patient;
+mod prescription;
+pub mod reason;
+mod values;
+mod vitals;
+
+use serde_json::Value;
+use vigil_schemas::ids::stable_id;
+use vigil_schemas::{validate, ClinicalEvent, Operation, Payload};
+
+use crate::edge::shapes::{TableKind, VendorShape};
+use crate::edge::time::{read_date, read_timestamp};
+use crate::edge::{Catalog, HospitalProfile};
+use crate::pseudonym::PseudonymKey;
+pub use reason::Reason;
+use reason::{reject, Reject};
+use values::{shown, text, Row};
+
+/// A record the edge does not accept, with its reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// Empty when the record did not say which hospital it came from.
+    pub hospital: String,
+    pub reason: Reason,
+    /// Names fields and bounds, never values (a value may be anything a hospital typed).
+    pub detail: String,
+    /// Row columns the dead-letter copy may show (see `redact::safe_copy`); empty when the
+    /// hospital or the table is unknown.
+    pub columns: Vec<String>,
+}
+
+/// What became of one input record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Accepted(Box<ClinicalEvent>),
+    /// The event was accepted but a code had no mapping (e.g. a drug without ATC): data quality.
+    AcceptedUnmapped(Box<ClinicalEvent>, &'static str),
+    Rejected(Rejection),
+    /// A Debezium tombstone (null value after a delete): nothing to do.
+    Tombstone,
+}
+
+/// Settings the adapter needs besides the catalogue.
+pub struct Adapter<'a> {
+    pub catalog: &'a Catalog,
+    pub key: &'a PseudonymKey,
+    /// The hospitals' time zone, minutes east of UTC (for local-time text).
+    pub utc_offset_minutes: i32,
+    /// Clinical times further ahead of this than a day are rejected.
+    pub now_ms: i64,
+}
+
+/// What a table's row says: the payload, its clinical time, and a code left unmapped.
+struct Fact {
+    payload: Payload,
+    clinical_ms: i64,
+    unmapped: Option<&'static str>,
+}
+
+impl Fact {
+    fn new(payload: Payload, clinical_ms: i64) -> Fact {
+        Fact {
+            payload,
+            clinical_ms,
+            unmapped: None,
+        }
+    }
+}
+
+/// One row image, read through its hospital's vendor shape.
+struct RowReader<'a> {
+    row: &'a Row,
+    profile: &'a HospitalProfile,
+    utc_offset_minutes: i32,
+    now_ms: i64,
+    /// When the row changed in the hospital's database (`source.ts_ms`).
+    change_ms: i64,
+}
+
+impl RowReader<'_> {
+    fn vendor(&self) -> &VendorShape {
+        &self.profile.vendor
+    }
+
+    fn text(&self, column: &str) -> String {
+        text(self.row, column)
+    }
+
+    fn value(&self, column: &str) -> &Value {
+        self.row.get(column).unwrap_or(&Value::Null)
+    }
+
+    /// A calendar date column (unchecked: dates of birth and planned visits).
+    fn date(&self, column: &str) -> Option<i64> {
+        read_date(
+            self.value(column),
+            self.vendor().date_format,
+            self.utc_offset_minutes,
+        )
+    }
+
+    /// An instant column, when present, held to the edge's clock.
+    fn optional_time(&self, column: &str) -> Result<Option<i64>, Reject> {
+        read_timestamp(
+            self.value(column),
+            self.vendor().timestamp_format,
+            self.utc_offset_minutes,
+        )
+        .map(|ms| check_time(ms, self.now_ms, column))
+        .transpose()
+    }
+
+    /// The clinical time of the row: required.
+    fn time(&self, column: &str) -> Result<i64, Reject> {
+        self.optional_time(column)?.ok_or_else(|| {
+            reject(
+                Reason::MissingField,
+                format!("{column} (the clinical time) is missing or unreadable"),
+            )
+        })
+    }
+}
+
+/// 1990 to a day ahead of the edge's clock: anything else is a typing or clock error.
+fn check_time(ms: i64, now_ms: i64, column: &str) -> Result<i64, Reject> {
+    if ms < validate::EARLIEST_CLINICAL_MS || ms > now_ms + validate::FUTURE_TOLERANCE_MS {
+        return Err(reject(
+            Reason::InvalidDate,
+            format!("{column} is outside 1990..tomorrow"),
+        ));
+    }
+    Ok(ms)
+}
+
+/// The columns of the event's table that its dead-letter copy may show.
+fn copyable_columns(profile: &HospitalProfile, payload: &Value) -> Vec<String> {
+    let table = payload
+        .pointer("/source/table")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    profile
+        .vendor
+        .table(table)
+        .map(|(kind, _, _)| {
+            profile
+                .vendor
+                .copyable_columns(kind)
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn rejected(hospital: &str, reason: Reason, detail: String) -> Outcome {
+    Outcome::Rejected(Rejection {
+        hospital: hospital.to_string(),
+        reason,
+        detail,
+        columns: Vec::new(),
+    })
+}
+
+impl Adapter<'_> {
+    /// Adapts one Kafka record value (`None`: a tombstone).
+    pub fn adapt(&self, value: Option<&[u8]>) -> Outcome {
+        let Some(bytes) = value else {
+            return Outcome::Tombstone;
+        };
+        let parsed: Value = match serde_json::from_slice(bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                let detail = format!(
+                    "not JSON ({:?} error at line {} column {})",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                );
+                return rejected("", Reason::MalformedRecord, detail);
+            }
+        };
+        // With Kafka Connect's schemas enabled the event sits under "payload".
+        let payload = match parsed.get("payload") {
+            Some(p) if parsed.get("schema").is_some() => p,
+            _ => &parsed,
+        };
+        if payload.is_null() {
+            return Outcome::Tombstone;
+        }
+        if !payload.is_object() {
+            let detail = "a change event must be a JSON object".to_string();
+            return rejected("", Reason::MalformedRecord, detail);
+        }
+        let server = payload
+            .pointer("/source/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(profile) = self.catalog.by_server(server) else {
+            let detail = format!(
+                "no hospital in the edge catalogue has the connector name {}",
+                shown(server)
+            );
+            return rejected("", Reason::UnknownHospital, detail);
+        };
+        match self.adapt_event(profile, payload) {
+            Ok((event, Some(what))) => Outcome::AcceptedUnmapped(Box::new(event), what),
+            Ok((event, None)) => Outcome::Accepted(Box::new(event)),
+            Err(Reject { reason, detail }) => Outcome::Rejected(Rejection {
+                hospital: profile.id.clone(),
+                reason,
+                detail,
+                columns: copyable_columns(profile, payload),
+            }),
+        }
+    }
+
+    /// The envelope: operation, table, change time, the row, its key and its patient; then the
+    /// table's own reader, and the canonical event built and checked against the contract.
+    fn adapt_event(
+        &self,
+        profile: &HospitalProfile,
+        payload: &Value,
+    ) -> Result<(ClinicalEvent, Option<&'static str>), Reject> {
+        let vendor = &profile.vendor;
+        let op = payload
+            .get("op")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let operation = match op {
+            "c" => Operation::Create,
+            "u" => Operation::Update,
+            "d" => Operation::Delete,
+            "r" => Operation::Snapshot,
+            other => {
+                return Err(reject(
+                    Reason::MissingField,
+                    format!("op {} is missing or not one of c, u, d, r", shown(other)),
+                ))
+            }
+        };
+        let source = payload.get("source").unwrap_or(&Value::Null);
+        let table_name = source
+            .get("table")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some((kind, key_column, resident_column)) = vendor.table(table_name) else {
+            return Err(reject(
+                Reason::UnknownTable,
+                format!("vendor {} has no table {}", vendor.name, shown(table_name)),
+            ));
+        };
+        let change_ms = source
+            .get("ts_ms")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| reject(Reason::MissingField, "source.ts_ms is missing"))?;
+        // Every operation, deletes included: a delete's change time is its event time.
+        let change_ms = check_time(change_ms, self.now_ms, "source.ts_ms")?;
+        let image = if operation == Operation::Delete {
+            "before"
+        } else {
+            "after"
+        };
+        let row = payload
+            .get(image)
+            .and_then(Value::as_object)
+            .ok_or_else(|| {
+                reject(
+                    Reason::MissingField,
+                    format!("the '{image}' image of a '{op}' event is missing"),
+                )
+            })?;
+        let key = text(row, key_column);
+        if key.is_empty() {
+            return Err(reject(
+                Reason::MissingField,
+                format!("{key_column} (the row key) is missing"),
+            ));
+        }
+        let resident = text(row, resident_column);
+        if resident.is_empty() {
+            return Err(reject(
+                Reason::MissingPatientIdentifier,
+                format!("{resident_column} is missing"),
+            ));
+        }
+        if !crate::edge::resident_id::is_valid(&resident) {
+            return Err(reject(
+                Reason::InvalidPatientIdentifier,
+                format!("{resident_column} is not a valid resident ID"),
+            ));
+        }
+        let reader = RowReader {
+            row,
+            profile,
+            utc_offset_minutes: self.utc_offset_minutes,
+            now_ms: self.now_ms,
+            change_ms,
+        };
+        let fact = match kind {
+            TableKind::Patient => patient::read(&reader),
+            TableKind::Encounter => encounter::read(&reader),
+            TableKind::Diagnosis => diagnosis::read(&reader),
+            TableKind::Lab => lab::read(&reader),
+            TableKind::Vitals => vitals::read(&reader),
+            TableKind::Prescription => prescription::read(&reader),
+            TableKind::FollowUp => follow_up::read(&reader),
+        }?;
+        let table = table_name.to_ascii_lowercase();
+        // The patient table's key is the medical record number: pseudonymised like the patient.
+        let record_key = if kind == TableKind::Patient {
+            self.key
+                .pseudonymise(&format!("{}:{table}:{key}", profile.id))[..24]
+                .to_string()
+        } else {
+            key.clone()
+        };
+        let event = ClinicalEvent {
+            event_id: event_id(profile, &table, &key, op, change_ms, source),
+            hospital_id: profile.id.clone(),
+            source_system: format!("{}/{}", vendor.name, vendor.connector),
+            operation,
+            event_time_ms: if operation == Operation::Delete {
+                change_ms
+            } else {
+                fact.clinical_ms
+            },
+            ingest_time_ms: self.now_ms,
+            patient_pseudonym: self.key.pseudonymise(&resident),
+            record_id: format!("{table}/{record_key}"),
+            schema_version: 1,
+            payload: fact.payload,
+        };
+        // The edge produces nothing the processor would refuse: the same contract, checked here.
+        validate::check_event(&event)?;
+        Ok((event, fact.unmapped))
+    }
+}
+
+/// A change's id: hospital, table, row key, operation, change time and source position (which
+/// tells two changes of the same row in the same millisecond apart).
+fn event_id(
+    profile: &HospitalProfile,
+    table: &str,
+    key: &str,
+    op: &str,
+    change_ms: i64,
+    source: &Value,
+) -> String {
+    let position = ["file", "pos", "row", "lsn", "scn"]
+        .iter()
+        .filter_map(|k| source.get(*k).map(|v| v.to_string()))
+        .collect::<Vec<_>>()
+        .join(":");
+    stable_id(&[
+        profile.id.as_bytes(),
+        table.as_bytes(),
+        key.as_bytes(),
+        op.as_bytes(),
+        &change_ms.to_le_bytes(),
+        position.as_bytes(),
+    ])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,356 @@
+use serde_json::json;
+
+use super::*;
+use vigil_schemas::Sex;
+
+const ID: &str = "11010519491231002X";
+
+fn catalog() -> Catalog {
+    Catalog::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/edge")).unwrap()
+}
+
+fn envelope(server: &str, table: &str, op: &str, row: Value) -> Value {
+    let (before, after) = if op == "d" {
+        (row, Value::Null)
+    } else {
+        (Value::Null, row)
+    };
+    json!({"before": before, "after": after, "op": op, "ts_ms": 1_750_000_001_000i64,
+           "source": {"name": server, "table": table, "ts_ms": 1_750_000_000_000i64, "file": "mysql-bin.000001", "pos": 42}})
+}
+
+fn lab_a(code: &str, value: Value, unit: &str) -> Value {
+    envelope(
+        "his-h0001",
+        "lis_jg",
+        "c",
+        json!({"jgid": 7, "sfzh": ID, "xmdm": code, "jg": value, "dw": unit, "bgsj": "2025-06-01 09:30:00"}),
+    )
+}
+
+fn adapt(value: &Value) -> Outcome {
+    let catalog = catalog();
+    let key = PseudonymKey::from_bytes(&[3u8; 32]).unwrap();
+    let adapter = Adapter {
+        catalog: &catalog,
+        key: &key,
+        utc_offset_minutes: 480,
+        now_ms: 1_760_000_000_000,
+    };
+    adapter.adapt(Some(value.to_string().as_bytes()))
+}
+
+fn accepted(value: &Value) -> ClinicalEvent {
+    match adapt(value) {
+        Outcome::Accepted(e) | Outcome::AcceptedUnmapped(e, _) => *e,
+        other => panic!("rejected: {other:?}"),
+    }
+}
+
+fn reason(value: &Value) -> &'static str {
+    match adapt(value) {
+        Outcome::Rejected(r) => r.reason.as_str(),
+        other => panic!("accepted: {other:?}"),
+    }
+}
+
+fn lab(event: &ClinicalEvent) -> (String, f64, String) {
+    match &event.payload {
+        Payload::LabResult(l) => (
+            l.loinc.clone(),
+            (l.value * 100.0).round() / 100.0,
+            l.unit.clone(),
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn local_lab_codes_map_to_loinc_in_canonical_units() {
+    let b_glucose = envelope(
+        "his-h0002",
+        "lab_results",
+        "c",
+        json!({"id": 1, "id_number": ID, "test_code": "LAB0102", "value_numeric": 126.0, "units": "mg/dL", "resulted_at": 1_749_000_000_000_000i64}),
+    );
+    let b_creatinine = envelope(
+        "his-h0002",
+        "lab_results",
+        "c",
+        json!({"id": 2, "id_number": ID, "test_code": "LAB0301", "value_numeric": 1.0, "units": "", "resulted_at": 1_749_000_000_000_000i64}),
+    );
+    let c_hba1c = envelope(
+        "his-h0003",
+        "EXAM_RESULT",
+        "c",
+        json!({"RESULT_ID": 3, "ID_NO": ID, "ITEM_CODE": "2001", "RESULT_VALUE": "9.4", "RESULT_UNIT": "%", "REPORT_TIME": 1_749_000_000_000i64}),
+    );
+    let cases: [(Value, (&str, f64, &str)); 5] = [
+        (
+            lab_a("GLU", json!("7.9"), "mmol/L"),
+            ("14749-6", 7.9, "mmol/L"),
+        ),
+        // Reported in mg/dL where the lab usually reports mmol/L: converted, not rejected.
+        (
+            lab_a("FBG", json!("126"), "mg/dL"),
+            ("14771-0", 6.99, "mmol/L"),
+        ),
+        (b_glucose, ("14749-6", 6.99, "mmol/L")),
+        // No unit on the row: the code table's (mg/dL) applies.
+        (b_creatinine, ("14682-9", 88.4, "umol/L")),
+        (c_hba1c, ("4548-4", 9.4, "%")),
+    ];
+    for (input, (loinc, value, unit)) in cases {
+        assert_eq!(
+            lab(&accepted(&input)),
+            (loinc.to_string(), value, unit.to_string()),
+            "{input}"
+        );
+    }
+}
+
+fn rejection(value: &Value) -> Rejection {
+    match adapt(value) {
+        Outcome::Rejected(r) => r,
+        other => panic!("accepted: {other:?}"),
+    }
+}
+
+fn prescription(dose: Value) -> Value {
+    envelope(
+        "his-h0001",
+        "cf_mx",
+        "c",
+        json!({"cfid": 9, "sfzh": ID, "ypdm": "Y001", "jl": dose, "jldw": "mg", "pc": "qd", "ts": 30, "kfsj": "2025-06-01 09:30:00"}),
+    )
+}
+
+fn encounter(kind: &str, department: &str) -> Value {
+    envelope(
+        "his-h0001",
+        "mz_jzjl",
+        "c",
+        json!({"jzid": 5, "sfzh": ID, "jzlx": kind, "ksdm": department, "jzsj": "2025-06-01 09:30:00"}),
+    )
+}
+
+#[test]
+fn what_is_not_a_finite_plausible_dose_is_rejected() {
+    assert!(matches!(
+        adapt(&prescription(json!("5"))),
+        Outcome::Accepted(_) | Outcome::AcceptedUnmapped(..)
+    ));
+    for dose in [json!("NaN"), json!("inf"), json!("-inf"), json!("infinity")] {
+        assert_eq!(
+            reason(&prescription(dose.clone())),
+            "non_numeric_result",
+            "{dose}"
+        );
+    }
+    for dose in [json!("1e308"), json!(-5), json!("-5")] {
+        assert_eq!(
+            reason(&prescription(dose.clone())),
+            "value_out_of_range",
+            "{dose}"
+        );
+    }
+}
+
+#[test]
+fn deletes_are_held_to_the_same_clock_as_every_change() {
+    let mut delete = lab_a("GLU", json!("7.9"), "mmol/L");
+    delete["op"] = json!("d");
+    delete["before"] = delete["after"].clone();
+    delete["after"] = Value::Null;
+    assert!(matches!(adapt(&delete), Outcome::Accepted(_)));
+    delete["source"]["ts_ms"] = json!(-5_000_000_000_000_000i64);
+    assert_eq!(reason(&delete), "invalid_date");
+    delete["source"]["ts_ms"] = json!(4_000_000_000_000i64);
+    assert_eq!(reason(&delete), "invalid_date");
+}
+
+#[test]
+fn hostile_text_is_rejected_without_panicking_or_being_echoed() {
+    // A resident id of 18 bytes ending inside a multi-byte character.
+    let mut multibyte = lab_a("GLU", json!("7.9"), "mmol/L");
+    multibyte["after"]["sfzh"] = json!("123456789012345王");
+    let r = rejection(&multibyte);
+    assert_eq!(r.reason.as_str(), "invalid_patient_identifier");
+    assert!(!r.detail.contains("123456789012345"));
+    // A name where a code belongs.
+    let r = rejection(&encounter("patient 何玉兰", "NEI"));
+    assert_eq!(r.reason.as_str(), "invalid_code");
+    assert!(!r.detail.contains("何玉兰"), "{}", r.detail);
+    // Megabytes where a code belongs.
+    let huge = "科".repeat(700_000);
+    let r = rejection(&encounter("MZ", &huge));
+    assert_eq!(r.reason.as_str(), "field_too_long");
+    assert!(r.detail.len() < 200);
+    let r = rejection(&encounter(&huge, "NEI"));
+    assert_eq!(r.reason.as_str(), "invalid_code");
+    assert!(r.detail.len() < 200);
+    // A phone number in a code column is not shown either.
+    let r = rejection(&lab_a("13912345678", json!("7.9"), "mmol/L"));
+    assert_eq!(r.reason.as_str(), "unknown_local_code");
+    assert!(!r.detail.contains("13912345678"), "{}", r.detail);
+    // Codes that look like codes are shown: the operator needs them.
+    let r = rejection(&lab_a("ZZ01", json!("7.9"), "mmol/L"));
+    assert!(r.detail.contains("'ZZ01'"), "{}", r.detail);
+}
+
+#[test]
+fn rejections_name_their_reason() {
+    let mut bad_id = lab_a("GLU", json!("7.9"), "mmol/L");
+    bad_id["after"]["sfzh"] = json!("11010519491231002Y");
+    let mut no_id = lab_a("GLU", json!("7.9"), "mmol/L");
+    no_id["after"]["sfzh"] = Value::Null;
+    let mut no_time = lab_a("GLU", json!("7.9"), "mmol/L");
+    no_time["after"]["bgsj"] = Value::Null;
+    let mut future = lab_a("GLU", json!("7.9"), "mmol/L");
+    future["after"]["bgsj"] = json!("2031-01-01 00:00:00");
+    let mut stranger = lab_a("GLU", json!("7.9"), "mmol/L");
+    stranger["source"]["name"] = json!("his-nowhere");
+    let mut odd_table = lab_a("GLU", json!("7.9"), "mmol/L");
+    odd_table["source"]["table"] = json!("billing");
+    let vitals = |s: f64, d: f64| {
+        envelope(
+            "his-h0001",
+            "tz_jl",
+            "c",
+            json!({"tzid": 1, "sfzh": ID, "ssy": s, "szy": d, "clsj": "2025-06-01 09:30:00"}),
+        )
+    };
+    let dx = |server: &str, system: &str, code: &str| {
+        envelope(
+            server,
+            if server == "his-h0002" {
+                "diagnoses"
+            } else {
+                "zd_jl"
+            },
+            "c",
+            json!({"id": 1, "zdid": 1, "id_number": ID, "sfzh": ID, "code_system": system, "code": code, "zddm": code, "recorded_at": 1_749_000_000_000_000i64, "zdsj": "2025-06-01 09:30:00"}),
+        )
+    };
+    let cases: [(Value, &str); 15] = [
+        (lab_a("ZZ01", json!("7.9"), "mmol/L"), "unknown_local_code"),
+        (lab_a("GLU", json!("7.9"), "g/L"), "unexpected_unit"),
+        (lab_a("GLU", json!("阳性"), "mmol/L"), "non_numeric_result"),
+        (lab_a("GLU", json!("79"), "mmol/L"), "value_out_of_range"),
+        (lab_a("GLU", Value::Null, "mmol/L"), "missing_field"),
+        (bad_id, "invalid_patient_identifier"),
+        (no_id, "missing_patient_identifier"),
+        (no_time, "missing_field"),
+        (future, "invalid_date"),
+        (stranger, "unknown_hospital"),
+        (odd_table, "unknown_table"),
+        (vitals(400.0, 90.0), "value_out_of_range"),
+        (vitals(80.0, 95.0), "value_out_of_range"),
+        (dx("his-h0002", "LOCAL", "FOO"), "unknown_local_code"),
+        (dx("his-h0001", "", "hello"), "invalid_code"),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(reason(&input), expected, "{input}");
+    }
+    assert_eq!(reason(&json!("a string, not an event")), "malformed_record");
+    let catalog = catalog();
+    let key = PseudonymKey::from_bytes(&[3u8; 32]).unwrap();
+    let adapter = Adapter {
+        catalog: &catalog,
+        key: &key,
+        utc_offset_minutes: 480,
+        now_ms: 1_760_000_000_000,
+    };
+    assert!(matches!(
+        adapter.adapt(Some(b"{\"op\": \"c\", ")),
+        Outcome::Rejected(Rejection {
+            reason: Reason::MalformedRecord,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn local_diagnoses_map_to_icd10() {
+    let event = accepted(&envelope(
+        "his-h0002",
+        "diagnoses",
+        "c",
+        json!({"id": 9, "id_number": ID, "code_system": "LOCAL", "code": "HTN", "primary_flag": true, "recorded_at": 1_749_000_000_000_000i64}),
+    ));
+    assert!(matches!(&event.payload, Payload::Diagnosis(d) if d.icd10 == "I10" && d.is_primary));
+}
+
+#[test]
+fn envelopes_with_and_without_schema_updates_deletes_and_tombstones() {
+    let plain = lab_a("GLU", json!("7.9"), "mmol/L");
+    let wrapped = json!({"schema": {"type": "struct"}, "payload": plain.clone()});
+    let a = accepted(&plain);
+    let b = accepted(&wrapped);
+    assert_eq!(a, b);
+    assert_eq!(
+        (a.operation, a.record_id.as_str(), a.hospital_id.as_str()),
+        (Operation::Create, "lis_jg/7", "H0001")
+    );
+    // 09:30 in Beijing is 01:30 UTC.
+    assert_eq!(
+        a.event_time_ms,
+        vigil_runtime::time::local_day_start_ms(
+            vigil_runtime::time::parse_date("2025-06-01").unwrap(),
+            480
+        ) + 9 * 3_600_000
+            + 30 * 60_000
+    );
+    let delete = envelope("his-h0001", "lis_jg", "d", plain["after"].clone());
+    let d = accepted(&delete);
+    assert_eq!(
+        (d.operation, d.record_id.as_str(), d.event_time_ms),
+        (Operation::Delete, "lis_jg/7", 1_750_000_000_000)
+    );
+    assert_ne!(d.event_id, a.event_id);
+    assert!(matches!(
+        adapt(&json!({"schema": {}, "payload": null})),
+        Outcome::Tombstone
+    ));
+    let catalog = catalog();
+    let key = PseudonymKey::from_bytes(&[3u8; 32]).unwrap();
+    let adapter = Adapter {
+        catalog: &catalog,
+        key: &key,
+        utc_offset_minutes: 480,
+        now_ms: 1_760_000_000_000,
+    };
+    assert!(matches!(adapter.adapt(None), Outcome::Tombstone));
+}
+
+#[test]
+fn no_direct_identifier_passes_the_edge() {
+    let patient = envelope(
+        "his-h0001",
+        "pat_master",
+        "r",
+        json!({
+        "brid": 12, "sfzh": ID, "brxm": "王芳", "lxdh": "13912345678", "jzdz": "浙江省杭州市文三路1号",
+        "xb": "2", "csrq": "1949-12-31", "xzqh": "330106", "gxy_jdrq": "2020-03-01 10:00:00", "tnb_jdrq": null, "swrq": null}),
+    );
+    let event = accepted(&patient);
+    let text = format!("{event:?}");
+    assert!(
+        !event.record_id.ends_with("/12"),
+        "the patient key is a record number: {}",
+        event.record_id
+    );
+    for identifier in [ID, "王芳", "13912345678", "文三路", "1949-12-31"] {
+        assert!(!text.contains(identifier), "{identifier} leaked: {text}");
+    }
+    match &event.payload {
+        Payload::PatientRegistration(r) => {
+            assert_eq!(
+                (r.sex, r.birth_year, r.programmes.len()),
+                (Sex::Female, 1949, 1)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(event.patient_pseudonym.len(), 64);
+}
