@@ -237,7 +237,7 @@ fn main() -> std::process::ExitCode {
 async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
     let cli = Cli::parse();
     let explicit = cli.config != std::path::Path::new("vigil.toml");
-    let mut config = config::load(&cli.config, explicit)?;
+    let config = config::load(&cli.config, explicit)?;
     if !matches!(
         cli.command,
         Command::Config
@@ -250,150 +250,19 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
     }
 
     match cli.command {
-        Command::Config => {
-            say!("{}", toml::to_string_pretty(&config)?.trim_end());
-        }
-        Command::Rules { file } => {
-            let rules = match file.or(config.process.rules_file.clone()) {
-                Some(path) => RuleSet::load(&path)?,
-                None => RuleSet::defaults()?,
-            };
-            for rule in rules.rules() {
-                say!(
-                    "{:<34} v{:<3} {:<9} {}",
-                    rule.id,
-                    rule.version,
-                    format!("{:?}", rule.severity),
-                    rule.title
-                );
-            }
-        }
-        Command::Migrate => {
-            let report = vigil_sinks::clickhouse::migrate::migrate(&config.clickhouse)
-                .await
-                .with_context(|| format!("cannot migrate ClickHouse at {}; is it running (deploy/local/services.sh start)?", config.clickhouse.url))?;
-            say!(
-                "migrations applied: {:?}; already present: {:?}",
-                report.applied,
-                report.already
-            );
-        }
-        Command::Publish => {
-            let cells = vigil_sinks::clickhouse::publish::publish(
-                &config.clickhouse,
-                config.sink.publish_min_cell,
-            )
-            .await?;
-            say!(
-                "published {cells} outcome-metric cells to {}_insurance",
-                config.clickhouse.database
-            );
-        }
+        Command::Config => say!("{}", toml::to_string_pretty(&config)?.trim_end()),
+        Command::Rules { file } => print_rules(file.or(config.process.rules_file.clone()))?,
+        Command::Migrate => migrate(&config).await?,
+        Command::Publish => publish(&config).await?,
         Command::Topics => {
             prepare_topics(&config.kafka).await?;
             say!("topics ready on {}", config.kafka.brokers);
         }
-        Command::Simulate(args) => {
-            apply_simulate_args(&mut config, &args)?;
-            prepare_topics(&config.kafka).await?;
-            let key = pseudonym_key(&config)?;
-            let summary = supervise("simulate", shutdown.clone(), move |token| {
-                vigil_producers::simulator::run(
-                    &config.simulate,
-                    &config.edge,
-                    &config.kafka,
-                    key.clone(),
-                    token,
-                )
-            })
-            .await?;
-            say!(
-                "simulated {} events in {:.1}s",
-                summary.events,
-                summary.elapsed.as_secs_f64()
-            );
-        }
-        Command::Ingest(args) => {
-            prepare_topics(&config.kafka).await?;
-            let key = pseudonym_key(&config)?;
-            let summary = match args.file {
-                Some(path) => {
-                    supervise("ingest", shutdown.clone(), move |token| {
-                        vigil_producers::ingest::run_file(
-                            &path,
-                            &config.edge,
-                            &config.kafka,
-                            key.clone(),
-                            token,
-                        )
-                    })
-                    .await?
-                }
-                None => {
-                    let stop = vigil_runtime::StopWhen::idle(args.until.duration());
-                    supervise("ingest", shutdown.clone(), move |token| {
-                        vigil_producers::ingest::run(
-                            &config.ingest,
-                            &config.edge,
-                            &config.kafka,
-                            key.clone(),
-                            token,
-                            stop.clone(),
-                        )
-                    })
-                    .await?
-                }
-            };
-            say!("{}", serde_json::to_string(&summary)?);
-        }
-        Command::Process(until) => {
-            prepare_topics(&config.kafka).await?;
-            let stop = vigil_processors::runner::StopWhen {
-                idle_for: until.duration(),
-                upstream_done: None,
-            };
-            let summary = supervise("process", shutdown.clone(), move |token| {
-                vigil_processors::runner::run(&config.process, &config.kafka, token, stop.clone())
-            })
-            .await?;
-            say!("{summary:?}");
-        }
-        Command::Sink(until) => {
-            prepare_topics(&config.kafka).await?;
-            let handle = tokio::runtime::Handle::current();
-            let stop = vigil_sinks::clickhouse::writer::StopWhen {
-                idle_for: until.duration(),
-                upstream_done: None,
-            };
-            let summary = supervise("sink", shutdown.clone(), move |token| {
-                vigil_sinks::clickhouse::writer::run(
-                    &config.sink,
-                    &config.kafka,
-                    &config.clickhouse,
-                    &handle,
-                    token,
-                    stop.clone(),
-                )
-            })
-            .await?;
-            say!("{summary:?}");
-        }
-        Command::Notify(until) => {
-            prepare_topics(&config.kafka).await?;
-            let handle = tokio::runtime::Handle::current();
-            let stop = vigil_runtime::StopWhen::idle(until.duration());
-            let summary = supervise("notify", shutdown.clone(), move |token| {
-                vigil_sinks::notify::run(
-                    &config.notify,
-                    &config.kafka,
-                    &handle,
-                    token,
-                    stop.clone(),
-                )
-            })
-            .await?;
-            say!("{}", serde_json::to_string(&summary)?);
-        }
+        Command::Simulate(args) => simulate(config, args, shutdown).await?,
+        Command::Ingest(args) => ingest(config, args, shutdown).await?,
+        Command::Process(until) => process(config, until, shutdown).await?,
+        Command::Sink(until) => sink(config, until, shutdown).await?,
+        Command::Notify(until) => notify(config, until, shutdown).await?,
         Command::Bench(args) => {
             let key = pseudonym_key(&config)?;
             tokio::task::spawn_blocking(move || bench::run(&config, &args, key))
@@ -402,6 +271,160 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
         }
         Command::Up(args) => up(config, args, shutdown).await?,
     }
+    Ok(())
+}
+
+fn print_rules(file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let rules = match file {
+        Some(path) => RuleSet::load(&path)?,
+        None => RuleSet::defaults()?,
+    };
+    for rule in rules.rules() {
+        say!(
+            "{:<34} v{:<3} {:<9} {}",
+            rule.id,
+            rule.version,
+            format!("{:?}", rule.severity),
+            rule.title
+        );
+    }
+    Ok(())
+}
+
+async fn migrate(config: &VigilConfig) -> anyhow::Result<()> {
+    let report = vigil_sinks::clickhouse::migrate::migrate(&config.clickhouse)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot migrate ClickHouse at {}; is it running (deploy/local/services.sh start)?",
+                config.clickhouse.url
+            )
+        })?;
+    say!(
+        "migrations applied: {:?}; already present: {:?}",
+        report.applied,
+        report.already
+    );
+    Ok(())
+}
+
+async fn publish(config: &VigilConfig) -> anyhow::Result<()> {
+    let cells =
+        vigil_sinks::clickhouse::publish::publish(&config.clickhouse, config.sink.publish_min_cell)
+            .await?;
+    say!(
+        "published {cells} outcome-metric cells to {}_insurance",
+        config.clickhouse.database
+    );
+    Ok(())
+}
+
+async fn simulate(
+    mut config: VigilConfig,
+    args: SimulateArgs,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    apply_simulate_args(&mut config, &args)?;
+    prepare_topics(&config.kafka).await?;
+    let key = pseudonym_key(&config)?;
+    let summary = supervise("simulate", shutdown, move |token| {
+        vigil_producers::simulator::run(
+            &config.simulate,
+            &config.edge,
+            &config.kafka,
+            key.clone(),
+            token,
+        )
+    })
+    .await?;
+    say!(
+        "simulated {} events in {:.1}s",
+        summary.events,
+        summary.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn ingest(config: VigilConfig, args: IngestArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+    prepare_topics(&config.kafka).await?;
+    let key = pseudonym_key(&config)?;
+    let summary = match args.file {
+        Some(path) => {
+            supervise("ingest", shutdown, move |token| {
+                vigil_producers::ingest::run_file(
+                    &path,
+                    &config.edge,
+                    &config.kafka,
+                    key.clone(),
+                    token,
+                )
+            })
+            .await?
+        }
+        None => {
+            let stop = vigil_runtime::StopWhen::idle(args.until.duration());
+            supervise("ingest", shutdown, move |token| {
+                vigil_producers::ingest::run(
+                    &config.ingest,
+                    &config.edge,
+                    &config.kafka,
+                    key.clone(),
+                    token,
+                    stop.clone(),
+                )
+            })
+            .await?
+        }
+    };
+    say!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}
+
+async fn process(config: VigilConfig, until: UntilIdle, shutdown: Shutdown) -> anyhow::Result<()> {
+    prepare_topics(&config.kafka).await?;
+    let stop = vigil_processors::runner::StopWhen {
+        idle_for: until.duration(),
+        upstream_done: None,
+    };
+    let summary = supervise("process", shutdown, move |token| {
+        vigil_processors::runner::run(&config.process, &config.kafka, token, stop.clone())
+    })
+    .await?;
+    say!("{summary:?}");
+    Ok(())
+}
+
+async fn sink(config: VigilConfig, until: UntilIdle, shutdown: Shutdown) -> anyhow::Result<()> {
+    prepare_topics(&config.kafka).await?;
+    let handle = tokio::runtime::Handle::current();
+    let stop = vigil_sinks::clickhouse::writer::StopWhen {
+        idle_for: until.duration(),
+        upstream_done: None,
+    };
+    let summary = supervise("sink", shutdown, move |token| {
+        vigil_sinks::clickhouse::writer::run(
+            &config.sink,
+            &config.kafka,
+            &config.clickhouse,
+            &handle,
+            token,
+            stop.clone(),
+        )
+    })
+    .await?;
+    say!("{summary:?}");
+    Ok(())
+}
+
+async fn notify(config: VigilConfig, until: UntilIdle, shutdown: Shutdown) -> anyhow::Result<()> {
+    prepare_topics(&config.kafka).await?;
+    let handle = tokio::runtime::Handle::current();
+    let stop = vigil_runtime::StopWhen::idle(until.duration());
+    let summary = supervise("notify", shutdown, move |token| {
+        vigil_sinks::notify::run(&config.notify, &config.kafka, &handle, token, stop.clone())
+    })
+    .await?;
+    say!("{}", serde_json::to_string(&summary)?);
     Ok(())
 }
 

@@ -166,28 +166,10 @@ impl Changelog {
         let reader =
             RangeReader::new(&self.kafka, "vigil-process-restore", &self.topic, partition)?;
         let (low, high) = reader.watermarks()?;
-        let stall = Duration::from_secs(60);
         let mut stats = RestoreStats::default();
 
         // 1. The last Commit: look at a growing window of the tail.
-        let mut window = 16i64;
-        let mut last_commit: Option<(i64, CommitRecord)> = None;
-        loop {
-            let from = (high - window).max(low);
-            reader.read::<ProcessorError>(from, high, stall, |offset, payload| {
-                if let Some(bytes) = payload {
-                    stats.bytes += bytes.len() as u64;
-                    if let Record::Commit(commit) = decode(partition, offset, bytes)? {
-                        last_commit = Some((offset, commit));
-                    }
-                }
-                Ok(())
-            })?;
-            if last_commit.is_some() || from == low {
-                break;
-            }
-            window *= 8;
-        }
+        let last_commit = last_commit(&reader, partition, (low, high), &mut stats)?;
         let Some((commit_offset, commit)) = last_commit else {
             return Ok(Restored {
                 state: PartitionState::new(),
@@ -215,59 +197,13 @@ impl Changelog {
         }
 
         // 2. Replay from the latest full snapshot up to and including that Commit.
-        let mut patients: FxHashMap<PatientKey, Patient> = FxHashMap::default();
-        let mut pending: FxHashMap<CheckpointId, PendingCheckpoint> = FxHashMap::default();
-        let mut first = true;
-        stats.records = reader.read::<ProcessorError>(
+        let mut patients = replay(
+            &reader,
+            partition,
             snapshot_offset,
-            commit_offset + 1,
-            stall,
-            |offset, payload| {
-                let Some(bytes) = payload else { return Ok(()) };
-                stats.bytes += bytes.len() as u64;
-                let record = decode(partition, offset, bytes)?;
-                if std::mem::take(&mut first) && !matches!(record, Record::SnapshotStart { .. }) {
-                    return Err(ProcessorError::Changelog {
-                        partition,
-                        offset,
-                        reason: "the record a commit names as its snapshot's start is not one"
-                            .into(),
-                    });
-                }
-                match record {
-                    Record::SnapshotStart { checkpoint } => {
-                        pending.insert(checkpoint, (true, Vec::new()));
-                    }
-                    Record::Chunk {
-                        checkpoint,
-                        patients: chunk,
-                    } => {
-                        pending
-                            .entry(checkpoint)
-                            .or_insert((false, Vec::new()))
-                            .1
-                            .extend(chunk);
-                    }
-                    Record::Commit(c) => {
-                        if let Some((full, chunk)) = pending.remove(&c.checkpoint) {
-                            if full {
-                                patients.clear();
-                            }
-                            for (key, patient) in chunk {
-                                match patient {
-                                    Some(p) => patients.insert(key, p),
-                                    None => patients.remove(&key),
-                                };
-                            }
-                        }
-                        // Anything else pending belonged to a checkpoint that never completed.
-                        pending.clear();
-                    }
-                }
-                Ok(())
-            },
+            commit_offset,
+            &mut stats,
         )?;
-
         remap_rules(&mut patients, &commit.rule_ids, rules);
         stats.patients = patients.len();
         stats.elapsed = started.elapsed();
@@ -477,6 +413,101 @@ fn remap_rules(patients: &mut FxHashMap<PatientKey, Patient>, written: &[String]
             .filter_map(|(kind, due)| new_index(kind.rule()).map(|i| (kind.with_rule(i), *due)))
             .collect::<Vec<(TimerKind, i64)>>();
     }
+}
+
+/// How long a changelog read may go without records before it fails.
+const RESTORE_STALL: Duration = Duration::from_secs(60);
+
+/// The last commit marker of a changelog partition, found by reading a growing window of its
+/// tail (commits are frequent; the whole log is read only when there is none).
+fn last_commit(
+    reader: &RangeReader,
+    partition: i32,
+    (low, high): (i64, i64),
+    stats: &mut RestoreStats,
+) -> Result<Option<(i64, CommitRecord)>, ProcessorError> {
+    let mut window = 16i64;
+    let mut last_commit: Option<(i64, CommitRecord)> = None;
+    loop {
+        let from = (high - window).max(low);
+        reader.read::<ProcessorError>(from, high, RESTORE_STALL, |offset, payload| {
+            if let Some(bytes) = payload {
+                stats.bytes += bytes.len() as u64;
+                if let Record::Commit(commit) = decode(partition, offset, bytes)? {
+                    last_commit = Some((offset, commit));
+                }
+            }
+            Ok(())
+        })?;
+        if last_commit.is_some() || from == low {
+            return Ok(last_commit);
+        }
+        window *= 8;
+    }
+}
+
+/// The patients as of the commit at `commit_offset`: the snapshot that starts at
+/// `snapshot_offset`, then every delta whose checkpoint committed. Chunks of a checkpoint that
+/// never committed (its writer crashed) are dropped.
+fn replay(
+    reader: &RangeReader,
+    partition: i32,
+    snapshot_offset: i64,
+    commit_offset: i64,
+    stats: &mut RestoreStats,
+) -> Result<FxHashMap<PatientKey, Patient>, ProcessorError> {
+    let mut patients: FxHashMap<PatientKey, Patient> = FxHashMap::default();
+    let mut pending: FxHashMap<CheckpointId, PendingCheckpoint> = FxHashMap::default();
+    let mut first = true;
+    stats.records = reader.read::<ProcessorError>(
+        snapshot_offset,
+        commit_offset + 1,
+        RESTORE_STALL,
+        |offset, payload| {
+            let Some(bytes) = payload else { return Ok(()) };
+            stats.bytes += bytes.len() as u64;
+            let record = decode(partition, offset, bytes)?;
+            if std::mem::take(&mut first) && !matches!(record, Record::SnapshotStart { .. }) {
+                return Err(ProcessorError::Changelog {
+                    partition,
+                    offset,
+                    reason: "the record a commit names as its snapshot's start is not one".into(),
+                });
+            }
+            match record {
+                Record::SnapshotStart { checkpoint } => {
+                    pending.insert(checkpoint, (true, Vec::new()));
+                }
+                Record::Chunk {
+                    checkpoint,
+                    patients: chunk,
+                } => {
+                    pending
+                        .entry(checkpoint)
+                        .or_insert((false, Vec::new()))
+                        .1
+                        .extend(chunk);
+                }
+                Record::Commit(c) => {
+                    if let Some((full, chunk)) = pending.remove(&c.checkpoint) {
+                        if full {
+                            patients.clear();
+                        }
+                        for (key, patient) in chunk {
+                            match patient {
+                                Some(p) => patients.insert(key, p),
+                                None => patients.remove(&key),
+                            };
+                        }
+                    }
+                    // Anything else pending belonged to a checkpoint that never completed.
+                    pending.clear();
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(patients)
 }
 
 #[cfg(test)]

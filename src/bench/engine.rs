@@ -12,6 +12,10 @@ use vigil_schemas::{AvroCodec, ClinicalEvent};
 use super::{median, peak_rss_kib, Report};
 use crate::config::VigilConfig;
 
+/// The engine alone: Avro decode, then rules and status on decoded events, then both, over the
+/// same pre-encoded history, `runs` times for medians.
+// Long by design (~120 lines): the three measurements share their inputs and must run in the
+// same order each time; their figures are reported together.
 pub fn run(
     config: &VigilConfig,
     key: PseudonymKey,

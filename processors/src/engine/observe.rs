@@ -45,6 +45,8 @@ fn intern(interner: &mut FxHashSet<Arc<str>>, text: &str) -> Arc<str> {
 }
 
 /// Applies a validated event to the patient.
+// Long by design (~125 lines): one short arm per payload kind, each an upsert or retraction of
+// that kind's history; splitting it would only move the match.
 pub fn apply(
     patient: &mut Patient,
     event: &ClinicalEvent,

@@ -170,6 +170,8 @@ impl CdcRenderer {
     }
 
     /// The records for one simulated fact, plus any held records now due, in release order.
+    // Long by design (~120 lines): one arm per injected defect kind, each a few lines that
+    // change the row and say which rejection the edge must give (the manifest).
     pub fn render(&mut self, sim: &Simulation, event: &SimEvent, out: &mut Vec<CdcRecord>) {
         self.release_due(event.time_ms, out);
         let Some(profile) = self.hospitals.get(event.hospital as usize).cloned() else {
@@ -442,6 +444,10 @@ impl CdcRenderer {
         }
     }
 
+    /// The row a simulated fact writes in its hospital's vendor shape.
+    // Long by design (~265 lines): the inverse of the edge's per-table readers, one arm per
+    // fact kind writing that table's columns; kept in one place so a vendor shape's columns are
+    // written where they can be read side by side. Simulator only; it never sees real data.
     fn row(
         &mut self,
         sim: &Simulation,

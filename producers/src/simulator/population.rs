@@ -239,6 +239,9 @@ impl Simulation {
         self.schedule(clinic, index, Visit::Clinic);
     }
 
+    // Long by design (~125 lines): one follow-up visit as a clinician records it (attendance,
+    // mode, readings drawn from the patient's control, the next visit booked); splitting it
+    // would scatter one clinical story over several places. Simulator only.
     fn follow_up(&mut self, due_ms: i64, index: u32) {
         let attends = self
             .rng

@@ -5,8 +5,8 @@
 //! crash re-insert rows with the same ids into ReplacingMergeTree tables: no visible duplicates.
 //!
 //! When ClickHouse is down or slow the writer retries with exponential backoff, pausing the
-//! consumer meanwhile (memory stays bounded by the batch size; the backlog waits in Kafka and the
-//! lag metric shows it). A row ClickHouse rejects for its data is isolated by splitting the batch
+//! consumer meanwhile (memory holds the batch and what librdkafka had already fetched; the
+//! backlog waits in Kafka and the lag metric shows it). A row ClickHouse rejects for its data is isolated by splitting the batch
 //! and sent to the dead-letter topic, so one bad row never blocks the rest.
 
 use std::future::Future;
@@ -19,9 +19,9 @@ use rdkafka::message::{BorrowedMessage, Message};
 use serde::Serialize;
 use tokio::runtime::Handle;
 use tracing::{debug, error, info, warn};
-use vigil_runtime::config::{ClickHouseConfig, KafkaConfig};
+use vigil_runtime::config::{ClickHouseConfig, KafkaConfig, Topics};
 use vigil_runtime::kafka::{
-    AssignmentChange, ConsumerTuning, DurableProducer, GroupConsumer, Positions,
+    AssignmentChange, ConsumerTuning, DurableProducer, GroupConsumer, Positions, TopicPartition,
 };
 use vigil_runtime::time::now_ms;
 use vigil_runtime::{RuntimeError, Shutdown};
@@ -174,7 +174,6 @@ struct Pending<T: Table> {
     positions: Positions,
     first_at: Option<Instant>,
     interval: Duration,
-    written: u64,
 }
 
 impl<T: Table> Pending<T> {
@@ -187,7 +186,6 @@ impl<T: Table> Pending<T> {
             positions: Positions::default(),
             first_at: None,
             interval,
-            written: 0,
         })
     }
 
@@ -307,43 +305,119 @@ where
     })
 }
 
-/// Each table's buffer.
-struct Tables {
-    events: Pending<Events>,
-    alerts: Pending<Alerts>,
-    statuses: Pending<Statuses>,
-    dead_letters: Pending<DeadLetters>,
-    deliveries: Pending<Deliveries>,
-    stats: Pending<Stats>,
-    late: Pending<LateEvents>,
+/// What the writer needs of one table's buffer, whatever its row type.
+trait Buffer: Send {
+    fn table(&self) -> &'static str;
+    fn topic(&self) -> &str;
+    /// Adds one Kafka record; returns a dead letter if it cannot be decoded.
+    fn push(&mut self, message: &BorrowedMessage<'_>, landed_ms: i64) -> Option<DeadLetter>;
+    fn due(&self, max_rows: usize) -> bool;
+    fn has_work(&self) -> bool;
+    fn rows(&self) -> usize;
+    /// (partition, offset, hospital) of the row at `index`.
+    fn source(&self, index: usize) -> Option<&(i32, i64, String)>;
+    fn positions(&self) -> &Positions;
+    /// Partitions revoked mid-batch: their rows may still be inserted (harmless duplicates for
+    /// the new owner), but their offsets are no longer ours to commit.
+    fn forget(&mut self, revoked: &[TopicPartition]);
+    /// Inserts the rows held now; rows ClickHouse refuses for their data come back by index.
+    fn insert<'a>(
+        &'a self,
+        client: &'a Client,
+    ) -> Pin<Box<dyn Future<Output = InsertOutcome> + Send + 'a>>;
+    fn clear(&mut self);
 }
 
-impl Tables {
-    /// Adds a record to its table; returns a dead letter if it cannot be decoded.
-    fn route(&mut self, message: &BorrowedMessage<'_>, landed: i64) -> Option<DeadLetter> {
+impl<T: Table + Send + 'static> Buffer for Pending<T>
+where
+    T::Record: Send,
+{
+    fn table(&self) -> &'static str {
+        T::TABLE
+    }
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+    fn push(&mut self, message: &BorrowedMessage<'_>, landed_ms: i64) -> Option<DeadLetter> {
+        Pending::push(self, message, landed_ms)
+    }
+    fn due(&self, max_rows: usize) -> bool {
+        Pending::due(self, max_rows)
+    }
+    fn has_work(&self) -> bool {
+        Pending::has_work(self)
+    }
+    fn rows(&self) -> usize {
+        self.rows.len()
+    }
+    fn source(&self, index: usize) -> Option<&(i32, i64, String)> {
+        self.sources.get(index)
+    }
+    fn positions(&self) -> &Positions {
+        &self.positions
+    }
+    fn forget(&mut self, revoked: &[TopicPartition]) {
+        self.positions.forget(revoked);
+    }
+    fn insert<'a>(
+        &'a self,
+        client: &'a Client,
+    ) -> Pin<Box<dyn Future<Output = InsertOutcome> + Send + 'a>> {
+        insert_isolating(client, T::TABLE, &self.rows, 0)
+    }
+    fn clear(&mut self) {
+        Pending::clear(self);
+    }
+}
+
+/// A table's buffer and the summary figure its rows count in.
+struct Registered {
+    buffer: Box<dyn Buffer>,
+    counted: fn(&mut SinkSummary) -> &mut u64,
+}
+
+fn entry<T: Table + Send + 'static>(
+    topic: &str,
+    interval: Duration,
+    counted: fn(&mut SinkSummary) -> &mut u64,
+) -> Result<Registered, SinkError>
+where
+    T::Record: Send,
+{
+    Ok(Registered {
+        buffer: Box::new(Pending::<T>::new(topic, interval)?),
+        counted,
+    })
+}
+
+/// Routes a batch to the tables' buffers; returns dead letters for what could not be decoded.
+fn route_all(tables: &mut [Registered], batch: &[BorrowedMessage<'_>]) -> Vec<DeadLetter> {
+    let landed = now_ms();
+    let mut letters = Vec::new();
+    for message in batch {
         let topic = message.topic();
-        if topic == self.events.topic {
-            self.events.push(message, landed)
-        } else if topic == self.alerts.topic {
-            self.alerts.push(message, landed)
-        } else if topic == self.statuses.topic {
-            self.statuses.push(message, landed)
-        } else if topic == self.deliveries.topic {
-            self.deliveries.push(message, landed)
-        } else if topic == self.stats.topic {
-            self.stats.push(message, landed)
-        } else if topic == self.late.topic {
-            self.late.push(message, landed)
-        } else {
-            self.dead_letters.push(message, landed)
+        if let Some(table) = tables.iter_mut().find(|t| t.buffer.topic() == topic) {
+            letters.extend(table.buffer.push(message, landed));
         }
     }
+    letters
+}
 
-    /// Routes a batch; returns dead letters for what could not be decoded.
-    fn route_all(&mut self, batch: &[BorrowedMessage<'_>]) -> Vec<DeadLetter> {
-        let landed = now_ms();
-        batch.iter().filter_map(|m| self.route(m, landed)).collect()
-    }
+/// Every table the writer fills, each from its topic: a new table is a line here (and its
+/// [`Table`] impl). The order is the flush order: alerts first, so clinicians' rows land soonest.
+fn registry(topics: &Topics, config: &SinkConfig) -> Result<Vec<Registered>, SinkError> {
+    let every = config.flush_interval;
+    Ok(vec![
+        entry::<Alerts>(&topics.alerts, config.alerts_flush_interval, |s| {
+            &mut s.alerts
+        })?,
+        entry::<Events>(&topics.clinical_events, every, |s| &mut s.events)?,
+        entry::<Statuses>(&topics.patient_status, every, |s| &mut s.status_rows)?,
+        entry::<DeadLetters>(&topics.dead_letters, every, |s| &mut s.dead_letters)?,
+        entry::<Deliveries>(&topics.alert_deliveries, every, |s| &mut s.deliveries)?,
+        entry::<Stats>(&topics.pipeline_stats, every, |s| &mut s.pipeline_stats)?,
+        entry::<LateEvents>(&topics.late_events, every, |s| &mut s.late_events)?,
+    ])
 }
 
 struct Writer<'a> {
@@ -354,7 +428,7 @@ struct Writer<'a> {
     producer: DurableProducer,
     dead_letter_codec: AvroCodec<DeadLetter>,
     dead_letter_topic: String,
-    tables: Tables,
+    tables: Vec<Registered>,
     summary: SinkSummary,
 }
 
@@ -372,19 +446,13 @@ pub fn run(
     kafka.validate()?;
     let version = handle.block_on(vigil_runtime::clickhouse::healthcheck(clickhouse))?;
     let topics = &kafka.topics;
+    let tables = registry(topics, config)?;
+    let subscribed: Vec<&str> = tables.iter().map(|t| t.buffer.topic()).collect();
     let consumer = GroupConsumer::new(
         kafka,
         &config.group_id,
         "vigil-sink",
-        &[
-            &topics.clinical_events,
-            &topics.alerts,
-            &topics.patient_status,
-            &topics.dead_letters,
-            &topics.alert_deliveries,
-            &topics.pipeline_stats,
-            &topics.late_events,
-        ],
+        &subscribed,
         &ConsumerTuning::default(),
     )?;
     info!(clickhouse = %clickhouse.url, version = %version, database = %clickhouse.database, "ClickHouse writer started.");
@@ -397,15 +465,7 @@ pub fn run(
         producer: DurableProducer::new(kafka, "vigil-sink")?,
         dead_letter_codec: AvroCodec::new()?,
         dead_letter_topic: topics.dead_letters.clone(),
-        tables: Tables {
-            events: Pending::new(&topics.clinical_events, config.flush_interval)?,
-            alerts: Pending::new(&topics.alerts, config.alerts_flush_interval)?,
-            statuses: Pending::new(&topics.patient_status, config.flush_interval)?,
-            dead_letters: Pending::new(&topics.dead_letters, config.flush_interval)?,
-            deliveries: Pending::new(&topics.alert_deliveries, config.flush_interval)?,
-            stats: Pending::new(&topics.pipeline_stats, config.flush_interval)?,
-            late: Pending::new(&topics.late_events, config.flush_interval)?,
-        },
+        tables,
         summary: SinkSummary::default(),
     };
     let mut last_input = Instant::now();
@@ -459,7 +519,7 @@ impl Writer<'_> {
     fn poll_once(&mut self) -> Result<usize, SinkError> {
         let batch = self.consumer.poll_batch(10_000, Duration::from_millis(50));
         let count = batch.len();
-        let undecodable = self.tables.route_all(&batch);
+        let undecodable = route_all(&mut self.tables, &batch);
         drop(batch);
         self.forget_revoked();
         for letter in undecodable {
@@ -473,13 +533,9 @@ impl Writer<'_> {
     fn forget_revoked(&mut self) {
         for change in self.consumer.take_assignment_changes() {
             if let AssignmentChange::Revoked(list) = change {
-                self.tables.events.positions.forget(&list);
-                self.tables.alerts.positions.forget(&list);
-                self.tables.statuses.positions.forget(&list);
-                self.tables.dead_letters.positions.forget(&list);
-                self.tables.deliveries.positions.forget(&list);
-                self.tables.stats.positions.forget(&list);
-                self.tables.late.positions.forget(&list);
+                for table in &mut self.tables {
+                    table.buffer.forget(&list);
+                }
             }
         }
     }
@@ -499,76 +555,56 @@ impl Writer<'_> {
 
     fn flush_due(&mut self, all: bool) -> Result<(), SinkError> {
         let max = self.config.batch_max_rows;
-        let t = &self.tables;
-        if t.alerts.due(max) || (all && t.alerts.has_work()) {
-            self.summary.alerts += self.flush::<Alerts>(|t| &mut t.alerts)?;
-        }
-        let t = &self.tables;
-        if t.events.due(max) || (all && t.events.has_work()) {
-            self.summary.events += self.flush::<Events>(|t| &mut t.events)?;
-        }
-        let t = &self.tables;
-        if t.statuses.due(max) || (all && t.statuses.has_work()) {
-            self.summary.status_rows += self.flush::<Statuses>(|t| &mut t.statuses)?;
-        }
-        let t = &self.tables;
-        if t.dead_letters.due(max) || (all && t.dead_letters.has_work()) {
-            self.summary.dead_letters += self.flush::<DeadLetters>(|t| &mut t.dead_letters)?;
-        }
-        let t = &self.tables;
-        if t.deliveries.due(max) || (all && t.deliveries.has_work()) {
-            self.summary.deliveries += self.flush::<Deliveries>(|t| &mut t.deliveries)?;
-        }
-        let t = &self.tables;
-        if t.stats.due(max) || (all && t.stats.has_work()) {
-            self.summary.pipeline_stats += self.flush::<Stats>(|t| &mut t.stats)?;
-        }
-        let t = &self.tables;
-        if t.late.due(max) || (all && t.late.has_work()) {
-            self.summary.late_events += self.flush::<LateEvents>(|t| &mut t.late)?;
+        for index in 0..self.tables.len() {
+            let buffer = &self.tables[index].buffer;
+            if buffer.due(max) || (all && buffer.has_work()) {
+                let written = self.flush(index)?;
+                *(self.tables[index].counted)(&mut self.summary) += written;
+            }
         }
         Ok(())
     }
 
     /// Inserts one table's rows (retrying while ClickHouse is unavailable), sends rows it refuses
-    /// to dead letters, then commits the offsets. Returns the rows written.
-    fn flush<T: Table>(
-        &mut self,
-        table: fn(&mut Tables) -> &mut Pending<T>,
-    ) -> Result<u64, SinkError> {
+    /// to dead letters, then commits the offsets. Records that arrive while it waits join the
+    /// batch (their offsets are committed with it). Returns the rows written.
+    fn flush(&mut self, index: usize) -> Result<u64, SinkError> {
+        let table = self.tables[index].buffer.table();
         let mut backoff = Duration::from_millis(200);
-        let rows = std::mem::take(&mut table(&mut self.tables).rows);
         let rejected = loop {
             let attempt = self
                 .handle
-                .block_on(insert_isolating(&self.client, T::TABLE, &rows, 0));
+                .block_on(self.tables[index].buffer.insert(&self.client));
             match attempt {
                 Ok(rejected) => break rejected,
                 Err(source) => {
                     self.summary.retries += 1;
-                    metrics::counter!("vigil_sink_insert_retries_total", "table" => T::TABLE)
+                    metrics::counter!("vigil_sink_insert_retries_total", "table" => table)
                         .increment(1);
-                    warn!(table = T::TABLE, rows = rows.len(), error = %source, retry_in = ?backoff,
+                    warn!(table, rows = self.tables[index].buffer.rows(), error = %source, retry_in = ?backoff,
                         "ClickHouse is unavailable; holding the batch and retrying.");
                     self.wait_while_paused(backoff)?;
                     backoff = (backoff * 2).min(self.config.max_retry_backoff);
                 }
             }
         };
+        let rows = self.tables[index].buffer.rows();
         self.summary.inserts += 1;
-        metrics::counter!("vigil_sink_rows_total", "table" => T::TABLE)
-            .increment((rows.len() - rejected.len()) as u64);
-        metrics::counter!("vigil_sink_rejected_rows_total", "table" => T::TABLE)
+        metrics::counter!("vigil_sink_rows_total", "table" => table)
+            .increment((rows - rejected.len()) as u64);
+        metrics::counter!("vigil_sink_rejected_rows_total", "table" => table)
             .increment(rejected.len() as u64);
-        for (index, reason) in &rejected {
-            let (partition, offset, hospital) = table(&mut self.tables).sources[*index].clone();
-            let topic = table(&mut self.tables).topic.clone();
+        for (row, reason) in &rejected {
+            let buffer = &self.tables[index].buffer;
+            let Some((partition, offset, hospital)) = buffer.source(*row).cloned() else {
+                continue;
+            };
             error!(
-                table = T::TABLE,
+                table,
                 partition, offset, "ClickHouse refused a row; sending it to dead letters."
             );
             let at = InputPosition {
-                topic: &topic,
+                topic: buffer.topic(),
                 partition,
                 offset,
             };
@@ -584,12 +620,10 @@ impl Writer<'_> {
         }
         // Dead letters must be durable before the offsets that produced them are committed.
         self.producer.flush()?;
-        let pending = table(&mut self.tables);
-        let written = (rows.len() - rejected.len()) as u64;
-        pending.written += written;
-        self.consumer.commit(&pending.positions, CommitMode::Async);
-        pending.clear();
-        Ok(written)
+        let buffer = &mut self.tables[index].buffer;
+        self.consumer.commit(buffer.positions(), CommitMode::Async);
+        buffer.clear();
+        Ok((rows - rejected.len()) as u64)
     }
 
     /// Waits `duration` without leaving the consumer group: consumption is paused, but the
@@ -607,7 +641,7 @@ impl Writer<'_> {
         let deadline = Instant::now() + duration;
         while Instant::now() < deadline {
             let batch = self.consumer.poll_batch(1_000, Duration::from_millis(100));
-            let undecodable = self.tables.route_all(&batch);
+            let undecodable = route_all(&mut self.tables, &batch);
             drop(batch);
             for letter in undecodable {
                 self.send_dead_letter(&letter)?;
