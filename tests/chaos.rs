@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{ChildGuard, OwnBroker, OwnClickHouse, TestEnv};
@@ -68,21 +67,6 @@ const VIEWS: [(&str, &str); 5] = [
     ("dead letters", LETTERS),
     ("pilot metrics", METRICS),
 ];
-
-fn assert_same(what: &str, expected: &[String], actual: &[String]) {
-    if expected == actual {
-        return;
-    }
-    let e: BTreeSet<&String> = expected.iter().collect();
-    let a: BTreeSet<&String> = actual.iter().collect();
-    let missing: Vec<&&String> = e.difference(&a).take(5).collect();
-    let extra: Vec<&&String> = a.difference(&e).take(5).collect();
-    panic!(
-        "{what}: {} rows expected, {} found.\nmissing (first 5): {missing:#?}\nunexpected (first 5): {extra:#?}",
-        expected.len(),
-        actual.len()
-    );
-}
 
 fn prepare(env: &TestEnv) {
     env.run_vigil(&["migrate"], Duration::from_secs(120));
@@ -167,6 +151,6 @@ fn every_stage_crashed_the_broker_crashed_and_clickhouse_down_still_equal_a_clea
     eprintln!("chaos run done in {:?}", started.elapsed());
 
     for ((what, query), expected) in VIEWS.iter().zip(&expected) {
-        assert_same(what, expected, &env.query(query));
+        common::assert_same(what, expected, &env.query(query));
     }
 }

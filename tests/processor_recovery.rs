@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::TestEnv;
@@ -84,22 +83,6 @@ fn prepare(env: &TestEnv) {
     env.run_vigil(&["topics"], Duration::from_secs(60));
 }
 
-/// Fails with the first differences (not two pages of rows).
-fn assert_same(what: &str, expected: &[String], actual: &[String]) {
-    if expected == actual {
-        return;
-    }
-    let e: BTreeSet<&String> = expected.iter().collect();
-    let a: BTreeSet<&String> = actual.iter().collect();
-    let missing: Vec<&&String> = e.difference(&a).take(5).collect();
-    let extra: Vec<&&String> = a.difference(&e).take(5).collect();
-    panic!(
-        "{what}: {} rows expected, {} found.\nmissing (first 5): {missing:#?}\nunexpected (first 5): {extra:#?}",
-        expected.len(),
-        actual.len()
-    );
-}
-
 /// What a run produced: alerts, status rows, pilot metrics.
 type Outputs = (Vec<String>, Vec<String>, Vec<String>);
 
@@ -125,9 +108,9 @@ fn reference_outputs(reference: &TestEnv) -> Outputs {
 /// Loads whatever the chaos run's processors produced into its database, then compares.
 fn drain_and_compare(env: &TestEnv, expected: &Outputs) {
     env.run_vigil(&["sink", "--until-idle", "3"], Duration::from_secs(600));
-    assert_same("alerts", &expected.0, &env.query(ALERTS));
-    assert_same("patient status", &expected.1, &env.query(STATUS));
-    assert_same("pilot metrics", &expected.2, &env.query(METRICS));
+    common::assert_same("alerts", &expected.0, &env.query(ALERTS));
+    common::assert_same("patient status", &expected.1, &env.query(STATUS));
+    common::assert_same("pilot metrics", &expected.2, &env.query(METRICS));
     assert_eq!(env.scalar("SELECT count() FROM {db}.dead_letters"), "0");
 }
 

@@ -764,3 +764,19 @@ impl Drop for OwnBroker {
         let _ = std::fs::remove_dir_all(&self.home);
     }
 }
+
+/// Fails with the first differences between two sorted row lists (not two pages of rows).
+pub fn assert_same(what: &str, expected: &[String], actual: &[String]) {
+    if expected == actual {
+        return;
+    }
+    let e: std::collections::BTreeSet<&String> = expected.iter().collect();
+    let a: std::collections::BTreeSet<&String> = actual.iter().collect();
+    let missing: Vec<&&String> = e.difference(&a).take(5).collect();
+    let extra: Vec<&&String> = a.difference(&e).take(5).collect();
+    panic!(
+        "{what}: {} rows expected, {} found.\nmissing (first 5): {missing:#?}\nunexpected (first 5): {extra:#?}",
+        expected.len(),
+        actual.len()
+    );
+}

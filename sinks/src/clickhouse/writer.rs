@@ -84,85 +84,35 @@ impl Table for Events {
     }
 }
 
-/// Events the processor did not apply because they arrived after the allowed lateness: landed
-/// as they are, so the commission sees what the figures left out.
-struct LateEvents;
-impl Table for LateEvents {
-    type Record = ClinicalEvent;
-    type Row = EventRow;
-    const TABLE: &'static str = "late_events";
-    fn row(record: &ClinicalEvent, landed_ms: i64) -> EventRow {
-        EventRow::from_event(record, landed_ms)
-    }
-    fn hospital(record: &ClinicalEvent) -> &str {
-        &record.hospital_id
-    }
+/// A table whose rows `$make` builds from records of `$record`, which name their hospital.
+macro_rules! table {
+    ($(#[$doc:meta])* $name:ident: $record:ty => $row:ty, $table:literal, $make:path) => {
+        $(#[$doc])*
+        struct $name;
+        impl Table for $name {
+            type Record = $record;
+            type Row = $row;
+            const TABLE: &'static str = $table;
+            fn row(record: &$record, landed_ms: i64) -> $row {
+                $make(record, landed_ms)
+            }
+            fn hospital(record: &$record) -> &str {
+                &record.hospital_id
+            }
+        }
+    };
 }
 
-struct Alerts;
-impl Table for Alerts {
-    type Record = Alert;
-    type Row = AlertRow;
-    const TABLE: &'static str = "alerts";
-    fn row(record: &Alert, landed_ms: i64) -> AlertRow {
-        AlertRow::from_alert(record, landed_ms)
-    }
-    fn hospital(record: &Alert) -> &str {
-        &record.hospital_id
-    }
-}
-
-struct Statuses;
-impl Table for Statuses {
-    type Record = PatientStatus;
-    type Row = StatusRow;
-    const TABLE: &'static str = "patient_status";
-    fn row(record: &PatientStatus, landed_ms: i64) -> StatusRow {
-        StatusRow::from_status(record, landed_ms)
-    }
-    fn hospital(record: &PatientStatus) -> &str {
-        &record.hospital_id
-    }
-}
-
-struct DeadLetters;
-impl Table for DeadLetters {
-    type Record = DeadLetter;
-    type Row = DeadLetterRow;
-    const TABLE: &'static str = "dead_letters";
-    fn row(record: &DeadLetter, landed_ms: i64) -> DeadLetterRow {
-        DeadLetterRow::from_dead_letter(record, landed_ms)
-    }
-    fn hospital(record: &DeadLetter) -> &str {
-        &record.hospital_id
-    }
-}
-
-struct Deliveries;
-impl Table for Deliveries {
-    type Record = AlertDelivery;
-    type Row = DeliveryRow;
-    const TABLE: &'static str = "alert_deliveries";
-    fn row(record: &AlertDelivery, landed_ms: i64) -> DeliveryRow {
-        DeliveryRow::from_delivery(record, landed_ms)
-    }
-    fn hospital(record: &AlertDelivery) -> &str {
-        &record.hospital_id
-    }
-}
-
-struct Stats;
-impl Table for Stats {
-    type Record = PipelineStat;
-    type Row = StatRow;
-    const TABLE: &'static str = "pipeline_stats";
-    fn row(record: &PipelineStat, landed_ms: i64) -> StatRow {
-        StatRow::from_stat(record, landed_ms)
-    }
-    fn hospital(record: &PipelineStat) -> &str {
-        &record.hospital_id
-    }
-}
+table!(
+    /// Events the processor did not apply because they arrived after the allowed lateness:
+    /// landed as they are, so the commission sees what the figures left out.
+    LateEvents: ClinicalEvent => EventRow, "late_events", EventRow::from_event
+);
+table!(Alerts: Alert => AlertRow, "alerts", AlertRow::from_alert);
+table!(Statuses: PatientStatus => StatusRow, "patient_status", StatusRow::from_status);
+table!(DeadLetters: DeadLetter => DeadLetterRow, "dead_letters", DeadLetterRow::from_dead_letter);
+table!(Deliveries: AlertDelivery => DeliveryRow, "alert_deliveries", DeliveryRow::from_delivery);
+table!(Stats: PipelineStat => StatRow, "pipeline_stats", StatRow::from_stat);
 
 /// Rows waiting for one table, with where each came from.
 struct Pending<T: Table> {
