@@ -1,0 +1,485 @@
+//! Rule evaluation and alert episodes.
+//!
+//! An episode is one rule for one patient (and subject: a condition or a complication) from the
+//! breach that opened it until it resolves. It raises once; while the breach persists and nobody
+//! acknowledged, it re-notifies after the rule's interval; it resolves when the value is back in
+//! range or the awaited follow-up happens. Every alert record has a deterministic id (episode,
+//! sequence), so a replay after a crash reproduces the same records.
+
+//!
+//! Here: the episode decisions every rule shares ([`Episodes`]) and the dispatch of an event's
+//! changes to the rules they concern; `triggers.rs` says when values breach a rule,
+//! `follow_ups.rs` what a follow-up means for the follow-up rules, `timers.rs` what happens when
+//! a deadline passes, `acks.rs` what a clinician's response does.
+
+mod acks;
+mod follow_ups;
+mod timers;
+mod triggers;
+
+use vigil_schemas::ids::stable_id;
+use vigil_schemas::{Alert, AlertStatus, ClinicalEvent, Condition, Payload};
+
+pub use acks::apply_ack;
+pub use timers::on_timer;
+
+use super::observe::Change;
+use super::{Engine, PartitionState};
+use crate::clinical::Complication;
+use crate::rules::{Rule, RuleSet, Trigger};
+use crate::state::{Episode, Patient, PatientKey, TimerKind};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Rule indices grouped by what triggers them.
+pub struct RuleIndex {
+    bp: Vec<usize>,
+    glucose: Vec<usize>,
+    hba1c: Vec<usize>,
+    revisit: Vec<usize>,
+    consecutive: Vec<usize>,
+    missed: Vec<usize>,
+    kidney: Vec<usize>,
+    complication: Vec<usize>,
+}
+
+impl RuleIndex {
+    pub fn new(rules: &RuleSet) -> Self {
+        RuleIndex {
+            bp: rules.matching(|t| matches!(t, Trigger::BloodPressureAtLeast { .. })),
+            glucose: rules.matching(|t| {
+                matches!(
+                    t,
+                    Trigger::GlucoseAtLeast { .. } | Trigger::GlucoseBelow { .. }
+                )
+            }),
+            hba1c: rules.matching(|t| matches!(t, Trigger::Hba1cAbove { .. })),
+            revisit: rules.matching(|t| matches!(t, Trigger::UncontrolledFollowUpRevisit { .. })),
+            consecutive: rules
+                .matching(|t| matches!(t, Trigger::ConsecutiveUncontrolledFollowUps { .. })),
+            missed: rules.matching(|t| matches!(t, Trigger::MissedFollowUp { .. })),
+            kidney: rules.matching(|t| matches!(t, Trigger::KidneyFunctionDecline { .. })),
+            complication: rules.matching(|t| matches!(t, Trigger::NewComplication {})),
+        }
+    }
+}
+
+/// Values a message template can use.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub value: Option<f64>,
+    pub unit: &'static str,
+    pub sbp: Option<f64>,
+    pub dbp: Option<f64>,
+    pub days: Option<i64>,
+    pub stage: Option<&'static str>,
+    pub baseline: Option<f64>,
+    pub condition: Option<Condition>,
+    pub complication: Option<Complication>,
+    /// Which criterion of a rule with several fired, in words.
+    pub criterion: Option<String>,
+}
+
+/// What caused an episode change.
+#[derive(Clone, Copy)]
+struct Cause<'a> {
+    time_ms: i64,
+    trigger_id: &'a str,
+    hospital: &'a str,
+    department: &'a str,
+}
+
+fn number(value: f64) -> String {
+    let rounded = (value * 10.0).round() / 10.0;
+    if rounded.fract() == 0.0 {
+        format!("{rounded:.0}")
+    } else {
+        format!("{rounded:.1}")
+    }
+}
+
+/// The rule's condition in words, e.g. "SBP >= 180 mmHg or DBP >= 110 mmHg".
+pub fn threshold_text(trigger: &Trigger) -> String {
+    match trigger {
+        Trigger::BloodPressureAtLeast { systolic_mmhg, diastolic_mmhg } => {
+            format!("SBP >= {} mmHg or DBP >= {} mmHg", number(*systolic_mmhg), number(*diastolic_mmhg))
+        }
+        Trigger::GlucoseAtLeast { mmol_l } => format!("glucose >= {} mmol/L", number(*mmol_l)),
+        Trigger::GlucoseBelow { mmol_l } => format!("glucose < {} mmol/L", number(*mmol_l)),
+        Trigger::Hba1cAbove { percent } => format!("HbA1c > {}%", number(*percent)),
+        Trigger::UncontrolledFollowUpRevisit { systolic_mmhg, diastolic_mmhg, revisit_within } => format!(
+            "BP >= {}/{} mmHg at a follow-up, re-visit expected within {} days",
+            number(*systolic_mmhg),
+            number(*diastolic_mmhg),
+            revisit_within.as_secs() / 86_400
+        ),
+        Trigger::ConsecutiveUncontrolledFollowUps { systolic_mmhg, diastolic_mmhg, count } => format!(
+            "BP >= {}/{} mmHg at {count} consecutive follow-ups",
+            number(*systolic_mmhg),
+            number(*diastolic_mmhg)
+        ),
+        Trigger::MissedFollowUp { after, .. } => format!("no face-to-face follow-up for more than {} days", after.as_secs() / 86_400),
+        Trigger::KidneyFunctionDecline { min_fall_fraction, max_annual_loss, rapid_min_readings, rapid_min_span, .. } => format!(
+            "drop in GFR category with a fall of >= {}% from baseline, or a sustained loss of > {} mL/min/1.73m2 per year over >= {rapid_min_readings} readings in >= {} months",
+            number(min_fall_fraction * 100.0),
+            number(*max_annual_loss),
+            rapid_min_span.as_secs() / (30 * 86_400)
+        ),
+        Trigger::NewComplication {} => "first diagnosis of a complication".into(),
+    }
+}
+
+fn render_message(rule: &Rule, facts: &Facts) -> String {
+    let mut text = rule.message.clone();
+    let mut put = |name: &str, value: Option<String>| {
+        let key = format!("{{{name}}}");
+        if text.contains(&key) {
+            text = text.replace(&key, value.as_deref().unwrap_or("?"));
+        }
+    };
+    put("value", facts.value.map(number));
+    put("sbp", facts.sbp.map(number));
+    put("dbp", facts.dbp.map(number));
+    put("days", facts.days.map(|d| d.to_string()));
+    put("stage", facts.stage.map(str::to_string));
+    put("baseline", facts.baseline.map(number));
+    put("condition", facts.condition.map(|c| c.as_str().to_string()));
+    put(
+        "complication",
+        facts.complication.map(|c| c.name().to_string()),
+    );
+    put("criterion", facts.criterion.clone());
+    put("threshold", Some(threshold_text(&rule.trigger)));
+    text
+}
+
+fn pseudonym(key: &PatientKey) -> String {
+    hex::encode(key)
+}
+
+// A constructor of a flat record: the arguments are its parts.
+#[allow(clippy::too_many_arguments)]
+fn build_alert(
+    rule: &Rule,
+    key: &PatientKey,
+    episode: &Episode,
+    status: AlertStatus,
+    cause: &Cause<'_>,
+    facts: &Facts,
+    message: String,
+    actor: &str,
+) -> Alert {
+    let episode_id = hex::encode(episode.id);
+    let sequence = episode.sequence as i32;
+    Alert {
+        alert_id: stable_id(&[episode_id.as_bytes(), &sequence.to_le_bytes()]),
+        episode_id,
+        rule_id: rule.id.clone(),
+        rule_version: rule.version as i32,
+        severity: rule.severity,
+        status,
+        sequence,
+        hospital_id: episode.hospital.to_string(),
+        department_code: cause.department.to_string(),
+        patient_pseudonym: pseudonym(key),
+        event_time_ms: cause.time_ms,
+        episode_start_ms: episode.opened_ms,
+        trigger_event_id: cause.trigger_id.to_string(),
+        value: facts.value.or(facts.sbp),
+        unit: facts.unit.to_string(),
+        threshold: threshold_text(&rule.trigger),
+        message,
+        source: rule.source.clone(),
+        actor: actor.to_string(),
+    }
+}
+
+fn episode_id(
+    key: &PatientKey,
+    rule_id: &str,
+    subject: u8,
+    opened_ms: i64,
+    trigger: &str,
+) -> [u8; 16] {
+    let hex_id = stable_id(&[
+        key,
+        rule_id.as_bytes(),
+        &[subject],
+        &opened_ms.to_le_bytes(),
+        trigger.as_bytes(),
+    ]);
+    let mut id = [0u8; 16];
+    // stable_id returns 32 hex characters; decoding cannot fail.
+    let _ = hex::decode_to_slice(hex_id, &mut id);
+    id
+}
+
+/// Every episode decision about one patient: the rules, the partition, the patient, and where
+/// alerts go, held together instead of threaded through each rule as separate arguments.
+struct Episodes<'a> {
+    engine: &'a Engine,
+    state: &'a mut PartitionState,
+    key: PatientKey,
+    alerts: &'a mut Vec<Alert>,
+}
+
+impl Episodes<'_> {
+    fn patient(&self) -> Option<&Patient> {
+        self.state.patients.get(&self.key)
+    }
+
+    fn is_open(&self, rule: usize, subject: u8) -> bool {
+        self.patient()
+            .and_then(|p| p.episode(rule as u16, subject))
+            .is_some()
+    }
+
+    fn set_timer(&mut self, kind: TimerKind, due: Option<i64>) {
+        self.state.set_timer(self.key, kind, due);
+    }
+
+    /// Judges every rule of `rules` on the patient's latest values. A breach of a rule that
+    /// another breached rule supersedes (level 2 replaces level 1) opens nothing.
+    fn judge(&mut self, rules: &[usize], cause: &Cause<'_>) {
+        let Some(patient) = self.patient() else {
+            return;
+        };
+        let breaches: Vec<(usize, Option<Facts>)> = rules
+            .iter()
+            .map(|&rule| {
+                let facts = self
+                    .engine
+                    .rules
+                    .get(rule)
+                    .and_then(|r| triggers::breach(&r.trigger, patient));
+                (rule, facts)
+            })
+            .collect();
+        for (rule, breach) in &breaches {
+            let suppressed = breaches.iter().any(|(other, b)| {
+                b.is_some() && self.engine.rules.superseded_by(*other).contains(rule)
+            });
+            self.evaluate(*rule, 0, breach.clone(), suppressed, cause);
+        }
+    }
+
+    /// Raises, re-notifies or resolves the episode of (rule, subject) for a breach or its
+    /// absence.
+    fn evaluate(
+        &mut self,
+        rule_index: usize,
+        subject: u8,
+        breach: Option<Facts>,
+        suppressed: bool,
+        cause: &Cause<'_>,
+    ) {
+        let Some(rule) = self.engine.rules.get(rule_index) else {
+            return;
+        };
+        let hospital = self.state.intern(cause.hospital);
+        let rule_id = self.state.intern(&rule.id);
+        let key = self.key;
+        let Some(patient) = self.state.patients.get_mut(&key) else {
+            return;
+        };
+        let open = patient.episode_mut(rule_index as u16, subject);
+        match (breach, open) {
+            (Some(facts), None) => {
+                if suppressed {
+                    return;
+                }
+                let opened_ms = cause.time_ms;
+                let episode = Episode {
+                    rule: rule_index as u16,
+                    rule_id,
+                    subject,
+                    id: episode_id(&key, &rule.id, subject, opened_ms, cause.trigger_id),
+                    opened_ms,
+                    last_notified_ms: opened_ms,
+                    sequence: 0,
+                    acknowledged: false,
+                    snoozed_until_ms: i64::MIN,
+                    hospital,
+                };
+                let message = render_message(rule, &facts);
+                self.alerts.push(build_alert(
+                    rule,
+                    &key,
+                    &episode,
+                    AlertStatus::Raised,
+                    cause,
+                    &facts,
+                    message,
+                    "",
+                ));
+                patient.episodes.push(episode);
+            }
+            (Some(facts), Some(episode)) => {
+                let interval = rule.renotify_after.as_millis() as i64;
+                let due = interval > 0
+                    && !suppressed
+                    && !episode.acknowledged
+                    && episode.snoozed_until_ms <= cause.time_ms
+                    && cause.time_ms - episode.last_notified_ms >= interval;
+                if due {
+                    episode.sequence += 1;
+                    episode.last_notified_ms = cause.time_ms;
+                    let message = render_message(rule, &facts);
+                    self.alerts.push(build_alert(
+                        rule,
+                        &key,
+                        episode,
+                        AlertStatus::Renotified,
+                        cause,
+                        &facts,
+                        message,
+                        "",
+                    ));
+                }
+            }
+            (None, Some(_)) => self.resolve(rule_index, subject, cause, "Back within range."),
+            (None, None) => {}
+        }
+    }
+
+    /// Closes the open episode of (rule, subject), saying why.
+    fn resolve(&mut self, rule_index: usize, subject: u8, cause: &Cause<'_>, note: &str) {
+        let Some(rule) = self.engine.rules.get(rule_index) else {
+            return;
+        };
+        let key = self.key;
+        let Some(patient) = self.state.patients.get_mut(&key) else {
+            return;
+        };
+        let Some(pos) = patient
+            .episodes
+            .iter()
+            .position(|e| e.rule == rule_index as u16 && e.subject == subject)
+        else {
+            return;
+        };
+        let mut episode = patient.episodes.remove(pos);
+        episode.sequence += 1;
+        let message = format!("{}: resolved. {note}", rule.title);
+        self.alerts.push(build_alert(
+            rule,
+            &key,
+            &episode,
+            AlertStatus::Resolved,
+            cause,
+            &Facts::default(),
+            message,
+            "",
+        ));
+        self.set_timer(
+            TimerKind::Renotify {
+                rule: rule_index as u16,
+                subject,
+            },
+            None,
+        );
+    }
+
+    /// A death closes every open episode and stops every timer.
+    fn close_all_for_death(&mut self, cause: &Cause<'_>) {
+        let open: Vec<(u16, u8)> = self
+            .patient()
+            .map(|p| p.episodes.iter().map(|e| (e.rule, e.subject)).collect())
+            .unwrap_or_default();
+        for (rule, subject) in open {
+            self.resolve(rule as usize, subject, cause, "The patient died.");
+        }
+        let timers: Vec<TimerKind> = self
+            .patient()
+            .map(|p| p.timers.iter().map(|(k, _)| *k).collect())
+            .unwrap_or_default();
+        for kind in timers {
+            self.set_timer(kind, None);
+        }
+    }
+}
+
+/// Reacts to what an event changed: each kind of change goes to the rules it concerns.
+pub fn on_change(
+    engine: &Engine,
+    state: &mut PartitionState,
+    key: PatientKey,
+    event: &ClinicalEvent,
+    change: &Change,
+    alerts: &mut Vec<Alert>,
+) {
+    let department = match &event.payload {
+        Payload::Diagnosis(d) => d.department_code.as_str(),
+        Payload::Encounter(e) => e.department_code.as_str(),
+        _ => "",
+    };
+    let cause = Cause {
+        time_ms: event.event_time_ms,
+        trigger_id: &event.event_id,
+        hospital: &event.hospital_id,
+        department,
+    };
+    let index = &engine.index;
+    let mut episodes = Episodes {
+        engine,
+        state,
+        key,
+        alerts,
+    };
+    if change.died {
+        episodes.close_all_for_death(&cause);
+        return;
+    }
+    if change.bp {
+        // The reading's own time: a re-evaluation after a retraction reports the reading now
+        // latest.
+        let latest = episodes
+            .patient()
+            .and_then(|p| p.latest_bp())
+            .map_or(i64::MIN, |r| r.time_ms);
+        let at = Cause {
+            time_ms: cause.time_ms.max(latest),
+            ..cause
+        };
+        episodes.judge(&index.bp, &at);
+    }
+    if change.glucose {
+        episodes.judge(&index.glucose, &cause);
+    }
+    if change.hba1c {
+        episodes.judge(&index.hba1c, &cause);
+    }
+    if change.egfr {
+        episodes.judge(&index.kidney, &cause);
+    }
+    if let Some(condition) = change.follow_up {
+        follow_ups::on_follow_up(&mut episodes, condition, &cause);
+    }
+    if change.registration {
+        for condition in Condition::ALL {
+            follow_ups::reschedule_missed(&mut episodes, condition, &cause);
+        }
+    }
+    if let Some(complication) = change.new_complication {
+        new_complication(&mut episodes, complication, &cause);
+    }
+}
+
+/// The first diagnosis of a complication raises an episode for a patient under management.
+fn new_complication(episodes: &mut Episodes<'_>, complication: Complication, cause: &Cause<'_>) {
+    let managed = episodes.patient().is_some_and(|p| {
+        p.programmes()
+            .any(|(_, enrolled)| enrolled <= cause.time_ms)
+            && p.alive_at(cause.time_ms)
+    });
+    if !managed {
+        return;
+    }
+    for &rule in &episodes.engine.index.complication {
+        let facts = Facts {
+            complication: Some(complication),
+            ..Facts::default()
+        };
+        episodes.evaluate(rule, complication as u8, Some(facts), false, cause);
+    }
+}
