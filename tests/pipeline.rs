@@ -104,3 +104,37 @@ fn a_stage_pointed_at_no_broker_says_so_within_seconds() {
         "{text}"
     );
 }
+
+#[test]
+fn a_reading_entered_twice_is_one_fact_and_a_data_quality_figure() {
+    let env = TestEnv::new("duplicates", 2, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+    let patient = "c3".repeat(32);
+    let t = vigil_runtime::time::now_ms() - 3_600_000;
+    env.produce(
+        &env.kafka.topics.clinical_events,
+        &[
+            // A crisis reading typed in twice under two record ids: one fact, one alert.
+            vital_signs(&patient, "vitals/10", t, 184.0, 100.0),
+            vital_signs(&patient, "vitals/11", t, 184.0, 100.0),
+            // Another reading the same minute is another fact.
+            vital_signs(&patient, "vitals/12", t + 60_000, 150.0, 90.0),
+        ],
+    );
+    env.run_vigil(&["up", "--until-idle", "3"], Duration::from_secs(120));
+    assert_eq!(
+        env.scalar("SELECT count() FROM {db}.alerts FINAL WHERE status = 'RAISED'"),
+        "1"
+    );
+    assert_eq!(
+        env.scalar("SELECT uniqExact(event_id) FROM {db}.clinical_events"),
+        "3"
+    );
+    assert_eq!(
+        env.scalar(
+            "SELECT hospital_id, sum(duplicates_received) FROM {db}.duplicate_facts GROUP BY hospital_id"
+        ),
+        "H0001\t1"
+    );
+}

@@ -61,6 +61,16 @@ pub struct FollowUp {
 }
 
 impl FollowUp {
+    /// The same clinical fact: condition, time, mode and values (whatever record carried it).
+    pub fn same_fact(&self, other: &FollowUp) -> bool {
+        self.condition == other.condition
+            && self.time_ms == other.time_ms
+            && self.face_to_face == other.face_to_face
+            && self.systolic.to_bits() == other.systolic.to_bits()
+            && self.diastolic.to_bits() == other.diastolic.to_bits()
+            && self.fasting_glucose.to_bits() == other.fasting_glucose.to_bits()
+    }
+
     pub fn bp(&self) -> Option<(f64, f64)> {
         (!self.systolic.is_nan() && !self.diastolic.is_nan())
             .then_some((self.systolic as f64, self.diastolic as f64))
@@ -236,14 +246,23 @@ impl Patient {
             .map(|(_, due)| *due)
     }
 
-    /// Follow-ups for the condition, oldest first.
+    /// Follow-ups for the condition, oldest first, each clinical fact once: the same form
+    /// entered twice (same time and values under another record id, as when a nurse re-enters
+    /// it) is one follow-up, not two. Both records stay, so deleting either keeps the other.
     pub fn follow_ups_for(
         &self,
         condition: Condition,
     ) -> impl DoubleEndedIterator<Item = &FollowUp> {
-        self.follow_ups
-            .iter()
-            .filter(move |f| f.condition == condition)
+        let all = &self.follow_ups;
+        all.iter().enumerate().filter_map(move |(i, f)| {
+            // Entries are in time order: an earlier copy of the same fact sits just before.
+            let repeated = all[..i]
+                .iter()
+                .rev()
+                .take_while(|e| e.time_ms == f.time_ms)
+                .any(|e| e.same_fact(f));
+            (f.condition == condition && !repeated).then_some(f)
+        })
     }
 
     pub fn episode(&self, rule: u16, subject: u8) -> Option<&Episode> {

@@ -1056,3 +1056,49 @@ fn status_rows_do_not_depend_on_when_they_are_emitted() {
     assert_eq!(at_the_end, every_event);
     assert_eq!(at_the_end, every_seventh);
 }
+
+#[test]
+fn a_form_entered_twice_is_one_follow_up() {
+    // Two records with the same patient, time and values (a nurse re-entered the form): one
+    // follow-up for the metrics, and one visit for the rules (two uncontrolled visits in a row
+    // would call for a referral; one visit entered twice does not).
+    let mut h = Harness::new();
+    h.register(0.0, &[Condition::Hypertension]);
+    h.follow_up(
+        40.0,
+        Condition::Hypertension,
+        VisitMode::Clinic,
+        Some((150.0, 95.0)),
+        None,
+    );
+    h.follow_up(
+        40.0,
+        Condition::Hypertension,
+        VisitMode::Clinic,
+        Some((150.0, 95.0)),
+        None,
+    );
+    let alerts = h.take();
+    assert!(
+        !alerts.iter().any(|(rule, _)| rule == "uncontrolled_bp_referral"),
+        "{alerts:?}"
+    );
+    let month = h
+        .status()
+        .into_iter()
+        .filter(|r| r.condition == Condition::Hypertension && r.period_kind == PeriodKind::Month)
+        .find(|r| r.period_start == vigil_runtime::time::parse_date("2025-02-01").unwrap())
+        .expect("a February row");
+    assert_eq!(month.follow_ups, 1);
+    // A second, different visit the same day is a second follow-up.
+    h.follow_up(
+        40.0,
+        Condition::Hypertension,
+        VisitMode::Clinic,
+        Some((152.0, 96.0)),
+        None,
+    );
+    assert!(h
+        .take()
+        .contains(&("uncontrolled_bp_referral".into(), AlertStatus::Raised)));
+}

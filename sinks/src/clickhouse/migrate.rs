@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0005_late_events",
         include_str!("../../../deploy/clickhouse/migrations/0005_late_events.sql"),
     ),
+    (
+        6,
+        "0006_duplicate_facts",
+        include_str!("../../../deploy/clickhouse/migrations/0006_duplicate_facts.sql"),
+    ),
 ];
 
 #[derive(Debug, Row, Serialize, Deserialize)]
