@@ -19,7 +19,7 @@ use std::time::Duration;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use vigil_schemas::validate;
-use vigil_schemas::{Alert, AlertAck, ClinicalEvent, PatientStatus};
+use vigil_schemas::{Alert, AlertAck, ClinicalEvent, Operation, PatientStatus};
 
 use crate::rules::RuleSet;
 use crate::state::{patient_key, Patient, PatientKey, TimerKind};
@@ -231,7 +231,12 @@ impl Engine {
             });
         };
         let time = event.event_time_ms;
-        if state.watermark_ms != i64::MIN
+        // A snapshot row (Debezium's initial load, op = r) states what the source already held,
+        // not what just happened: it is applied by its clinical time, is never late, and never
+        // moves the live watermark (one stamped "now" would make all history after it late).
+        let snapshot = event.operation == Operation::Snapshot;
+        if !snapshot
+            && state.watermark_ms != i64::MIN
             && time < state.watermark_ms - self.config.allowed_lateness.as_millis() as i64
         {
             return Disposition::Late;
@@ -239,10 +244,12 @@ impl Engine {
         // The watermark moves with every event, and timers it passes fire before the event is
         // applied: what fires depends only on the sequence of events, never on how the runner
         // happened to batch them (a replay after a crash must reproduce the same alerts).
-        state.max_event_ms = state.max_event_ms.max(time);
-        let watermark = self.event_time_watermark(state);
-        if watermark > state.watermark_ms {
-            self.advance_watermark(state, watermark, alerts);
+        if !snapshot {
+            state.max_event_ms = state.max_event_ms.max(time);
+            let watermark = self.event_time_watermark(state);
+            if watermark > state.watermark_ms {
+                self.advance_watermark(state, watermark, alerts);
+            }
         }
         let hospital = state.intern(&event.hospital_id);
         let patient = state.patients.entry(key).or_insert_with(|| Patient {

@@ -1080,7 +1080,9 @@ fn a_form_entered_twice_is_one_follow_up() {
     );
     let alerts = h.take();
     assert!(
-        !alerts.iter().any(|(rule, _)| rule == "uncontrolled_bp_referral"),
+        !alerts
+            .iter()
+            .any(|(rule, _)| rule == "uncontrolled_bp_referral"),
         "{alerts:?}"
     );
     let month = h
@@ -1101,4 +1103,55 @@ fn a_form_entered_twice_is_one_follow_up() {
     assert!(h
         .take()
         .contains(&("uncontrolled_bp_referral".into(), AlertStatus::Raised)));
+}
+
+#[test]
+fn a_snapshot_stamped_now_neither_moves_the_watermark_nor_makes_history_late() {
+    // Debezium's initial snapshot stamps every row with the time of the snapshot. A patient row
+    // read that way must not push the watermark to "now": the clinical history that follows
+    // (two years old) is applied, not discarded as late.
+    let mut h = Harness::new();
+    let payload = Payload::PatientRegistration(PatientRegistration {
+        sex: Sex::Female,
+        birth_year: 1955,
+        region_code: "330106".into(),
+        programmes: vec![ProgrammeEnrolment {
+            condition: Condition::Hypertension,
+            enrolled_time_ms: day(0.0),
+        }],
+        death_time_ms: None,
+    });
+    assert_eq!(
+        h.event_with("patient/1", 720.0, Operation::Snapshot, payload),
+        Disposition::Applied
+    );
+    assert_eq!(
+        h.state.watermark_ms,
+        i64::MIN,
+        "the snapshot moved no watermark"
+    );
+    for d in [10.0, 100.0, 190.0, 280.0] {
+        assert_eq!(
+            h.follow_up(
+                d,
+                Condition::Hypertension,
+                VisitMode::Clinic,
+                Some((130.0, 80.0)),
+                None
+            ),
+            Disposition::Applied,
+            "day {d}"
+        );
+    }
+    let year_2025 = h
+        .status()
+        .into_iter()
+        .filter(|r| r.condition == Condition::Hypertension && r.period_kind == PeriodKind::Year)
+        .find(|r| r.period_start == vigil_runtime::time::parse_date("2025-01-01").unwrap())
+        .expect("a 2025 row");
+    assert_eq!(year_2025.follow_ups, 4);
+    assert!(year_2025.standardised);
+    // A live change, by contrast, moves the watermark as before.
+    h.bp(300.0, 130.0, 80.0);
+    assert!(h.state.watermark_ms > day(299.0));
 }
