@@ -20,6 +20,9 @@ pub enum RuntimeError {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The broker's client refused a record for its size: sending it again cannot help.
+    #[error("a record of {bytes} bytes for topic {topic} is larger than the client accepts")]
+    RecordTooLarge { topic: String, bytes: usize },
     /// A service did not answer at start: usually a wrong address, or it is not running.
     #[error("no {service} answered at {address} within {waited:?} ({cause}); check the address in the configuration and that {service} is running (locally: deploy/local/services.sh start)")]
     Unreachable {
@@ -41,7 +44,9 @@ impl RuntimeError {
             | RuntimeError::Delivery { .. }
             | RuntimeError::Unreachable { .. } => true,
             RuntimeError::ClickHouse { source, .. } => crate::clickhouse::is_transient(source),
-            RuntimeError::Config(_) | RuntimeError::Schema(_) => false,
+            RuntimeError::Config(_)
+            | RuntimeError::Schema(_)
+            | RuntimeError::RecordTooLarge { .. } => false,
         }
     }
 }

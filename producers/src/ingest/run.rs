@@ -13,10 +13,10 @@ use vigil_runtime::config::KafkaConfig;
 use vigil_runtime::kafka::{Aligner, ConsumerTuning, DurableProducer, GroupConsumer, Positions};
 use vigil_runtime::stats::StageStats;
 use vigil_runtime::time::now_ms;
-use vigil_runtime::{Shutdown, StopWhen};
+use vigil_runtime::{RuntimeError, Shutdown, StopWhen};
 use vigil_schemas::{AvroCodec, ClinicalEvent, DeadLetter, InputPosition};
 
-use super::adapter::{Adapter, Outcome};
+use super::adapter::{Adapter, Outcome, Reason, Rejection};
 use super::config::IngestConfig;
 use super::redact::{safe_copy, withheld};
 use crate::edge::catalog::newest_change;
@@ -153,7 +153,12 @@ impl Handler {
             utc_offset_minutes: self.offset,
             now_ms: now,
         };
-        let event = match adapter.adapt(value) {
+        let at = InputPosition {
+            topic,
+            partition,
+            offset,
+        };
+        let (event, unmapped) = match adapter.adapt(value) {
             Outcome::Tombstone => {
                 self.summary.tombstones += 1;
                 self.stats.hospital("").records_in += 1;
@@ -163,66 +168,42 @@ impl Handler {
                     .or_default() += 1;
                 return Ok(());
             }
-            Outcome::Accepted(event) => event,
-            Outcome::AcceptedUnmapped(event, what) => {
-                *self.summary.unmapped.entry(what.to_string()).or_default() += 1;
-                *self
-                    .unmapped
-                    .entry((event.hospital_id.clone(), what))
-                    .or_default() += 1;
-                event
-            }
+            Outcome::Accepted(event) => (event, None),
+            Outcome::AcceptedUnmapped(event, what) => (event, Some(what)),
             Outcome::Rejected(rejection) => {
-                *self
-                    .summary
-                    .rejected
-                    .entry(rejection.reason.as_str().to_string())
-                    .or_default() += 1;
-                let counts = self.stats.hospital(&rejection.hospital);
-                counts.records_in += 1;
-                counts.dead_letters += 1;
-                let bytes = value.unwrap_or_default();
-                let copy = match serde_json::from_slice::<serde_json::Value>(bytes) {
-                    Ok(parsed) => {
-                        let columns: Vec<&str> =
-                            rejection.columns.iter().map(String::as_str).collect();
-                        safe_copy(&parsed, &columns)
-                    }
-                    Err(_) => withheld(bytes),
-                };
-                let at = InputPosition {
-                    topic,
-                    partition,
-                    offset,
-                };
-                let letter = DeadLetter::new(
-                    "ingest",
-                    at,
-                    rejection.reason.as_str(),
-                    &rejection.detail,
-                    now,
-                )
-                .with_hospital(&rejection.hospital)
-                .with_copy(&copy);
-                *self
-                    .letters
-                    .entry((letter.hospital_id.clone(), rejection.reason.as_str()))
-                    .or_default() += 1;
-                *self
-                    .records
-                    .entry((letter.hospital_id.clone(), "rejected"))
-                    .or_default() += 1;
-                self.buffer.clear();
-                self.dead_letter_codec
-                    .encode_into(&letter, &mut self.buffer)?;
-                producer.send(
-                    &self.dead_letter_topic,
-                    letter.hospital_id.as_bytes(),
-                    &self.buffer,
-                )?;
-                return Ok(());
+                return self.reject(producer, &rejection, value, at, now);
             }
         };
+        self.buffer.clear();
+        self.event_codec.encode_into(&event, &mut self.buffer)?;
+        match producer.send(
+            &self.events_topic,
+            event.patient_pseudonym.as_bytes(),
+            &self.buffer,
+        ) {
+            Ok(()) => {}
+            // The contract bounds every field, so this is a safety net: a record that cannot
+            // be produced is a dead letter, never a failure the stage would meet again forever.
+            Err(RuntimeError::RecordTooLarge { bytes, .. }) => {
+                let rejection = Rejection {
+                    hospital: event.hospital_id.clone(),
+                    reason: Reason::RecordTooLarge,
+                    detail: format!(
+                        "the canonical event would take {bytes} bytes, more than a record may"
+                    ),
+                    columns: Vec::new(),
+                };
+                return self.reject(producer, &rejection, value, at, now);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        if let Some(what) = unmapped {
+            *self.summary.unmapped.entry(what.to_string()).or_default() += 1;
+            *self
+                .unmapped
+                .entry((event.hospital_id.clone(), what))
+                .or_default() += 1;
+        }
         self.summary.accepted += 1;
         let counts = self.stats.hospital(&event.hospital_id);
         counts.records_in += 1;
@@ -232,11 +213,43 @@ impl Handler {
             .records
             .entry((event.hospital_id.clone(), "accepted"))
             .or_default() += 1;
+        Ok(())
+    }
+
+    /// A rejected record: counted by reason, and a dead letter with an allow-listed copy.
+    fn reject(
+        &mut self,
+        producer: &DurableProducer,
+        rejection: &Rejection,
+        value: Option<&[u8]>,
+        at: InputPosition<'_>,
+        now: i64,
+    ) -> Result<(), ProducerError> {
+        let reason = rejection.reason.as_str();
+        *self.summary.rejected.entry(reason.to_string()).or_default() += 1;
+        let counts = self.stats.hospital(&rejection.hospital);
+        counts.records_in += 1;
+        counts.dead_letters += 1;
+        let bytes = value.unwrap_or_default();
+        let copy = match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(parsed) => {
+                let columns: Vec<&str> = rejection.columns.iter().map(String::as_str).collect();
+                safe_copy(&parsed, &columns)
+            }
+            Err(_) => withheld(bytes),
+        };
+        let letter = DeadLetter::new("ingest", at, reason, &rejection.detail, now)
+            .with_hospital(&rejection.hospital)
+            .with_copy(&copy);
+        let hospital = letter.hospital_id.clone();
+        *self.letters.entry((hospital.clone(), reason)).or_default() += 1;
+        *self.records.entry((hospital, "rejected")).or_default() += 1;
         self.buffer.clear();
-        self.event_codec.encode_into(&event, &mut self.buffer)?;
+        self.dead_letter_codec
+            .encode_into(&letter, &mut self.buffer)?;
         producer.send(
-            &self.events_topic,
-            event.patient_pseudonym.as_bytes(),
+            &self.dead_letter_topic,
+            letter.hospital_id.as_bytes(),
             &self.buffer,
         )?;
         Ok(())

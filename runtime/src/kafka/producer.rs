@@ -167,6 +167,15 @@ impl DurableProducer {
                     record = back;
                     std::thread::sleep(Duration::from_millis(1));
                 }
+                Err((
+                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                    back,
+                )) => {
+                    return Err(RuntimeError::RecordTooLarge {
+                        topic: back.topic.to_string(),
+                        bytes: back.payload.map_or(0, <[u8]>::len),
+                    })
+                }
                 Err((source, _)) => {
                     return Err(RuntimeError::Kafka {
                         operation: "produce",

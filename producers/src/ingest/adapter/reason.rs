@@ -26,6 +26,8 @@ pub enum Reason {
     ValueOutOfRange,
     /// A text longer than the canonical contract allows.
     FieldTooLong,
+    /// The canonical event would not fit in a Kafka record.
+    RecordTooLarge,
 }
 
 impl Reason {
@@ -44,6 +46,7 @@ impl Reason {
             Reason::UnexpectedUnit => "unexpected_unit",
             Reason::ValueOutOfRange => "value_out_of_range",
             Reason::FieldTooLong => "field_too_long",
+            Reason::RecordTooLarge => "record_too_large",
         }
     }
 }
