@@ -136,6 +136,10 @@ struct SimulateArgs {
     /// Write what the edge should accept and reject to this JSON file.
     #[arg(long)]
     manifest: Option<String>,
+    /// Write the change events to this file (JSON lines, for `vigil ingest --file`) instead of
+    /// the broker.
+    #[arg(long)]
+    output_file: Option<String>,
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -195,6 +199,9 @@ fn apply_simulate_args(config: &mut VigilConfig, args: &SimulateArgs) -> anyhow:
             missing_identifier: rate,
             malformed: rate,
         };
+    }
+    if let Some(v) = &args.output_file {
+        sim.output_file = v.clone();
     }
     if let Some(v) = &args.manifest {
         sim.manifest = v.clone();

@@ -312,3 +312,58 @@ fn the_edge_metrics_count_what_it_accepted_and_dead_lettered() {
     assert_eq!(counted, landed);
     assert_eq!(landed, manifest.rejected);
 }
+
+#[test]
+fn a_simulated_hospital_written_to_a_file_goes_through_the_edge_exactly() {
+    // `vigil simulate --output-file` gives onboarding a change-event file to try the edge on.
+    let env = TestEnv::new("simfile", 2, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+    let file = env.path("changes.jsonl");
+    let manifest_path = env.path("manifest.json");
+    env.run_vigil(
+        &[
+            "simulate",
+            "--output",
+            "cdc",
+            "--patients",
+            "120",
+            "--hospitals",
+            "3",
+            "--days",
+            "120",
+            "--end-date",
+            "2026-06-30",
+            "--seed",
+            "37",
+            "--defects",
+            "0.02",
+            "--manifest",
+            manifest_path.to_str().unwrap(),
+            "--output-file",
+            file.to_str().unwrap(),
+        ],
+        Duration::from_secs(300),
+    );
+    assert!(
+        common::read_topic(&env.kafka, &env.kafka.topics.his_changes).is_empty(),
+        "nothing went to the broker"
+    );
+    let manifest: Manifest =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    let lines = std::fs::read_to_string(&file).unwrap().lines().count() as u64;
+    assert_eq!(lines, manifest.records);
+    let output = env.run_vigil(
+        &["ingest", "--file", file.to_str().unwrap()],
+        Duration::from_secs(300),
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(output.lines().rev().find(|l| l.starts_with('{')).unwrap()).unwrap();
+    assert_eq!(summary["records"].as_u64(), Some(manifest.records));
+    assert_eq!(summary["accepted"].as_u64(), Some(manifest.accepted));
+    assert_eq!(summary["tombstones"].as_u64(), Some(manifest.tombstones));
+    let rejected: BTreeMap<String, u64> =
+        serde_json::from_value(summary["rejected"].clone()).unwrap();
+    assert_eq!(rejected, manifest.rejected);
+    assert!(!rejected.is_empty(), "defects were injected");
+}

@@ -51,6 +51,11 @@ pub struct SimulateConfig {
     /// Where to write the CDC run's manifest (what the edge should accept and reject); empty: nowhere.
     #[serde(default)]
     pub manifest: String,
+    /// Write the CDC change events to this file as JSON lines (one Debezium value a line, `null`
+    /// for a tombstone: what `vigil ingest --file` reads) instead of the his_changes topic;
+    /// empty: to the topic.
+    #[serde(default)]
+    pub output_file: String,
     /// How often progress is logged on long runs.
     #[serde(default = "default_progress_every", with = "humantime_serde")]
     pub progress_every: Duration,
@@ -113,6 +118,7 @@ impl Default for SimulateConfig {
             output: Output::Cdc,
             defects: DefectRates::default(),
             manifest: String::new(),
+            output_file: String::new(),
             progress_every: default_progress_every(),
         }
     }
@@ -143,6 +149,11 @@ impl SimulateConfig {
             return fail("simulate.rate must be at least 1 event/s".into());
         }
         self.defects.validate()?;
+        if !self.output_file.is_empty() && self.output != Output::Cdc {
+            return fail(
+                "simulate.output_file takes change events: set simulate.output = \"cdc\"".into(),
+            );
+        }
         if self.pace == Pace::Compressed && self.compress_into.is_zero() {
             return fail("simulate.compress_into must be longer than zero".into());
         }

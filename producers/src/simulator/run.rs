@@ -33,6 +33,82 @@ pub struct SimulateSummary {
     pub manifest: Option<Manifest>,
 }
 
+/// Where records go: the broker, or a file of JSON lines (change events only).
+enum Destination {
+    Kafka(DurableProducer),
+    File {
+        path: String,
+        writer: std::io::BufWriter<std::fs::File>,
+    },
+}
+
+impl Destination {
+    fn open(config: &SimulateConfig, kafka: &KafkaConfig) -> Result<Self, ProducerError> {
+        if config.output_file.is_empty() {
+            return Ok(Destination::Kafka(DurableProducer::new(
+                kafka,
+                "vigil-simulate",
+            )?));
+        }
+        let path = config.output_file.clone();
+        let file = std::fs::File::create(&path).map_err(|source| ProducerError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Destination::File {
+            path,
+            writer: std::io::BufWriter::new(file),
+        })
+    }
+
+    /// Sends one record: produced with its capture time, or written as a line (a tombstone as
+    /// `null`, as `vigil ingest --file` reads it).
+    fn send(&mut self, topic: &str, record: &CdcRecord) -> Result<(), ProducerError> {
+        match self {
+            Destination::Kafka(producer) => Ok(producer.send_stamped(
+                topic,
+                &record.key,
+                record.value.as_deref(),
+                record.release_ms,
+            )?),
+            Destination::File { path, writer } => {
+                use std::io::Write;
+                let line = record.value.as_deref().unwrap_or(b"null");
+                writer
+                    .write_all(line)
+                    .and_then(|()| writer.write_all(b"\n"))
+                    .map_err(|source| ProducerError::Io {
+                        path: path.clone(),
+                        source,
+                    })
+            }
+        }
+    }
+
+    fn producer(&self) -> Result<&DurableProducer, ProducerError> {
+        match self {
+            Destination::Kafka(producer) => Ok(producer),
+            Destination::File { .. } => Err(ProducerError::Config(
+                "canonical events go to the broker, not to a file".into(),
+            )),
+        }
+    }
+
+    /// Everything sent is acknowledged by the broker, or written to the file.
+    fn flush(&mut self) -> Result<(), ProducerError> {
+        match self {
+            Destination::Kafka(producer) => Ok(producer.flush()?),
+            Destination::File { path, writer } => {
+                use std::io::Write;
+                writer.flush().map_err(|source| ProducerError::Io {
+                    path: path.clone(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
 /// Where rendered facts go.
 enum Sink {
     Canonical {
@@ -56,7 +132,7 @@ pub fn run(
     shutdown: &Shutdown,
 ) -> Result<SimulateSummary, ProducerError> {
     config.validate()?;
-    let producer = DurableProducer::new(kafka, "vigil-simulate")?;
+    let mut destination = Destination::open(config, kafka)?;
     let mut simulation = Simulation::new(config);
     let mut sink = match config.output {
         Output::Canonical => Sink::Canonical {
@@ -100,7 +176,7 @@ pub fn run(
         }
         summary.records += produce(
             &mut sink,
-            &producer,
+            &mut destination,
             &simulation,
             &event,
             &mut buffer,
@@ -122,10 +198,10 @@ pub fn run(
     if let Sink::Cdc { renderer, topic } = &mut sink {
         records.clear();
         renderer.finish(&mut records);
-        summary.records += send_records(&producer, topic, &records)?;
+        summary.records += send_records(&mut destination, topic, &records)?;
         summary.manifest = Some(renderer.manifest.clone());
     }
-    producer.flush()?;
+    destination.flush()?;
     if let (Some(manifest), false) = (&summary.manifest, config.manifest.is_empty()) {
         let text = serde_json::to_string_pretty(manifest)
             .map_err(|e| ProducerError::Config(e.to_string()))?;
@@ -139,14 +215,14 @@ pub fn run(
         events = summary.events,
         records = summary.records,
         seconds = summary.elapsed.as_secs_f64(),
-        "Simulation finished; every record was acknowledged by the broker."
+        "Simulation finished; every record was acknowledged by the broker or written."
     );
     Ok(summary)
 }
 
 fn produce(
     sink: &mut Sink,
-    producer: &DurableProducer,
+    destination: &mut Destination,
     simulation: &Simulation,
     event: &SimEvent,
     buffer: &mut Vec<u8>,
@@ -161,30 +237,26 @@ fn produce(
             let canonical = renderer.render(simulation, event, now_ms());
             buffer.clear();
             codec.encode_into(&canonical, buffer)?;
-            producer.send(topic, canonical.patient_pseudonym.as_bytes(), buffer)?;
+            destination
+                .producer()?
+                .send(topic, canonical.patient_pseudonym.as_bytes(), buffer)?;
             Ok(1)
         }
         Sink::Cdc { renderer, topic } => {
             records.clear();
             renderer.render(simulation, event, records);
-            send_records(producer, topic, records)
+            send_records(destination, topic, records)
         }
     }
 }
 
 fn send_records(
-    producer: &DurableProducer,
+    destination: &mut Destination,
     topic: &str,
     records: &[CdcRecord],
 ) -> Result<u64, ProducerError> {
     for record in records {
-        // Stamped with the change's capture time: the edge merges partitions by record time.
-        producer.send_stamped(
-            topic,
-            &record.key,
-            record.value.as_deref(),
-            record.release_ms,
-        )?;
+        destination.send(topic, record)?;
     }
     Ok(records.len() as u64)
 }
