@@ -138,3 +138,89 @@ fn a_reading_entered_twice_is_one_fact_and_a_data_quality_figure() {
         "H0001\t1"
     );
 }
+
+fn canonical(
+    patient: &str,
+    record: &str,
+    time_ms: i64,
+    payload: Payload,
+) -> (String, ClinicalEvent) {
+    let event = ClinicalEvent {
+        event_id: format!("event-{record}"),
+        hospital_id: "H0001".into(),
+        source_system: "e2e-test".into(),
+        operation: Operation::Create,
+        event_time_ms: time_ms,
+        ingest_time_ms: time_ms,
+        patient_pseudonym: patient.to_string(),
+        record_id: record.to_string(),
+        schema_version: 1,
+        payload,
+    };
+    (patient.to_string(), event)
+}
+
+fn diagnosis(code: &str) -> Payload {
+    Payload::Diagnosis(vigil_schemas::Diagnosis {
+        icd10: code.into(),
+        is_primary: true,
+        department_code: "NEI".into(),
+        encounter_id: None,
+    })
+}
+
+#[test]
+fn a_hospital_sees_who_has_a_qualifying_diagnosis_but_is_not_counted_as_managed() {
+    use vigil_schemas::{
+        Condition, FollowUpVisit, PatientRegistration, ProgrammeEnrolment, Sex, VisitMode,
+    };
+    let env = TestEnv::new("unmanaged", 2, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+    let t = vigil_runtime::time::now_ms() - 30 * 86_400_000;
+    let (enrolled, forms_only, diagnosis_only, other) = (
+        "d4".repeat(32),
+        "e5".repeat(32),
+        "f6".repeat(32),
+        "a7".repeat(32),
+    );
+    let registration = Payload::PatientRegistration(PatientRegistration {
+        sex: Sex::Female,
+        birth_year: 1958,
+        region_code: "330106".into(),
+        programmes: vec![ProgrammeEnrolment {
+            condition: Condition::Hypertension,
+            enrolled_time_ms: t - 86_400_000,
+        }],
+        death_time_ms: None,
+    });
+    let form = Payload::FollowUpVisit(FollowUpVisit {
+        condition: Condition::Hypertension,
+        visit_mode: VisitMode::Clinic,
+        systolic_mmhg: Some(135.0),
+        diastolic_mmhg: Some(85.0),
+        fasting_glucose_mmol_l: None,
+        hba1c_percent: None,
+        next_visit_time_ms: None,
+        clinician_id: "D1".into(),
+    });
+    env.produce(
+        &env.kafka.topics.clinical_events,
+        &[
+            canonical(&enrolled, "pat/1", t, registration),
+            canonical(&enrolled, "dx/1", t + 1_000, diagnosis("I10.x00")),
+            canonical(&forms_only, "dx/2", t + 2_000, diagnosis("I10")),
+            canonical(&forms_only, "fu/2", t + 3_000, form),
+            canonical(&diagnosis_only, "dx/3", t + 4_000, diagnosis("E11.900")),
+            canonical(&other, "dx/4", t + 5_000, diagnosis("J45")),
+        ],
+    );
+    env.run_vigil(&["up", "--until-idle", "3"], Duration::from_secs(120));
+    assert_eq!(
+        env.query(
+            "SELECT hospital_id, condition, patients, with_follow_up_forms \
+             FROM {db}.diagnosed_not_managed ORDER BY condition"
+        ),
+        vec!["H0001\tDIABETES\t1\t0", "H0001\tHYPERTENSION\t1\t1"]
+    );
+}

@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0006_duplicate_facts",
         include_str!("../../../deploy/clickhouse/migrations/0006_duplicate_facts.sql"),
     ),
+    (
+        7,
+        "0007_diagnosed_not_managed",
+        include_str!("../../../deploy/clickhouse/migrations/0007_diagnosed_not_managed.sql"),
+    ),
 ];
 
 #[derive(Debug, Row, Serialize, Deserialize)]
