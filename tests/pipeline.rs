@@ -17,23 +17,12 @@ fn vital_signs(
     systolic: f64,
     diastolic: f64,
 ) -> (String, ClinicalEvent) {
-    let event = ClinicalEvent {
-        event_id: format!("event-{record}"),
-        hospital_id: "H0001".into(),
-        source_system: "e2e-test".into(),
-        operation: Operation::Create,
-        event_time_ms: time_ms,
-        ingest_time_ms: time_ms,
-        patient_pseudonym: patient.to_string(),
-        record_id: record.to_string(),
-        schema_version: 1,
-        payload: Payload::VitalSign(VitalSign {
-            systolic_mmhg: Some(systolic),
-            diastolic_mmhg: Some(diastolic),
-            ..VitalSign::default()
-        }),
-    };
-    (patient.to_string(), event)
+    let reading = Payload::VitalSign(VitalSign {
+        systolic_mmhg: Some(systolic),
+        diastolic_mmhg: Some(diastolic),
+        ..VitalSign::default()
+    });
+    canonical(patient, record, time_ms, reading)
 }
 
 #[test]
