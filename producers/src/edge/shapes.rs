@@ -38,6 +38,11 @@ pub struct VendorShape {
     pub date_format: DateFormat,
     /// Columns that identify a person directly: dropped at the edge and from dead-letter copies.
     pub direct_identifiers: Vec<String>,
+    /// DECIMAL/NUMERIC columns and their scale, for connectors that send them the Debezium way
+    /// (`decimal.handling.mode=precise`: base64 of the big-endian unscaled integer) without the
+    /// Connect schema that would say the scale. With schemas enabled the schema's scale wins.
+    #[serde(default)]
+    pub decimal_scales: BTreeMap<String, u32>,
     pub patient: PatientTable,
     pub encounter: EncounterTable,
     pub diagnosis: DiagnosisTable,

@@ -7,6 +7,7 @@
 //! the event time (the change time for deletes, which retract rather than state a fact). This
 //! module reads the envelope; one module per table kind reads the row.
 
+mod decimal;
 mod diagnosis;
 mod encounter;
 mod follow_up;
@@ -215,7 +216,7 @@ impl Adapter<'_> {
             );
             return rejected("", Reason::UnknownHospital, detail);
         };
-        match self.adapt_event(profile, payload) {
+        match self.adapt_event(profile, &parsed, payload) {
             Ok((event, Some(what))) => Outcome::AcceptedUnmapped(Box::new(event), what),
             Ok((event, None)) => Outcome::Accepted(Box::new(event)),
             Err(Reject { reason, detail }) => Outcome::Rejected(Rejection {
@@ -232,6 +233,7 @@ impl Adapter<'_> {
     fn adapt_event(
         &self,
         profile: &HospitalProfile,
+        event: &Value,
         payload: &Value,
     ) -> Result<(ClinicalEvent, Option<&'static str>), Reject> {
         let vendor = &profile.vendor;
@@ -282,6 +284,10 @@ impl Adapter<'_> {
                     format!("the '{image}' image of a '{op}' event is missing"),
                 )
             })?;
+        // DECIMAL/NUMERIC columns the Debezium way (base64 unscaled bytes) become numbers.
+        let scales = decimal::scales(event, image, &vendor.decimal_scales);
+        let decoded = decimal::normalise(row, &scales);
+        let row = decoded.as_ref().unwrap_or(row);
         let key = text(row, key_column);
         if key.is_empty() {
             return Err(reject(

@@ -354,3 +354,24 @@ fn no_direct_identifier_passes_the_edge() {
     }
     assert_eq!(event.patient_pseudonym.len(), 64);
 }
+
+#[test]
+fn decimals_arrive_as_debezium_writes_them_by_default() {
+    // decimal.handling.mode=precise: the result 7.90 as base64 of 790 with scale 2 from the
+    // Connect schema (schemas enabled), as MySQL's and PostgreSQL's connectors send DECIMAL.
+    let payload = lab_a("GLU", json!("AxY="), "mmol/L");
+    let wrapped = json!({
+        "schema": {"type": "struct", "fields": [
+            {"field": "after", "type": "struct", "fields": [
+                {"field": "jg", "type": "bytes", "name": "org.apache.kafka.connect.data.Decimal",
+                 "parameters": {"scale": "2", "connect.decimal.precision": "8"}}]}]},
+        "payload": payload
+    });
+    let event = accepted(&wrapped);
+    assert_eq!(lab(&event), ("14749-6".into(), 7.9, "mmol/L".into()));
+    // The same bytes without a scale anywhere are not a number.
+    assert_eq!(
+        reason(&lab_a("GLU", json!("AxY="), "mmol/L")),
+        "non_numeric_result"
+    );
+}
