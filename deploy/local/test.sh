@@ -34,6 +34,9 @@ export VIGIL_CH_DATABASES="vigil vigil_access_test"
 deploy/local/services.sh start
 eval "$(deploy/local/services.sh env)"
 
+echo "==> installing chDB (a current ClickHouse engine in-process, for the SQL check)"
+python3 -m pip install --quiet --disable-pip-version-check chdb
+
 echo "==> running the tests"
 # Release builds: the end-to-end tests exercise timing (batches, checkpoints, rebalances) as
 # deployed, and the demo and benchmarks share the build.

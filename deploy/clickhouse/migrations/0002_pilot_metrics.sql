@@ -93,14 +93,14 @@ FROM
     SELECT hospital_id, toStartOfMonth(episode_start) AS month, uniqExactIf(episode_id, status = 'RAISED') AS episodes
     FROM {db}.alerts FINAL
     GROUP BY hospital_id, month
-)
+) AS raised
 ANY LEFT JOIN
 (
     SELECT hospital_id, period_start AS month, uniqExact(patient_pseudonym) AS managed_patients
     FROM {db}.patient_status FINAL
     WHERE period_kind = 'MONTH' AND managed = 1
     GROUP BY hospital_id, month
-) USING (hospital_id, month);
+) AS managed USING (hospital_id, month);
 
 -- Data quality and timeliness per hospital and day of receipt: events accepted, prescriptions
 -- whose drug code has no ATC mapping, how old events were when they landed, and how long the

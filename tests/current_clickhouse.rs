@@ -1,0 +1,18 @@
+//! Every migration on a current ClickHouse engine too (chDB, ClickHouse 26.x in-process), not
+//! only on the 18.16 test server the other tests use: `deploy/clickhouse/check_current.py`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+#[test]
+fn every_migration_runs_on_a_current_clickhouse_engine() {
+    let output = std::process::Command::new("python3")
+        .arg(common::repo_path("deploy/clickhouse/check_current.py"))
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains(", 0 refused"), "{text}");
+}
