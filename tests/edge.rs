@@ -80,14 +80,7 @@ fn a_defective_multi_vendor_stream_reconciles_exactly_and_leaks_no_identifier() 
     // Downstream: the processor and the ClickHouse writer; dead letters land per hospital and reason.
     env.run_vigil(&["process", "--until-idle", "3"], Duration::from_secs(600));
     env.run_vigil(&["sink", "--until-idle", "3"], Duration::from_secs(600));
-    let landed: BTreeMap<String, u64> = env
-        .query("SELECT reason_code, uniqExact(dead_letter_id) FROM {db}.dead_letters WHERE stage = 'ingest' GROUP BY reason_code")
-        .iter()
-        .map(|l| {
-            let (reason, n) = l.split_once('\t').unwrap();
-            (reason.to_string(), n.parse().unwrap())
-        })
-        .collect();
+    let landed = env.dead_letters_by_reason("ingest");
     assert_eq!(landed, manifest.rejected);
     // The stages' own statistics reconcile with what they did, and land per hospital.
     let rejected_total: u64 = manifest.rejected.values().sum();
@@ -300,14 +293,7 @@ fn the_edge_metrics_count_what_it_accepted_and_dead_lettered() {
         &["stage=\"ingest\""],
         "reason",
     );
-    let landed: BTreeMap<String, u64> = env
-        .query("SELECT reason_code, uniqExact(dead_letter_id) FROM {db}.dead_letters WHERE stage = 'ingest' GROUP BY reason_code")
-        .iter()
-        .map(|l| {
-            let (reason, n) = l.split_once('\t').unwrap();
-            (reason.to_string(), n.parse().unwrap())
-        })
-        .collect();
+    let landed = env.dead_letters_by_reason("ingest");
     assert!(!landed.is_empty());
     assert_eq!(counted, landed);
     assert_eq!(landed, manifest.rejected);

@@ -188,20 +188,6 @@ fn hostile_events() -> Vec<(ClinicalEvent, &'static str)> {
     ]
 }
 
-/// Counts per reason code of the dead letters one stage landed.
-fn letters(env: &TestEnv, stage: &str) -> BTreeMap<String, u64> {
-    env.query(&format!(
-        "SELECT reason_code, uniqExact(dead_letter_id) FROM {{db}}.dead_letters \
-         WHERE stage = '{stage}' GROUP BY reason_code"
-    ))
-    .iter()
-    .map(|l| {
-        let (reason, n) = l.split_once('\t').unwrap();
-        (reason.to_string(), n.parse().unwrap())
-    })
-    .collect()
-}
-
 fn tally(reasons: impl IntoIterator<Item = &'static str>) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for reason in reasons {
@@ -334,14 +320,18 @@ fn hostile_input_at_the_edge_and_on_every_topic_is_dead_lettered_and_leaks_nothi
     );
 
     // Every bad record is a dead letter with its reason, in the stage that met it.
-    assert_eq!(letters(&env, "ingest"), edge_reasons);
+    assert_eq!(env.dead_letters_by_reason("ingest"), edge_reasons);
     let mut process_reasons = tally(bad_events.iter().map(|(_, r)| *r));
     // Garbage and a null on the events topic and on the acknowledgements topic.
     *process_reasons.entry("undecodable".into()).or_default() += 4;
-    assert_eq!(letters(&env, "process"), process_reasons, "{process}");
+    assert_eq!(
+        env.dead_letters_by_reason("process"),
+        process_reasons,
+        "{process}"
+    );
     // The writer reads events, alerts, status, dead letters and stats: garbage and null on each.
     assert_eq!(
-        letters(&env, "sink"),
+        env.dead_letters_by_reason("sink"),
         tally(std::iter::repeat_n("undecodable", 10)),
         "{sink}"
     );

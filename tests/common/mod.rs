@@ -331,6 +331,20 @@ impl TestEnv {
         command
     }
 
+    /// Dead letters one stage landed, counted per reason code.
+    pub fn dead_letters_by_reason(&self, stage: &str) -> std::collections::BTreeMap<String, u64> {
+        self.query(&format!(
+            "SELECT reason_code, uniqExact(dead_letter_id) FROM {{db}}.dead_letters \
+             WHERE stage = '{stage}' GROUP BY reason_code"
+        ))
+        .iter()
+        .map(|l| {
+            let (reason, n) = l.split_once('\t').expect("two columns");
+            (reason.to_string(), n.parse().expect("a count"))
+        })
+        .collect()
+    }
+
     /// Sets a `VIGIL_...` environment override for every `vigil` this env starts from now on.
     pub fn set_override(&mut self, key: &str, value: &str) {
         self.overrides.push((key.to_string(), value.to_string()));

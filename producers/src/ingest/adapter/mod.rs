@@ -237,22 +237,7 @@ impl Adapter<'_> {
         payload: &Value,
     ) -> Result<(ClinicalEvent, Option<&'static str>), Reject> {
         let vendor = &profile.vendor;
-        let op = payload
-            .get("op")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let operation = match op {
-            "c" => Operation::Create,
-            "u" => Operation::Update,
-            "d" => Operation::Delete,
-            "r" => Operation::Snapshot,
-            other => {
-                return Err(reject(
-                    Reason::MissingField,
-                    format!("op {} is missing or not one of c, u, d, r", shown(other)),
-                ))
-            }
-        };
+        let (op, operation) = operation(payload)?;
         let source = payload.get("source").unwrap_or(&Value::Null);
         let table_name = source
             .get("table")
@@ -288,26 +273,7 @@ impl Adapter<'_> {
         let scales = decimal::scales(event, image, &vendor.decimal_scales);
         let decoded = decimal::normalise(row, &scales);
         let row = decoded.as_ref().unwrap_or(row);
-        let key = text(row, key_column);
-        if key.is_empty() {
-            return Err(reject(
-                Reason::MissingField,
-                format!("{key_column} (the row key) is missing"),
-            ));
-        }
-        let resident = text(row, resident_column);
-        if resident.is_empty() {
-            return Err(reject(
-                Reason::MissingPatientIdentifier,
-                format!("{resident_column} is missing"),
-            ));
-        }
-        if !crate::edge::resident_id::is_valid(&resident) {
-            return Err(reject(
-                Reason::InvalidPatientIdentifier,
-                format!("{resident_column} is not a valid resident ID"),
-            ));
-        }
+        let (key, resident) = row_identity(row, key_column, resident_column)?;
         let reader = RowReader {
             row,
             profile,
@@ -353,6 +319,56 @@ impl Adapter<'_> {
         validate::check_event(&event)?;
         Ok((event, fact.unmapped))
     }
+}
+
+/// The event's Debezium operation, as written and as canonical.
+fn operation(payload: &Value) -> Result<(&str, Operation), Reject> {
+    let op = payload
+        .get("op")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let operation = match op {
+        "c" => Operation::Create,
+        "u" => Operation::Update,
+        "d" => Operation::Delete,
+        "r" => Operation::Snapshot,
+        other => {
+            return Err(reject(
+                Reason::MissingField,
+                format!("op {} is missing or not one of c, u, d, r", shown(other)),
+            ))
+        }
+    };
+    Ok((op, operation))
+}
+
+/// The row's key and its patient's resident id, which must be a valid one.
+fn row_identity(
+    row: &Row,
+    key_column: &str,
+    resident_column: &str,
+) -> Result<(String, String), Reject> {
+    let key = text(row, key_column);
+    if key.is_empty() {
+        return Err(reject(
+            Reason::MissingField,
+            format!("{key_column} (the row key) is missing"),
+        ));
+    }
+    let resident = text(row, resident_column);
+    if resident.is_empty() {
+        return Err(reject(
+            Reason::MissingPatientIdentifier,
+            format!("{resident_column} is missing"),
+        ));
+    }
+    if !crate::edge::resident_id::is_valid(&resident) {
+        return Err(reject(
+            Reason::InvalidPatientIdentifier,
+            format!("{resident_column} is not a valid resident ID"),
+        ));
+    }
+    Ok((key, resident))
 }
 
 /// A change's id: hospital, table, row key, operation, change time and source position (which

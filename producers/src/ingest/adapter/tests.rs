@@ -29,6 +29,10 @@ fn lab_a(code: &str, value: Value, unit: &str) -> Value {
 }
 
 fn adapt(value: &Value) -> Outcome {
+    adapt_bytes(value.to_string().as_bytes())
+}
+
+fn adapt_bytes(bytes: &[u8]) -> Outcome {
     let catalog = catalog();
     let key = PseudonymKey::from_bytes(&[3u8; 32]).unwrap();
     let adapter = Adapter {
@@ -37,7 +41,7 @@ fn adapt(value: &Value) -> Outcome {
         utc_offset_minutes: 480,
         now_ms: 1_760_000_000_000,
     };
-    adapter.adapt(Some(value.to_string().as_bytes()))
+    adapter.adapt(Some(bytes))
 }
 
 fn accepted(value: &Value) -> ClinicalEvent {
@@ -253,16 +257,8 @@ fn rejections_name_their_reason() {
         assert_eq!(reason(&input), expected, "{input}");
     }
     assert_eq!(reason(&json!("a string, not an event")), "malformed_record");
-    let catalog = catalog();
-    let key = PseudonymKey::from_bytes(&[3u8; 32]).unwrap();
-    let adapter = Adapter {
-        catalog: &catalog,
-        key: &key,
-        utc_offset_minutes: 480,
-        now_ms: 1_760_000_000_000,
-    };
     assert!(matches!(
-        adapter.adapt(Some(b"{\"op\": \"c\", ")),
+        adapt_bytes(b"{\"op\": \"c\", "),
         Outcome::Rejected(Rejection {
             reason: Reason::MalformedRecord,
             ..
