@@ -26,7 +26,10 @@ use crate::rules::RuleSet;
 use crate::state::{Patient, PatientKey, TimerKind};
 
 /// First byte of every changelog value; bump when the layout changes incompatibly.
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
+/// The previous layout (patients without `registration_ms`), still read so that an upgrade
+/// restores what the previous build wrote; the next checkpoint writes the current layout.
+const FORMAT_VERSION_1: u8 = 1;
 
 /// Identifies one checkpoint: the epoch is the changelog's end offset when the writer restored
 /// (unique per incarnation), the sequence counts checkpoints within it.
@@ -83,6 +86,9 @@ fn decode(partition: i32, offset: i64, bytes: &[u8]) -> Result<Record, Processor
         Some((&FORMAT_VERSION, body)) => {
             postcard::from_bytes(body).map_err(|e| unreadable(e.to_string()))
         }
+        Some((&FORMAT_VERSION_1, body)) => postcard::from_bytes::<v1::Record>(body)
+            .map(Record::from)
+            .map_err(|e| unreadable(e.to_string())),
         Some((version, _)) => Err(unreadable(format!(
             "format version {version}, this build reads {FORMAT_VERSION}"
         ))),
@@ -510,6 +516,99 @@ fn replay(
     Ok(patients)
 }
 
+/// Changelog layout 1, as the previous build wrote it.
+mod v1 {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Serialize};
+    use vigil_schemas::Sex;
+
+    use super::{CheckpointId, CommitRecord};
+    use crate::state::{
+        BpReading, ComplicationRecord, Episode, FollowUp, PatientKey, Reading, TimerKind,
+    };
+
+    #[derive(Debug, Serialize, Deserialize)]
+    pub enum Record {
+        SnapshotStart {
+            checkpoint: CheckpointId,
+        },
+        Chunk {
+            checkpoint: CheckpointId,
+            patients: Vec<(PatientKey, Option<Patient>)>,
+        },
+        Commit(CommitRecord),
+    }
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct Patient {
+        pub hospital: Arc<str>,
+        pub region: Arc<str>,
+        pub sex: Option<Sex>,
+        pub birth_year: i16,
+        pub enrolled_ms: [Option<i64>; 2],
+        pub registration_record: u32,
+        pub death_ms: Option<i64>,
+        pub first_seen_ms: i64,
+        pub last_event_ms: i64,
+        pub version: u32,
+        pub bp: Vec<BpReading>,
+        pub glucose: Vec<Reading>,
+        pub hba1c: Vec<Reading>,
+        pub egfr: Vec<Reading>,
+        pub follow_ups: Vec<FollowUp>,
+        pub complications: Vec<ComplicationRecord>,
+        pub episodes: Vec<Episode>,
+        pub timers: Vec<(TimerKind, i64)>,
+    }
+
+    impl From<Patient> for crate::state::Patient {
+        fn from(p: Patient) -> Self {
+            crate::state::Patient {
+                hospital: p.hospital,
+                region: p.region,
+                sex: p.sex,
+                birth_year: p.birth_year,
+                enrolled_ms: p.enrolled_ms,
+                registration_record: p.registration_record,
+                // Unknown: the next registration version is applied whatever its time.
+                registration_ms: None,
+                death_ms: p.death_ms,
+                first_seen_ms: p.first_seen_ms,
+                last_event_ms: p.last_event_ms,
+                version: p.version,
+                bp: p.bp,
+                glucose: p.glucose,
+                hba1c: p.hba1c,
+                egfr: p.egfr,
+                follow_ups: p.follow_ups,
+                complications: p.complications,
+                episodes: p.episodes,
+                timers: p.timers,
+            }
+        }
+    }
+
+    impl From<Record> for super::Record {
+        fn from(record: Record) -> Self {
+            match record {
+                Record::SnapshotStart { checkpoint } => super::Record::SnapshotStart { checkpoint },
+                Record::Chunk {
+                    checkpoint,
+                    patients,
+                } => super::Record::Chunk {
+                    checkpoint,
+                    patients: patients
+                        .into_iter()
+                        .map(|(key, patient)| (key, patient.map(Into::into)))
+                        .collect(),
+                },
+                Record::Commit(commit) => super::Record::Commit(commit),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,6 +647,30 @@ mod tests {
             .to_string()
             .contains("format version 99"));
         assert!(decode(3, 10, &[]).is_err());
+    }
+
+    #[test]
+    fn a_changelog_of_the_previous_layout_still_restores() {
+        let old = v1::Record::Chunk {
+            checkpoint: CheckpointId { epoch: 2, seq: 9 },
+            patients: vec![(
+                [3u8; 32],
+                Some(v1::Patient {
+                    birth_year: 1961,
+                    death_ms: Some(5),
+                    ..v1::Patient::default()
+                }),
+            )],
+        };
+        let bytes = postcard::to_extend(&old, vec![FORMAT_VERSION_1]).unwrap();
+        match decode(0, 0, &bytes).unwrap() {
+            Record::Chunk { patients, .. } => {
+                let patient = patients[0].1.as_ref().unwrap();
+                assert_eq!((patient.birth_year, patient.death_ms), (1961, Some(5)));
+                assert_eq!(patient.registration_ms, None);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -153,6 +153,9 @@ pub struct Patient {
     /// Programme enrolment time per condition: [hypertension, diabetes].
     pub enrolled_ms: [Option<i64>; 2],
     pub registration_record: u32,
+    /// Event time of the registration version applied: an older version arriving later (an
+    /// edge replaying after a crash, a snapshot row re-read) must not undo a newer one.
+    pub registration_ms: Option<i64>,
     pub death_ms: Option<i64>,
     pub first_seen_ms: i64,
     /// Event time of the latest event applied (stamps patient-status rows).

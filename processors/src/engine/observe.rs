@@ -59,6 +59,13 @@ pub fn apply(
     patient.last_event_ms = patient.last_event_ms.max(time);
     match &event.payload {
         Payload::PatientRegistration(r) => {
+            if patient
+                .registration_ms
+                .is_some_and(|applied| time < applied)
+            {
+                return change; // an older version than the one applied
+            }
+            patient.registration_ms = Some(time);
             change.registration = true;
             if retraction {
                 if patient.registration_record == record {

@@ -1155,3 +1155,53 @@ fn a_snapshot_stamped_now_neither_moves_the_watermark_nor_makes_history_late() {
     h.bp(300.0, 130.0, 80.0);
     assert!(h.state.watermark_ms > day(299.0));
 }
+
+#[test]
+fn an_older_registration_arriving_again_does_not_undo_a_newer_one() {
+    // An edge that crashed before committing replays its input: the patient's snapshot row (a
+    // registration, never late) comes again after the update that recorded the death. It must
+    // not bring the patient back to life, nor start the follow-up clock again.
+    let registration = |death: Option<f64>| {
+        Payload::PatientRegistration(PatientRegistration {
+            sex: Sex::Female,
+            birth_year: 1950,
+            region_code: "330106".into(),
+            programmes: vec![ProgrammeEnrolment {
+                condition: Condition::Hypertension,
+                enrolled_time_ms: day(0.0),
+            }],
+            death_time_ms: death.map(day),
+        })
+    };
+    let run = |replay: bool| {
+        let mut h = Harness::new();
+        h.event_with("patient/1", 0.0, Operation::Snapshot, registration(None));
+        h.follow_up(
+            10.0,
+            Condition::Hypertension,
+            VisitMode::Clinic,
+            Some((130.0, 80.0)),
+            None,
+        );
+        h.event_with(
+            "patient/1",
+            40.0,
+            Operation::Update,
+            registration(Some(40.0)),
+        );
+        if replay {
+            h.event_with("patient/1", 0.0, Operation::Snapshot, registration(None));
+        }
+        h.advance(300.0);
+        let key = patient_key(P).unwrap();
+        let dead = h.state.patient(&key).and_then(|p| p.death_ms);
+        (h.take(), dead)
+    };
+    let (alerts, dead) = run(true);
+    assert_eq!(dead, Some(day(40.0)), "the death stands");
+    assert!(
+        alerts.is_empty(),
+        "no follow-up is due after death: {alerts:?}"
+    );
+    assert_eq!(run(false), (alerts, dead));
+}

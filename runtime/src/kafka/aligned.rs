@@ -31,6 +31,18 @@ fn timestamp(message: &OwnedMessage) -> i64 {
     message.timestamp().to_millis().unwrap_or(i64::MIN)
 }
 
+/// Whether a partition is known to hold nothing more to read. An unknown lag (the broker is
+/// away, or the partition is missing from the answer) is not "nothing": releasing the others
+/// then would put months of one partition before another, and the processor would drop the
+/// rest as late.
+fn is_drained(lags: Option<&[(String, i32, i64)]>, tp: &TopicPartition) -> bool {
+    lags.and_then(|lags| {
+        lags.iter()
+            .find(|(t, p, _)| *p == tp.partition && *t == tp.topic)
+    })
+    .is_some_and(|(_, _, lag)| *lag == 0)
+}
+
 impl Aligner {
     /// Pauses a partition holding `pause_at` records, resumes it below a quarter of that.
     pub fn new(pause_at: usize) -> Self {
@@ -74,10 +86,9 @@ impl Aligner {
         assigned: &[TopicPartition],
         out: &mut Vec<OwnedMessage>,
     ) {
-        // An empty partition blocks release unless it has nothing more to read.
+        // An empty partition blocks release unless it is known to have nothing more to read.
         let mut blocking = false;
-        let lag = || consumer.lag().unwrap_or_default();
-        let mut lags: Option<Vec<(String, i32, i64)>> = None;
+        let mut lags: Option<Option<Vec<(String, i32, i64)>>> = None;
         for tp in assigned {
             let key = (tp.topic.clone(), tp.partition);
             if self.buffers.get(&key).is_some_and(|b| !b.is_empty()) {
@@ -90,12 +101,8 @@ impl Aligner {
             {
                 continue;
             }
-            let lags = lags.get_or_insert_with(lag);
-            let empty = lags
-                .iter()
-                .find(|(t, p, _)| *p == tp.partition && *t == tp.topic)
-                .is_none_or(|(_, _, l)| *l == 0);
-            if empty {
+            let lags = lags.get_or_insert_with(|| consumer.lag().ok());
+            if is_drained(lags.as_deref(), tp) {
                 self.drained_at.insert(key, Instant::now());
             } else {
                 blocking = true;
@@ -146,5 +153,26 @@ impl Aligner {
                 self.paused.insert(key.clone(), false);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(partition: i32) -> TopicPartition {
+        TopicPartition {
+            topic: "changes".into(),
+            partition,
+        }
+    }
+
+    #[test]
+    fn only_a_known_zero_lag_counts_as_drained() {
+        let lags = vec![("changes".to_string(), 0, 0), ("changes".to_string(), 1, 7)];
+        assert!(is_drained(Some(&lags), &tp(0)));
+        assert!(!is_drained(Some(&lags), &tp(1)), "records left to read");
+        assert!(!is_drained(Some(&lags), &tp(2)), "missing from the answer");
+        assert!(!is_drained(None, &tp(0)), "the broker did not answer");
     }
 }
