@@ -158,15 +158,13 @@ fn diagnosis(code: &str) -> Payload {
     })
 }
 
-#[test]
-fn a_hospital_sees_who_has_a_qualifying_diagnosis_but_is_not_counted_as_managed() {
+/// Four patients of one hospital: one enrolled (with a diagnosis), one with a hypertension
+/// diagnosis and the programme's follow-up form but no enrolment, one with a diabetes diagnosis
+/// only, one with an unrelated diagnosis.
+fn enrolment_evidence(t: i64) -> Vec<(String, ClinicalEvent)> {
     use vigil_schemas::{
         Condition, FollowUpVisit, PatientRegistration, ProgrammeEnrolment, Sex, VisitMode,
     };
-    let env = TestEnv::new("unmanaged", 2, "");
-    env.run_vigil(&["migrate"], Duration::from_secs(60));
-    env.run_vigil(&["topics"], Duration::from_secs(60));
-    let t = vigil_runtime::time::now_ms() - 30 * 86_400_000;
     let (enrolled, forms_only, diagnosis_only, other) = (
         "d4".repeat(32),
         "e5".repeat(32),
@@ -193,17 +191,28 @@ fn a_hospital_sees_who_has_a_qualifying_diagnosis_but_is_not_counted_as_managed(
         next_visit_time_ms: None,
         clinician_id: "D1".into(),
     });
-    env.produce(
-        &env.kafka.topics.clinical_events,
-        &[
-            canonical(&enrolled, "pat/1", t, registration),
-            canonical(&enrolled, "dx/1", t + 1_000, diagnosis("I10.x00")),
-            canonical(&forms_only, "dx/2", t + 2_000, diagnosis("I10")),
-            canonical(&forms_only, "fu/2", t + 3_000, form),
-            canonical(&diagnosis_only, "dx/3", t + 4_000, diagnosis("E11.900")),
-            canonical(&other, "dx/4", t + 5_000, diagnosis("J45")),
-        ],
-    );
+    vec![
+        canonical(&enrolled, "pat/1", t, registration),
+        canonical(&enrolled, "dx/1", t + 1_000, diagnosis("I10.x00")),
+        canonical(&forms_only, "dx/2", t + 2_000, diagnosis("I10")),
+        canonical(&forms_only, "fu/2", t + 3_000, form),
+        canonical(&diagnosis_only, "dx/3", t + 4_000, diagnosis("E11.900")),
+        canonical(&other, "dx/4", t + 5_000, diagnosis("J45")),
+    ]
+}
+
+/// Managed patients per condition in the newest yearly metric row.
+const MANAGED_THIS_YEAR: &str =
+    "SELECT definition, condition, managed_patients FROM {db}.pilot_metrics \
+    WHERE period_kind = 'YEAR' ORDER BY condition";
+
+#[test]
+fn a_hospital_sees_who_has_a_qualifying_diagnosis_but_is_not_counted_as_managed() {
+    let env = TestEnv::new("unmanaged", 2, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+    let t = vigil_runtime::time::now_ms() - 30 * 86_400_000;
+    env.produce(&env.kafka.topics.clinical_events, &enrolment_evidence(t));
     env.run_vigil(&["up", "--until-idle", "3"], Duration::from_secs(120));
     assert_eq!(
         env.query(
@@ -211,5 +220,80 @@ fn a_hospital_sees_who_has_a_qualifying_diagnosis_but_is_not_counted_as_managed(
              FROM {db}.diagnosed_not_managed ORDER BY condition"
         ),
         vec!["H0001\tDIABETES\t1\t0", "H0001\tHYPERTENSION\t1\t1"]
+    );
+    assert_eq!(
+        env.query(MANAGED_THIS_YEAR),
+        vec!["cn-nbphs-2017/v1\tHYPERTENSION\t1"]
+    );
+}
+
+#[test]
+fn under_definition_v2_a_diagnosis_plus_a_programme_form_counts_as_managed() {
+    let mut env = TestEnv::new("evidence", 2, "");
+    env.set_override("VIGIL_PROCESS__ENGINE__DEFINITION", "cn-nbphs-2017/v2");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+    let t = vigil_runtime::time::now_ms() - 30 * 86_400_000;
+    env.produce(&env.kafka.topics.clinical_events, &enrolment_evidence(t));
+    env.run_vigil(&["up", "--until-idle", "3"], Duration::from_secs(120));
+    assert_eq!(
+        env.query(
+            "SELECT hospital_id, condition, patients, with_follow_up_forms \
+             FROM {db}.diagnosed_not_managed ORDER BY condition"
+        ),
+        vec!["H0001\tDIABETES\t1\t0"]
+    );
+    assert_eq!(
+        env.query(MANAGED_THIS_YEAR),
+        vec!["cn-nbphs-2017/v2\tHYPERTENSION\t2"]
+    );
+}
+
+#[test]
+fn a_hospital_back_filling_its_history_behind_a_live_one_lands_whole() {
+    // H0002 streams live; H0001 joins and sends a year of history as ordinary changes into the
+    // same partitions. Each hospital's events are judged by its own clock: none of H0001's is
+    // late, its old crisis reading raises its alert, and its follow-ups count.
+    let env = TestEnv::new("backfill", 1, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+    let day = 86_400_000;
+    let now = vigil_runtime::time::now_ms();
+    let (live, joining) = ("b2".repeat(32), "c3".repeat(32));
+    let from_h0002 = |(key, mut event): (String, ClinicalEvent)| {
+        event.hospital_id = "H0002".into();
+        (key, event)
+    };
+    let mut events = vec![from_h0002(vital_signs(
+        &live,
+        "v/1",
+        now - 3_600_000,
+        130.0,
+        80.0,
+    ))];
+    events.push(vital_signs(&joining, "v/2", now - 300 * day, 186.0, 112.0));
+    events.push(vital_signs(&joining, "v/3", now - 299 * day, 128.0, 82.0));
+    for (i, ago) in [250, 160, 70].into_iter().enumerate() {
+        let record = format!("v/{}", 10 + i);
+        events.push(vital_signs(&joining, &record, now - ago * day, 132.0, 84.0));
+    }
+    env.produce(&env.kafka.topics.clinical_events, &events);
+    env.run_vigil(&["up", "--until-idle", "3"], Duration::from_secs(120));
+    assert_eq!(env.scalar("SELECT count() FROM {db}.late_events"), "0");
+    assert_eq!(
+        env.query(
+            "SELECT hospital_id, uniqExact(event_id) FROM {db}.clinical_events \
+             GROUP BY hospital_id ORDER BY hospital_id"
+        ),
+        vec!["H0001\t5", "H0002\t1"]
+    );
+    assert_eq!(
+        env.query(
+            "SELECT hospital_id, rule_id, status FROM {db}.alerts FINAL ORDER BY event_time_ms"
+        ),
+        vec![
+            "H0001\thypertensive_crisis\tRAISED",
+            "H0001\thypertensive_crisis\tRESOLVED"
+        ]
     );
 }

@@ -20,14 +20,15 @@ use tracing::{debug, info};
 use vigil_runtime::config::KafkaConfig;
 use vigil_runtime::kafka::{DurableProducer, RangeReader};
 
-use crate::engine::PartitionState;
+use crate::engine::{Clock, Definition, PartitionState};
 use crate::error::ProcessorError;
 use crate::rules::RuleSet;
 use crate::state::{Patient, PatientKey, TimerKind};
 
 /// First byte of every changelog value; bump when the layout changes incompatibly.
 const FORMAT_VERSION: u8 = 2;
-/// The previous layout (patients without `registration_ms`), still read so that an upgrade
+/// The previous layout (patients without `registration_ms` and the evidence of management, one
+/// clock per partition), still read so that an upgrade
 /// restores what the previous build wrote; the next checkpoint writes the current layout.
 const FORMAT_VERSION_1: u8 = 1;
 
@@ -47,15 +48,39 @@ pub struct CommitRecord {
     pub records_since_snapshot: i64,
     /// Next offset to read per input topic of this partition.
     pub inputs: Vec<(String, i64)>,
-    pub watermark_ms: i64,
-    pub max_event_ms: i64,
-    pub period_month: Option<i32>,
+    pub clocks: Clocks,
     /// Rule ids in index order when written: timers and episodes refer to rules by index.
     pub rule_ids: Vec<String>,
     pub patients: u64,
     /// Bytes of the latest full snapshot, and of the deltas written since.
     pub snapshot_bytes: u64,
     pub delta_bytes: u64,
+}
+
+/// The event-time clocks a checkpoint records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Clocks {
+    /// One per hospital (what this build writes).
+    PerHospital(Vec<(String, Clock)>),
+    /// One for the whole partition (layout 1): restored as the clock of every hospital whose
+    /// patients the partition holds.
+    Partition(Clock),
+}
+
+impl Clocks {
+    fn per_hospital(self, patients: &FxHashMap<PatientKey, Patient>) -> Vec<(String, Clock)> {
+        match self {
+            Clocks::PerHospital(clocks) => clocks,
+            Clocks::Partition(clock) => {
+                let hospitals: std::collections::BTreeSet<&str> =
+                    patients.values().map(|p| &*p.hospital).collect();
+                hospitals
+                    .into_iter()
+                    .map(|h| (h.to_string(), clock))
+                    .collect()
+            }
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -166,8 +191,14 @@ impl Changelog {
         }
     }
 
-    /// Rebuilds the state of `partition` from its changelog.
-    pub fn restore(&self, partition: i32, rules: &RuleSet) -> Result<Restored, ProcessorError> {
+    /// Rebuilds the state of `partition` from its changelog, adapted to the rules and the metric
+    /// definition in force (either may have changed since it was written).
+    pub fn restore(
+        &self,
+        partition: i32,
+        rules: &RuleSet,
+        definition: Definition,
+    ) -> Result<Restored, ProcessorError> {
         let started = Instant::now();
         let reader =
             RangeReader::new(&self.kafka, "vigil-process-restore", &self.topic, partition)?;
@@ -211,14 +242,13 @@ impl Changelog {
             &mut stats,
         )?;
         remap_rules(&mut patients, &commit.rule_ids, rules);
+        for patient in patients.values_mut() {
+            patient.derive_management(definition.evidence());
+        }
         stats.patients = patients.len();
         stats.elapsed = started.elapsed();
-        let state = PartitionState::restore(
-            patients,
-            commit.watermark_ms,
-            commit.max_event_ms,
-            commit.period_month,
-        );
+        let clocks = commit.clocks.clone().per_hospital(&patients);
+        let state = PartitionState::restore(patients, clocks);
         info!(
             partition,
             patients = stats.patients,
@@ -307,9 +337,7 @@ impl Changelog {
             checkpoint,
             records_since_snapshot: records_before_commit,
             inputs,
-            watermark_ms: state.watermark_ms,
-            max_event_ms: state.max_event_ms,
-            period_month: state.period_month,
+            clocks: Clocks::PerHospital(state.clocks().map(|(h, c)| (h.to_string(), c)).collect()),
             rule_ids: rules.rules().iter().map(|r| r.id.clone()).collect(),
             patients: state.patients.len() as u64,
             snapshot_bytes: progress.snapshot_bytes,
@@ -523,7 +551,8 @@ mod v1 {
     use serde::{Deserialize, Serialize};
     use vigil_schemas::Sex;
 
-    use super::{CheckpointId, CommitRecord};
+    use super::{CheckpointId, Clocks};
+    use crate::engine::Clock;
     use crate::state::{
         BpReading, ComplicationRecord, Episode, FollowUp, PatientKey, Reading, TimerKind,
     };
@@ -538,6 +567,39 @@ mod v1 {
             patients: Vec<(PatientKey, Option<Patient>)>,
         },
         Commit(CommitRecord),
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct CommitRecord {
+        pub checkpoint: CheckpointId,
+        pub records_since_snapshot: i64,
+        pub inputs: Vec<(String, i64)>,
+        pub watermark_ms: i64,
+        pub max_event_ms: i64,
+        pub period_month: Option<i32>,
+        pub rule_ids: Vec<String>,
+        pub patients: u64,
+        pub snapshot_bytes: u64,
+        pub delta_bytes: u64,
+    }
+
+    impl From<CommitRecord> for super::CommitRecord {
+        fn from(c: CommitRecord) -> Self {
+            super::CommitRecord {
+                checkpoint: c.checkpoint,
+                records_since_snapshot: c.records_since_snapshot,
+                inputs: c.inputs,
+                clocks: Clocks::Partition(Clock {
+                    watermark_ms: c.watermark_ms,
+                    max_event_ms: c.max_event_ms,
+                    period_month: c.period_month,
+                }),
+                rule_ids: c.rule_ids,
+                patients: c.patients,
+                snapshot_bytes: c.snapshot_bytes,
+                delta_bytes: c.delta_bytes,
+            }
+        }
     }
 
     #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -570,6 +632,11 @@ mod v1 {
                 sex: p.sex,
                 birth_year: p.birth_year,
                 enrolled_ms: p.enrolled_ms,
+                // Unknown before this layout; the next such event supplies it.
+                diagnosed_ms: [None; 2],
+                first_form_ms: [None; 2],
+                // Derived again with the definition in force when the state is adopted.
+                managed_ms: p.enrolled_ms,
                 registration_record: p.registration_record,
                 // Unknown: the next registration version is applied whatever its time.
                 registration_ms: None,
@@ -603,7 +670,7 @@ mod v1 {
                         .map(|(key, patient)| (key, patient.map(Into::into)))
                         .collect(),
                 },
-                Record::Commit(commit) => super::Record::Commit(commit),
+                Record::Commit(commit) => super::Record::Commit(commit.into()),
             }
         }
     }

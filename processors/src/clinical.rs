@@ -3,7 +3,7 @@
 //! cardiovascular risk strata of the China hypertension guideline (2018).
 
 use vigil_schemas::terminology::CREATININE_UMOL_L_PER_MG_DL;
-use vigil_schemas::{RiskLevel, Sex};
+use vigil_schemas::{Condition, RiskLevel, Sex};
 
 /// Complication categories tracked per patient (ICD-10 families).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,6 +93,17 @@ pub fn classify_icd10(code: &str) -> DiagnosisClass {
             _ => DiagnosisClass::Diabetes,
         },
         _ => DiagnosisClass::Other,
+    }
+}
+
+/// The programme condition a diagnosis qualifies for: hypertension (I10–I15) or diabetes
+/// (E10–E14, with or without a complication).
+pub fn qualifying_condition(code: &str) -> Option<Condition> {
+    match classify_icd10(code) {
+        DiagnosisClass::Hypertension => Some(Condition::Hypertension),
+        DiagnosisClass::Diabetes => Some(Condition::Diabetes),
+        DiagnosisClass::Complication(c) if !c.is_cardiovascular() => Some(Condition::Diabetes),
+        _ => None,
     }
 }
 

@@ -29,8 +29,9 @@ pub struct ProcessConfig {
     /// much input; status rows reach ClickHouse at this pace.
     #[serde(default = "default_checkpoint_interval", with = "humantime_serde")]
     pub checkpoint_interval: Duration,
-    /// A partition with no input for this long lets its watermark follow the wall clock, so
-    /// timers (missed follow-ups) still fire; zero disables it (deterministic replays in tests).
+    /// A hospital not heard from for this long lets its watermark follow the wall clock, so its
+    /// patients' timers (missed follow-ups) still fire; zero disables it (deterministic replays
+    /// in tests).
     #[serde(default = "default_idle_timeout", with = "humantime_serde")]
     pub idle_partition_timeout: Duration,
     /// A full snapshot is written once the deltas since the last one exceed this multiple of the
@@ -109,9 +110,6 @@ impl ProcessConfig {
             return fail(
                 "process.engine.reporting_utc_offset_minutes must be between -720 and 840",
             );
-        }
-        if self.engine.definition.trim().is_empty() {
-            return fail("process.engine.definition is empty");
         }
         match &self.rules_file {
             Some(path) if !path.as_os_str().is_empty() => RuleSet::load(path),

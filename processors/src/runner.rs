@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::CommitMode;
 use rdkafka::message::{BorrowedMessage, Message};
+use rustc_hash::FxHashMap;
 use tracing::info;
 use vigil_runtime::config::KafkaConfig;
 use vigil_runtime::kafka::{
@@ -56,7 +57,9 @@ struct Owned {
     /// Next offset per input (events, acks): what the checkpoint records.
     next_events: Option<i64>,
     next_acks: Option<i64>,
-    last_input: Instant,
+    /// When each hospital's events last arrived here (since the partition was assigned).
+    heard_from: FxHashMap<String, Instant>,
+    assigned_at: Instant,
     /// Changelog end offset right after our last checkpoint: if unchanged when the partition
     /// comes back after a rebalance, nobody else wrote and the state is still good.
     changelog_end: Option<i64>,
@@ -280,7 +283,6 @@ impl<'a> Processor<'a> {
             return Ok(()); // already in the restored checkpoint
         }
         *next = Some(message.offset() + 1);
-        part.last_input = Instant::now();
         if is_event {
             self.on_event(message, now)
         } else {
@@ -307,6 +309,14 @@ impl<'a> Processor<'a> {
         } else {
             ""
         };
+        if !hospital.is_empty() {
+            match part.heard_from.get_mut(hospital) {
+                Some(at) => *at = Instant::now(),
+                None => {
+                    part.heard_from.insert(hospital.to_string(), Instant::now());
+                }
+            }
+        }
         let counts = self.stats.hospital(hospital);
         counts.records_in += 1;
         match disposition {
@@ -387,22 +397,29 @@ impl<'a> Processor<'a> {
         Ok(())
     }
 
-    /// Event time moves each partition's watermark as events apply (in the engine). A
-    /// partition idle longer than the timeout lets it follow the wall clock instead, so timers
-    /// still fire when a hospital goes quiet.
+    /// Event time moves each hospital's watermark as events apply (in the engine). A hospital
+    /// not heard from for longer than the timeout lets its watermark follow the wall clock
+    /// instead, so its patients' timers still fire while it is quiet.
     fn on_idle(&mut self) {
-        let idle_ms = self.config.idle_partition_timeout.as_millis() as i64;
-        if idle_ms == 0 {
+        let idle = self.config.idle_partition_timeout;
+        if idle.is_zero() {
             return;
         }
         let lag_ms = self.config.engine.max_out_of_orderness.as_millis() as i64;
-        let now = now_ms();
+        let to_ms = now_ms() - lag_ms;
         for part in self.owned.values_mut() {
-            if part.last_input.elapsed().as_millis() as i64 >= idle_ms
-                && now - lag_ms > part.state.watermark_ms
-            {
+            let quiet: Vec<String> = part
+                .state
+                .clocks()
+                .filter(|(hospital, clock)| {
+                    let heard = part.heard_from.get(*hospital).unwrap_or(&part.assigned_at);
+                    heard.elapsed() >= idle && clock.watermark_ms < to_ms
+                })
+                .map(|(hospital, _)| hospital.to_string())
+                .collect();
+            for hospital in quiet {
                 self.engine
-                    .advance_watermark(&mut part.state, now - lag_ms, &mut self.alerts);
+                    .advance_watermark(&mut part.state, &hospital, to_ms, &mut self.alerts);
                 self.dirty_since_checkpoint = true;
             }
         }
@@ -591,7 +608,7 @@ fn restore_all(
                 .iter()
                 .map(|&partition| {
                     scope.spawn(move || {
-                        let restored = changelog.restore(partition, &engine.rules)?;
+                        let restored = changelog.restore(partition, &engine.rules, engine.config.definition)?;
                         metrics::gauge!("vigil_process_restore_seconds", "partition" => partition.to_string()).set(restored.stats.elapsed.as_secs_f64());
                         let next = |topic: &str| {
                             restored
@@ -605,7 +622,8 @@ fn restore_all(
                             next_acks: next(&changelog.input_topics.1),
                             state: restored.state,
                             progress: restored.progress,
-                            last_input: Instant::now(),
+                            heard_from: FxHashMap::default(),
+                            assigned_at: Instant::now(),
                             changelog_end: None,
                         };
                         Ok((partition, owned))

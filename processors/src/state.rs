@@ -152,6 +152,13 @@ pub struct Patient {
     pub birth_year: i16,
     /// Programme enrolment time per condition: [hypertension, diabetes].
     pub enrolled_ms: [Option<i64>; 2],
+    /// First qualifying diagnosis, and first programme follow-up form, per condition: the
+    /// other evidence of management a definition may count.
+    pub diagnosed_ms: [Option<i64>; 2],
+    pub first_form_ms: [Option<i64>; 2],
+    /// Under management since, per condition, by the evidence the definition counts
+    /// ([`Patient::derive_management`]).
+    pub managed_ms: [Option<i64>; 2],
     pub registration_record: u32,
     /// Event time of the registration version applied: an older version arriving later (an
     /// edge replaying after a crash, a snapshot row re-read) must not undo a newer one.
@@ -179,6 +186,13 @@ pub const HBA1C_HISTORY: usize = 3;
 /// eGFR keeps more: the KDIGO rule compares against a baseline months back.
 pub const EGFR_HISTORY: usize = 6;
 
+/// What counts as evidence that a patient is under management (see `engine::Definition`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    Enrolment,
+    EnrolmentOrDiagnosisWithFollowUp,
+}
+
 pub fn condition_index(condition: Condition) -> usize {
     match condition {
         Condition::Hypertension => 0,
@@ -197,24 +211,42 @@ pub const FOLLOW_UP_RETENTION_MS: i64 = 550 * 86_400_000;
 pub const FOLLOW_UP_HISTORY: usize = 40;
 
 impl Patient {
-    pub fn enrolled(&self, condition: Condition) -> Option<i64> {
-        self.enrolled_ms[condition_index(condition)]
+    /// When management of the condition began, by the definition in force.
+    pub fn managed_since(&self, condition: Condition) -> Option<i64> {
+        self.managed_ms[condition_index(condition)]
     }
 
-    /// Conditions the patient is enrolled for.
+    /// Recomputes when management began from the evidence held: after every event, and after
+    /// a restore (the definition may have changed since the state was written).
+    pub fn derive_management(&mut self, evidence: Evidence) {
+        for i in 0..self.managed_ms.len() {
+            let by_evidence = match evidence {
+                Evidence::Enrolment => None,
+                Evidence::EnrolmentOrDiagnosisWithFollowUp => self.diagnosed_ms[i]
+                    .zip(self.first_form_ms[i])
+                    .map(|(diagnosed, form)| diagnosed.max(form)),
+            };
+            self.managed_ms[i] = match (self.enrolled_ms[i], by_evidence) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+
+    /// Conditions the patient is under management for, with the time it began.
     pub fn programmes(&self) -> impl Iterator<Item = (Condition, i64)> + '_ {
         Condition::ALL
             .into_iter()
-            .filter_map(|c| self.enrolled(c).map(|t| (c, t)))
+            .filter_map(|c| self.managed_since(c).map(|t| (c, t)))
     }
 
     pub fn is_managed(&self) -> bool {
-        self.enrolled_ms.iter().any(Option::is_some)
+        self.managed_ms.iter().any(Option::is_some)
     }
 
     /// Under management for the condition at some point in [from, to).
     pub fn managed_during(&self, condition: Condition, from_ms: i64, to_ms: i64) -> bool {
-        match self.enrolled(condition) {
+        match self.managed_since(condition) {
             Some(enrolled) => enrolled < to_ms && self.death_ms.is_none_or(|d| d >= from_ms),
             None => false,
         }

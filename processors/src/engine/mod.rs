@@ -3,16 +3,18 @@
 //! patient-status rows that come out.
 //!
 //! Event time rules: every observation is placed by its source event time, so a late lab never
-//! overwrites a newer one; rules look at the latest value of each kind. Timers (missed follow-up,
-//! re-visit due, re-notification) fire when the partition's watermark passes them. Events older
-//! than the watermark minus the allowed lateness are not applied: the runner sends them to the
-//! late-events topic.
+//! overwrites a newer one; rules look at the latest value of each kind. Each hospital has its own
+//! clock in a partition ([`Clock`]): its edge uploads at its own pace, so one hospital a day
+//! behind, or back-filling two years, never makes another's events late nor fires another's
+//! timers. Timers (missed follow-up, re-visit due, re-notification) fire when the watermark of
+//! the patient's hospital passes them. Events older than their hospital's watermark minus the
+//! allowed lateness are not applied: the runner sends them to the late-events topic.
 
 mod alerts;
 mod observe;
 mod status;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +24,7 @@ use vigil_schemas::validate;
 use vigil_schemas::{Alert, AlertAck, ClinicalEvent, Operation, PatientStatus};
 
 use crate::rules::RuleSet;
-use crate::state::{patient_key, Patient, PatientKey, TimerKind};
+use crate::state::{patient_key, Evidence, Patient, PatientKey, TimerKind};
 
 pub use status::{period_bounds, PeriodRef};
 
@@ -33,9 +35,9 @@ pub struct EngineConfig {
     /// Reporting time zone as minutes east of UTC; periods (month, quarter, year) follow it.
     #[serde(default = "default_utc_offset")]
     pub reporting_utc_offset_minutes: i32,
-    /// Name and version of the metric definition written on every patient-status row.
-    #[serde(default = "default_definition")]
-    pub definition: String,
+    /// The metric definition (name and version) status rows follow, written on every row.
+    #[serde(default)]
+    pub definition: Definition,
     /// Events older than the watermark by more than this go to the late-events topic.
     #[serde(default = "default_allowed_lateness", with = "humantime_serde")]
     pub allowed_lateness: Duration,
@@ -49,9 +51,37 @@ pub struct EngineConfig {
 fn default_utc_offset() -> i32 {
     480
 }
-/// National basic public health service standard, 3rd edition (2017), Vigil's reading v1.
-fn default_definition() -> String {
-    "cn-nbphs-2017/v1".into()
+/// Versions of Vigil's reading of the national basic public health service standard (3rd
+/// edition, 2017). A version's meaning is fixed by this code; changing what counts makes a new
+/// version, so every status row says which reading produced it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Definition {
+    /// Managed: enrolled in the condition's programme (patient master or register).
+    #[default]
+    #[serde(rename = "cn-nbphs-2017/v1")]
+    NbphsV1,
+    /// Managed: enrolled, or a qualifying diagnosis (I10–I15, E10–E14) plus at least one of
+    /// the programme's follow-up forms, from when both exist; for hospitals that record no
+    /// enrolment. Everything else as v1.
+    #[serde(rename = "cn-nbphs-2017/v2")]
+    NbphsV2,
+}
+
+impl Definition {
+    pub fn id(self) -> &'static str {
+        match self {
+            Definition::NbphsV1 => "cn-nbphs-2017/v1",
+            Definition::NbphsV2 => "cn-nbphs-2017/v2",
+        }
+    }
+
+    /// What counts as evidence of management.
+    pub fn evidence(self) -> Evidence {
+        match self {
+            Definition::NbphsV1 => Evidence::Enrolment,
+            Definition::NbphsV2 => Evidence::EnrolmentOrDiagnosisWithFollowUp,
+        }
+    }
 }
 /// Hospitals batch-upload late; two months also lets December's data settle before the annual
 /// figures are read in February.
@@ -67,7 +97,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             reporting_utc_offset_minutes: default_utc_offset(),
-            definition: default_definition(),
+            definition: Definition::default(),
             allowed_lateness: default_allowed_lateness(),
             max_out_of_orderness: default_out_of_orderness(),
         }
@@ -91,16 +121,36 @@ pub struct Engine {
     index: alerts::RuleIndex,
 }
 
-/// Everything one input partition owns. Moves with the partition between instances.
-#[derive(Default)]
-pub struct PartitionState {
-    pub patients: FxHashMap<PatientKey, Patient>,
-    timers: BTreeSet<(i64, PatientKey, TimerKind)>,
-    /// Event time up to which the partition is complete; `i64::MIN` before the first event.
+/// One hospital's event time in a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clock {
+    /// Event time up to which the hospital's input is complete; `i64::MIN` before its first
+    /// live event.
     pub watermark_ms: i64,
     pub max_event_ms: i64,
     /// Month (year * 12 + month - 1) the watermark is in: period rows open when it moves.
     pub period_month: Option<i32>,
+}
+
+impl Clock {
+    pub const START: Clock = Clock {
+        watermark_ms: i64::MIN,
+        max_event_ms: i64::MIN,
+        period_month: None,
+    };
+}
+
+/// Timers due, in due order.
+type TimerQueue = BTreeSet<(i64, PatientKey, TimerKind)>;
+
+/// Everything one input partition owns. Moves with the partition between instances.
+#[derive(Default)]
+pub struct PartitionState {
+    pub patients: FxHashMap<PatientKey, Patient>,
+    /// Per hospital (the patient's managing hospital): its clock decides when they fire.
+    timers: BTreeMap<Arc<str>, TimerQueue>,
+    /// Per hospital sending events to this partition.
+    clocks: BTreeMap<Arc<str>, Clock>,
     dirty_status: FxHashMap<PatientKey, Vec<status::DirtyPeriod>>,
     changed: FxHashSet<PatientKey>,
     interner: FxHashSet<Arc<str>>,
@@ -108,26 +158,19 @@ pub struct PartitionState {
 
 impl PartitionState {
     pub fn new() -> Self {
-        PartitionState {
-            watermark_ms: i64::MIN,
-            max_event_ms: i64::MIN,
-            ..PartitionState::default()
-        }
+        PartitionState::default()
     }
 
-    /// Rebuilds a partition from restored patients and clocks.
+    /// Rebuilds a partition from restored patients and their hospitals' clocks.
     pub fn restore(
         patients: FxHashMap<PatientKey, Patient>,
-        watermark_ms: i64,
-        max_event_ms: i64,
-        period_month: Option<i32>,
+        clocks: impl IntoIterator<Item = (String, Clock)>,
     ) -> Self {
-        let mut state = PartitionState {
-            watermark_ms,
-            max_event_ms,
-            period_month,
-            ..PartitionState::default()
-        };
+        let mut state = PartitionState::default();
+        for (hospital, clock) in clocks {
+            let hospital = state.intern(&hospital);
+            state.clocks.insert(hospital, clock);
+        }
         for (key, mut patient) in patients {
             patient.hospital = state.intern(&patient.hospital);
             patient.region = state.intern(&patient.region);
@@ -135,8 +178,9 @@ impl PartitionState {
                 episode.hospital = state.intern(&episode.hospital);
                 episode.rule_id = state.intern(&episode.rule_id);
             }
+            let queue = state.timers.entry(patient.hospital.clone()).or_default();
             for (kind, due) in &patient.timers {
-                state.timers.insert((*due, key, *kind));
+                queue.insert((*due, key, *kind));
             }
             state.patients.insert(key, patient);
         }
@@ -162,11 +206,21 @@ impl PartitionState {
             .values()
             .map(Patient::heap_bytes)
             .sum::<usize>()
-            + self.timers.len() * timer
+            + self.timer_count() * timer
     }
 
     pub fn timer_count(&self) -> usize {
-        self.timers.len()
+        self.timers.values().map(BTreeSet::len).sum()
+    }
+
+    /// The clock of a hospital ([`Clock::START`] before its first live event).
+    pub fn clock(&self, hospital: &str) -> Clock {
+        self.clocks.get(hospital).copied().unwrap_or(Clock::START)
+    }
+
+    /// Every hospital's clock, by hospital id: what a checkpoint records.
+    pub fn clocks(&self) -> impl Iterator<Item = (&str, Clock)> {
+        self.clocks.iter().map(|(h, c)| (&**h, *c))
     }
 
     /// Patients changed since the last call: what the next changelog delta must carry.
@@ -193,13 +247,34 @@ impl PartitionState {
         let Some(patient) = self.patients.get_mut(&key) else {
             return;
         };
+        let queue = self.timers.entry(patient.hospital.clone()).or_default();
         if let Some(pos) = patient.timers.iter().position(|(k, _)| *k == kind) {
             let (_, old) = patient.timers.remove(pos);
-            self.timers.remove(&(old, key, kind));
+            queue.remove(&(old, key, kind));
         }
         if let Some(due) = due {
             patient.timers.push((kind, due));
-            self.timers.insert((due, key, kind));
+            queue.insert((due, key, kind));
+        }
+    }
+
+    /// A registration moved the patient to another hospital: its clock runs their timers now.
+    fn move_timers(&mut self, key: PatientKey, from: &Arc<str>) {
+        let Some(patient) = self.patients.get(&key) else {
+            return;
+        };
+        if **from == *patient.hospital || patient.timers.is_empty() {
+            return;
+        }
+        let to = patient.hospital.clone();
+        for (kind, due) in patient.timers.clone() {
+            if let Some(queue) = self.timers.get_mut(from) {
+                queue.remove(&(due, key, kind));
+            }
+            self.timers
+                .entry(to.clone())
+                .or_default()
+                .insert((due, key, kind));
         }
     }
 }
@@ -231,13 +306,15 @@ impl Engine {
             });
         };
         let time = event.event_time_ms;
+        let hospital = state.intern(&event.hospital_id);
         // A snapshot row (Debezium's initial load, op = r) states what the source already held,
         // not what just happened: it is applied by its clinical time, is never late, and never
         // moves the live watermark (one stamped "now" would make all history after it late).
         let snapshot = event.operation == Operation::Snapshot;
+        let clock = state.clock(&hospital);
         if !snapshot
-            && state.watermark_ms != i64::MIN
-            && time < state.watermark_ms - self.config.allowed_lateness.as_millis() as i64
+            && clock.watermark_ms != i64::MIN
+            && time < clock.watermark_ms - self.config.allowed_lateness.as_millis() as i64
         {
             return Disposition::Late;
         }
@@ -245,13 +322,11 @@ impl Engine {
         // applied: what fires depends only on the sequence of events, never on how the runner
         // happened to batch them (a replay after a crash must reproduce the same alerts).
         if !snapshot {
-            state.max_event_ms = state.max_event_ms.max(time);
-            let watermark = self.event_time_watermark(state);
-            if watermark > state.watermark_ms {
-                self.advance_watermark(state, watermark, alerts);
-            }
+            let clock = state.clocks.entry(hospital.clone()).or_insert(Clock::START);
+            clock.max_event_ms = clock.max_event_ms.max(time);
+            let watermark = self.event_time_watermark(state, &hospital);
+            self.advance_watermark(state, &hospital, watermark, alerts);
         }
-        let hospital = state.intern(&event.hospital_id);
         let patient = state.patients.entry(key).or_insert_with(|| Patient {
             hospital: hospital.clone(),
             region: Arc::from(""),
@@ -259,7 +334,10 @@ impl Engine {
             ..Patient::default()
         });
         patient.version += 1;
-        let change = observe::apply(patient, event, &mut state.interner);
+        let managed_by = patient.hospital.clone();
+        let evidence = self.config.definition.evidence();
+        let change = observe::apply(patient, event, evidence, &mut state.interner);
+        state.move_timers(key, &managed_by);
         state.changed.insert(key);
         alerts::on_change(self, state, key, event, &change, alerts);
         status::mark_dirty_for_event(self, state, key, time, change.follow_up.is_some());
@@ -277,22 +355,26 @@ impl Engine {
         alerts::apply_ack(self, state, ack, alerts)
     }
 
-    /// Moves the watermark forward (never back) and fires the timers it passes, in due order.
+    /// Moves a hospital's watermark forward (never back) and fires the timers of its patients
+    /// that it passes, in due order.
     pub fn advance_watermark(
         &self,
         state: &mut PartitionState,
+        hospital: &str,
         to_ms: i64,
         alerts: &mut Vec<Alert>,
     ) {
-        if to_ms <= state.watermark_ms {
+        let hospital = state.intern(hospital);
+        let clock = state.clocks.entry(hospital.clone()).or_insert(Clock::START);
+        if to_ms <= clock.watermark_ms {
             return;
         }
-        state.watermark_ms = to_ms;
-        while let Some(&(due, key, kind)) = state.timers.first() {
-            if due > to_ms {
+        clock.watermark_ms = to_ms;
+        while let Some(queue) = state.timers.get_mut(&hospital) {
+            let Some(&(due, key, kind)) = queue.first().filter(|(due, ..)| *due <= to_ms) else {
                 break;
-            }
-            state.timers.remove(&(due, key, kind));
+            };
+            queue.remove(&(due, key, kind));
             if let Some(patient) = state.patients.get_mut(&key) {
                 patient.timers.retain(|(k, d)| !(*k == kind && *d == due));
                 patient.version += 1;
@@ -300,15 +382,16 @@ impl Engine {
                 alerts::on_timer(self, state, key, kind, due, alerts);
             }
         }
-        status::advance_periods(self, state);
+        status::advance_periods(self, state, &hospital);
     }
 
-    /// The watermark implied by the newest event time seen.
-    pub fn event_time_watermark(&self, state: &PartitionState) -> i64 {
-        if state.max_event_ms == i64::MIN {
+    /// The watermark implied by the newest event time seen from a hospital.
+    pub fn event_time_watermark(&self, state: &PartitionState, hospital: &str) -> i64 {
+        let newest = state.clock(hospital).max_event_ms;
+        if newest == i64::MIN {
             return i64::MIN;
         }
-        state.max_event_ms - self.config.max_out_of_orderness.as_millis() as i64
+        newest - self.config.max_out_of_orderness.as_millis() as i64
     }
 
     /// Patient-status rows for everything changed since the last call.

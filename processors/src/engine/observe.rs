@@ -10,11 +10,13 @@ use vigil_schemas::{ClinicalEvent, Condition, Operation, Payload, Sex};
 use vigil_schemas::terminology::Observation;
 use vigil_schemas::validate::normalise_lab;
 
-use crate::clinical::{classify_icd10, egfr_ckd_epi_2021, Complication, DiagnosisClass};
+use crate::clinical::{
+    classify_icd10, egfr_ckd_epi_2021, qualifying_condition, Complication, DiagnosisClass,
+};
 use crate::state::{
-    condition_index, record_hash, retract, upsert, BpReading, ComplicationRecord, FollowUp,
-    Patient, Reading, BP_HISTORY, EGFR_HISTORY, FOLLOW_UP_HISTORY, FOLLOW_UP_RETENTION_MS,
-    GLUCOSE_HISTORY, HBA1C_HISTORY,
+    condition_index, record_hash, retract, upsert, BpReading, ComplicationRecord, Evidence,
+    FollowUp, Patient, Reading, BP_HISTORY, EGFR_HISTORY, FOLLOW_UP_HISTORY,
+    FOLLOW_UP_RETENTION_MS, GLUCOSE_HISTORY, HBA1C_HISTORY,
 };
 
 /// What an event changed, for the rules to react to.
@@ -44,10 +46,48 @@ fn intern(interner: &mut FxHashSet<Arc<str>>, text: &str) -> Arc<str> {
     value
 }
 
-/// Applies a validated event to the patient.
+/// Applies a validated event to the patient, then re-derives when management began by the
+/// evidence the definition counts (a change there is a registration change for the rules).
+pub fn apply(
+    patient: &mut Patient,
+    event: &ClinicalEvent,
+    evidence: Evidence,
+    interner: &mut FxHashSet<Arc<str>>,
+) -> Change {
+    let mut change = apply_payload(patient, event, interner);
+    if event.operation != Operation::Delete {
+        note_evidence(patient, event);
+    }
+    let before = patient.managed_ms;
+    patient.derive_management(evidence);
+    change.registration |= patient.managed_ms != before;
+    change
+}
+
+/// The earliest qualifying diagnosis and programme follow-up form per condition. Evidence once
+/// seen stands: retracting the record later does not withdraw it.
+fn note_evidence(patient: &mut Patient, event: &ClinicalEvent) {
+    let condition = match &event.payload {
+        Payload::Diagnosis(d) => qualifying_condition(&d.icd10).map(|c| (c, true)),
+        Payload::FollowUpVisit(f) => Some((f.condition, false)),
+        _ => None,
+    };
+    let Some((condition, diagnosis)) = condition else {
+        return;
+    };
+    let slots = if diagnosis {
+        &mut patient.diagnosed_ms
+    } else {
+        &mut patient.first_form_ms
+    };
+    let slot = &mut slots[condition_index(condition)];
+    *slot = Some(slot.map_or(event.event_time_ms, |t| t.min(event.event_time_ms)));
+}
+
+/// One event's payload applied to the patient's histories.
 // Long by design (~125 lines): one short arm per payload kind, each an upsert or retraction of
 // that kind's history; splitting it would only move the match.
-pub fn apply(
+fn apply_payload(
     patient: &mut Patient,
     event: &ClinicalEvent,
     interner: &mut FxHashSet<Arc<str>>,

@@ -148,13 +148,14 @@ pub fn mark_dirty_for_event(
 ) {
     let offset = engine.config.reporting_utc_offset_minutes;
     let day = local_day(time_ms, offset);
-    let open_until = if state.watermark_ms == i64::MIN {
-        day
-    } else {
-        local_day(state.watermark_ms, offset).max(day)
-    };
     let Some(patient) = state.patients.get(&key) else {
         return;
+    };
+    let watermark = state.clock(&patient.hospital).watermark_ms;
+    let open_until = if watermark == i64::MIN {
+        day
+    } else {
+        local_day(watermark, offset).max(day)
     };
     let mut periods: Vec<PeriodRef> = Vec::new();
     for (condition, _) in patient.programmes() {
@@ -193,22 +194,25 @@ pub fn mark_dirty_for_event(
     }
 }
 
-/// Opens the month (and quarter, year) the watermark moved into: every patient managed in it
-/// gets a row, so denominators count patients without events too.
-pub fn advance_periods(engine: &Engine, state: &mut PartitionState) {
-    if state.watermark_ms == i64::MIN {
+/// Opens the month (and quarter, year) a hospital's watermark moved into: every patient it
+/// manages gets a row, so denominators count patients without events too.
+pub fn advance_periods(engine: &Engine, state: &mut PartitionState, hospital: &Arc<str>) {
+    let Some(clock) = state.clocks.get_mut(hospital) else {
+        return;
+    };
+    if clock.watermark_ms == i64::MIN {
         return;
     }
     let offset = engine.config.reporting_utc_offset_minutes;
-    let current = month_index(local_day(state.watermark_ms, offset));
-    let Some(previous) = state.period_month else {
-        state.period_month = Some(current);
+    let current = month_index(local_day(clock.watermark_ms, offset));
+    let Some(previous) = clock.period_month else {
+        clock.period_month = Some(current);
         return;
     };
     if current <= previous {
         return;
     }
-    state.period_month = Some(current);
+    clock.period_month = Some(current);
     let first = (previous + 1).max(current - MAX_MONTHS_OPENED + 1);
     for month in first..=current {
         let start = month_start(month);
@@ -219,7 +223,11 @@ pub fn advance_periods(engine: &Engine, state: &mut PartitionState) {
         if period_bounds(start, PeriodKind::Year).0 == start {
             kinds.push(PeriodKind::Year);
         }
-        for (key, patient) in &state.patients {
+        let managed_here = state
+            .patients
+            .iter()
+            .filter(|(_, p)| p.hospital == *hospital);
+        for (key, patient) in managed_here {
             for (condition, _) in patient.programmes() {
                 for &kind in &kinds {
                     let (start_ms, end_ms) = period_ms(start, kind, offset);
@@ -273,7 +281,9 @@ pub fn facts(engine: &Engine, patient: &Patient, period: PeriodRef) -> StatusFac
     let year_start_ms = local_day_start_ms(period_bounds(start_day, PeriodKind::Year).0, offset);
     let condition = period.condition;
     let managed = patient.managed_during(condition, start_ms, end_ms);
-    let enrolled = patient.enrolled(condition).unwrap_or(patient.first_seen_ms);
+    let enrolled = patient
+        .managed_since(condition)
+        .unwrap_or(patient.first_seen_ms);
     let managed_from = enrolled.max(start_ms);
     let managed_to = patient.death_ms.map_or(end_ms, |d| d.min(end_ms));
     let managed_days = if managed {
@@ -330,7 +340,7 @@ pub fn facts(engine: &Engine, patient: &Patient, period: PeriodRef) -> StatusFac
                 _ => a >= 55,
             }),
             diabetes: patient
-                .enrolled(Condition::Diabetes)
+                .managed_since(Condition::Diabetes)
                 .is_some_and(|t| t < end_ms),
             diabetic_complications: known_by_end.iter().any(|k| !k.is_cardiovascular()),
             cardiovascular_disease: known_by_end.iter().any(|k| k.is_cardiovascular()),
@@ -372,7 +382,7 @@ pub fn facts(engine: &Engine, patient: &Patient, period: PeriodRef) -> StatusFac
 pub fn row(engine: &Engine, key: &PatientKey, dirty: &DirtyPeriod) -> PatientStatus {
     let (period, facts) = (dirty.period, &dirty.facts);
     let pseudonym = hex::encode(key);
-    let definition = &engine.config.definition;
+    let definition = engine.config.definition.id();
     PatientStatus {
         status_id: stable_id(&[
             pseudonym.as_bytes(),
@@ -382,7 +392,7 @@ pub fn row(engine: &Engine, key: &PatientKey, dirty: &DirtyPeriod) -> PatientSta
             definition.as_bytes(),
         ]),
         version: facts.version as i64,
-        definition: definition.clone(),
+        definition: definition.to_string(),
         patient_pseudonym: pseudonym,
         hospital_id: facts.hospital.to_string(),
         region_code: facts.region.to_string(),

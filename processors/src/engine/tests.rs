@@ -16,6 +16,7 @@ struct Harness {
     alerts: Vec<Alert>,
     next_record: u32,
     patient: String,
+    hospital: String,
 }
 
 fn day(d: f64) -> i64 {
@@ -24,12 +25,17 @@ fn day(d: f64) -> i64 {
 
 impl Harness {
     fn new() -> Self {
+        Harness::with(EngineConfig::default())
+    }
+
+    fn with(config: EngineConfig) -> Self {
         Harness {
-            engine: Engine::new(RuleSet::defaults().unwrap(), EngineConfig::default()),
+            engine: Engine::new(RuleSet::defaults().unwrap(), config),
             state: PartitionState::new(),
             alerts: Vec::new(),
             next_record: 0,
             patient: P.to_string(),
+            hospital: "H0001".to_string(),
         }
     }
 
@@ -42,7 +48,7 @@ impl Harness {
     ) -> Disposition {
         let event = ClinicalEvent {
             event_id: format!("e-{record_id}-{op:?}-{d}"),
-            hospital_id: "H0001".into(),
+            hospital_id: self.hospital.clone(),
             source_system: "test".into(),
             operation: op,
             event_time_ms: day(d),
@@ -144,7 +150,7 @@ impl Harness {
 
     fn advance(&mut self, d: f64) {
         self.engine
-            .advance_watermark(&mut self.state, day(d), &mut self.alerts);
+            .advance_watermark(&mut self.state, "H0001", day(d), &mut self.alerts);
     }
 
     /// (rule id, status) of the alerts since the last call.
@@ -958,8 +964,9 @@ fn timers_fire_at_the_same_point_of_the_event_sequence_however_input_is_batched(
             if nudge_between {
                 // What a batch end with an idle-partition fallback could do: never beyond the
                 // event-time watermark of what has been seen.
-                let wm = h.engine.event_time_watermark(&h.state);
-                h.engine.advance_watermark(&mut h.state, wm, &mut h.alerts);
+                let wm = h.engine.event_time_watermark(&h.state, "H0001");
+                h.engine
+                    .advance_watermark(&mut h.state, "H0001", wm, &mut h.alerts);
             }
         }
         h.patient = P.into();
@@ -1126,7 +1133,7 @@ fn a_snapshot_stamped_now_neither_moves_the_watermark_nor_makes_history_late() {
         Disposition::Applied
     );
     assert_eq!(
-        h.state.watermark_ms,
+        h.state.clock("H0001").watermark_ms,
         i64::MIN,
         "the snapshot moved no watermark"
     );
@@ -1153,7 +1160,7 @@ fn a_snapshot_stamped_now_neither_moves_the_watermark_nor_makes_history_late() {
     assert!(year_2025.standardised);
     // A live change, by contrast, moves the watermark as before.
     h.bp(300.0, 130.0, 80.0);
-    assert!(h.state.watermark_ms > day(299.0));
+    assert!(h.state.clock("H0001").watermark_ms > day(299.0));
 }
 
 #[test]
@@ -1204,4 +1211,139 @@ fn an_older_registration_arriving_again_does_not_undo_a_newer_one() {
         "no follow-up is due after death: {alerts:?}"
     );
     assert_eq!(run(false), (alerts, dead));
+}
+
+#[test]
+fn a_hospital_back_filling_its_history_is_not_late_behind_a_live_one() {
+    // H0002 streams live (day 400); H0001 joins and loads two years as ordinary changes. Each
+    // hospital's events are judged by its own clock: none of H0001's history is late.
+    let mut h = Harness::new();
+    h.hospital = "H0002".into();
+    h.patient = "c3".repeat(32);
+    h.register(390.0, &[Condition::Hypertension]);
+    assert_eq!(h.bp(400.0, 130.0, 80.0), Disposition::Applied);
+    h.hospital = "H0001".into();
+    h.patient = P.into();
+    h.register(0.0, &[Condition::Hypertension]);
+    for d in [10.0, 100.0, 190.0, 280.0, 370.0] {
+        let applied = h.follow_up(
+            d,
+            Condition::Hypertension,
+            VisitMode::Clinic,
+            Some((130.0, 80.0)),
+            None,
+        );
+        assert_eq!(applied, Disposition::Applied, "day {d}");
+    }
+    assert!(h.state.clock("H0001").watermark_ms < day(370.0));
+    assert!(h.state.clock("H0002").watermark_ms > day(399.0));
+}
+
+#[test]
+fn another_hospital_running_ahead_fires_no_timer_of_this_one() {
+    // H0001's patient was seen on day 10 (next visit due by day 111); H0001's upload is behind
+    // while H0002's events reach day 200. Nothing is overdue until H0001's own events say so:
+    // its day-100 follow-up arrives, and only from then on does its clock run.
+    let mut h = Harness::new();
+    h.register(0.0, &[Condition::Hypertension]);
+    let seen = |h: &mut Harness, d: f64| {
+        h.follow_up(
+            d,
+            Condition::Hypertension,
+            VisitMode::Clinic,
+            Some((130.0, 80.0)),
+            None,
+        )
+    };
+    seen(&mut h, 10.0);
+    h.hospital = "H0002".into();
+    h.patient = "c3".repeat(32);
+    h.register(150.0, &[Condition::Hypertension]);
+    for d in [160.0, 180.0, 200.0] {
+        h.bp(d, 125.0, 80.0);
+    }
+    assert_eq!(h.take(), vec![], "H0002's events fire nothing of H0001's");
+    h.hospital = "H0001".into();
+    h.patient = P.into();
+    assert_eq!(seen(&mut h, 100.0), Disposition::Applied);
+    assert_eq!(seen(&mut h, 190.0), Disposition::Applied);
+    assert_eq!(h.take(), vec![], "no follow-up was ever missed");
+    // Its own clock passing day 291 (190 + more than 100 days) is what fires it.
+    h.advance(292.0);
+    assert_eq!(h.take(), raised("missed_quarterly_follow_up"));
+}
+
+#[test]
+fn management_follows_the_evidence_the_definition_counts() {
+    // A hospital that records no enrolment: a hypertension diagnosis on day 5, the programme's
+    // follow-up form on day 20. v1 counts enrolment only; v2 also counts a qualifying diagnosis
+    // plus a programme form, from when both exist.
+    let run = |definition: Definition| {
+        let mut h = Harness::with(EngineConfig {
+            definition,
+            ..EngineConfig::default()
+        });
+        h.diagnose(5.0, "I10.x00");
+        h.follow_up(
+            20.0,
+            Condition::Hypertension,
+            VisitMode::Clinic,
+            Some((132.0, 84.0)),
+            None,
+        );
+        h.advance(140.0);
+        let alerts = h.take();
+        let managed: Vec<(PeriodKind, i32, bool, String)> = h
+            .status()
+            .into_iter()
+            .filter(|r| r.period_kind != PeriodKind::Month)
+            .map(|r| (r.period_kind, r.period_start, r.managed, r.definition))
+            .collect();
+        let mut managed = managed;
+        managed.sort_by_key(|r| (r.0.as_str(), r.1));
+        (alerts, managed)
+    };
+    let (alerts, rows) = run(Definition::NbphsV1);
+    assert_eq!((alerts, rows), (vec![], vec![]), "v1: not under management");
+    let (alerts, rows) = run(Definition::NbphsV2);
+    // Managed from day 20: no follow-up for more than 100 days fires on day 121.
+    assert_eq!(alerts, raised("missed_quarterly_follow_up"));
+    let q1 = vigil_runtime::time::parse_date("2025-01-01").unwrap();
+    let q2 = vigil_runtime::time::parse_date("2025-04-01").unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                PeriodKind::Quarter,
+                q1,
+                true,
+                "cn-nbphs-2017/v2".to_string()
+            ),
+            (
+                PeriodKind::Quarter,
+                q2,
+                true,
+                "cn-nbphs-2017/v2".to_string()
+            ),
+            (PeriodKind::Year, q1, true, "cn-nbphs-2017/v2".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn a_diabetic_complication_code_is_a_qualifying_diagnosis_and_enrolment_still_counts() {
+    let mut h = Harness::with(EngineConfig {
+        definition: Definition::NbphsV2,
+        ..EngineConfig::default()
+    });
+    h.diagnose(3.0, "E11.2");
+    h.follow_up(8.0, Condition::Diabetes, VisitMode::Home, None, Some(6.1));
+    let key = patient_key(P).unwrap();
+    let patient = h.state.patient(&key).unwrap();
+    assert_eq!(patient.managed_since(Condition::Diabetes), Some(day(8.0)));
+    assert_eq!(patient.managed_since(Condition::Hypertension), None);
+    // An enrolment earlier than the evidence is when management began.
+    h.register(1.0, &[Condition::Diabetes]);
+    let patient = h.state.patient(&key).unwrap();
+    assert_eq!(patient.managed_since(Condition::Diabetes), Some(day(1.0)));
 }

@@ -93,7 +93,7 @@ pub(super) fn reschedule_missed(
             return;
         };
         let due = patient
-            .enrolled(condition)
+            .managed_since(condition)
             .filter(|_| patient.death_ms.is_none())
             .map(|enrolled| {
                 let last = patient

@@ -135,7 +135,7 @@ fn missed_facts(patient: &Patient, condition: Condition, due: i64) -> Option<Fac
     if !patient.alive_at(due) {
         return None;
     }
-    let enrolled = patient.enrolled(condition)?;
+    let enrolled = patient.managed_since(condition)?;
     let last = patient
         .follow_ups_for(condition)
         .filter(|f| f.face_to_face && f.time_ms <= due)
@@ -150,7 +150,7 @@ fn missed_facts(patient: &Patient, condition: Condition, due: i64) -> Option<Fac
 }
 
 fn revisit_facts(patient: &Patient, condition: Condition, due: i64) -> Option<Facts> {
-    if !patient.alive_at(due) || patient.enrolled(condition).is_none() {
+    if !patient.alive_at(due) || patient.managed_since(condition).is_none() {
         return None;
     }
     let last = patient
