@@ -311,21 +311,25 @@ impl Engine {
         // not what just happened: it is applied by its clinical time, is never late, and never
         // moves the live watermark (one stamped "now" would make all history after it late).
         let snapshot = event.operation == Operation::Snapshot;
-        let clock = state.clock(&hospital);
-        if !snapshot
-            && clock.watermark_ms != i64::MIN
-            && time < clock.watermark_ms - self.config.allowed_lateness.as_millis() as i64
-        {
-            return Disposition::Late;
-        }
-        // The watermark moves with every event, and timers it passes fire before the event is
-        // applied: what fires depends only on the sequence of events, never on how the runner
-        // happened to batch them (a replay after a crash must reproduce the same alerts).
         if !snapshot {
-            let clock = state.clocks.entry(hospital.clone()).or_insert(Clock::START);
+            let allowed_ms = self.config.allowed_lateness.as_millis() as i64;
+            let clock = match state.clocks.get_mut(&hospital) {
+                Some(clock) => clock,
+                None => state.clocks.entry(hospital.clone()).or_insert(Clock::START),
+            };
+            if clock.watermark_ms != i64::MIN && time < clock.watermark_ms - allowed_ms {
+                return Disposition::Late;
+            }
+            // The watermark moves with every event, and timers it passes fire before the event
+            // is applied: what fires depends only on the sequence of events, never on how the
+            // runner happened to batch them (a replay after a crash must reproduce the same
+            // alerts).
             clock.max_event_ms = clock.max_event_ms.max(time);
-            let watermark = self.event_time_watermark(state, &hospital);
-            self.advance_watermark(state, &hospital, watermark, alerts);
+            let watermark =
+                clock.max_event_ms - self.config.max_out_of_orderness.as_millis() as i64;
+            if watermark > clock.watermark_ms {
+                self.advance_clock(state, &hospital, watermark, alerts);
+            }
         }
         let patient = state.patients.entry(key).or_insert_with(|| Patient {
             hospital: hospital.clone(),
@@ -366,11 +370,23 @@ impl Engine {
     ) {
         let hospital = state.intern(hospital);
         let clock = state.clocks.entry(hospital.clone()).or_insert(Clock::START);
-        if to_ms <= clock.watermark_ms {
-            return;
+        if to_ms > clock.watermark_ms {
+            self.advance_clock(state, &hospital, to_ms, alerts);
         }
-        clock.watermark_ms = to_ms;
-        while let Some(queue) = state.timers.get_mut(&hospital) {
+    }
+
+    /// Sets a hospital's watermark (ahead of where it was) and fires what it passes.
+    fn advance_clock(
+        &self,
+        state: &mut PartitionState,
+        hospital: &Arc<str>,
+        to_ms: i64,
+        alerts: &mut Vec<Alert>,
+    ) {
+        if let Some(clock) = state.clocks.get_mut(hospital) {
+            clock.watermark_ms = to_ms;
+        }
+        while let Some(queue) = state.timers.get_mut(hospital) {
             let Some(&(due, key, kind)) = queue.first().filter(|(due, ..)| *due <= to_ms) else {
                 break;
             };
@@ -382,7 +398,7 @@ impl Engine {
                 alerts::on_timer(self, state, key, kind, due, alerts);
             }
         }
-        status::advance_periods(self, state, &hospital);
+        status::advance_periods(self, state, hospital);
     }
 
     /// The watermark implied by the newest event time seen from a hospital.
