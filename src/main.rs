@@ -76,6 +76,25 @@ enum Command {
     Config,
     /// Check a rules file (default: the configured one) and list its rules.
     Rules { file: Option<PathBuf> },
+    /// Get a new hospital ready: profile its data before go-live.
+    #[command(subcommand)]
+    Onboard(OnboardCommand),
+}
+
+#[derive(Subcommand)]
+enum OnboardCommand {
+    /// Read a sample of a hospital's change events (JSON lines; "-" for stdin) through its
+    /// vendor shape and code table, producing nothing, and write a report (Markdown, HTML,
+    /// JSON) and a draft code table.
+    Profile {
+        /// The hospital's id in the edge catalogue (hospitals.toml).
+        #[arg(long)]
+        hospital: String,
+        /// Where the report and the draft code table go.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -252,6 +271,7 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
             | Command::Migrate
             | Command::Topics
             | Command::Bench(_)
+            | Command::Onboard(_)
     ) {
         vigil_runtime::telemetry::init_metrics(&config.telemetry.metrics_listen);
     }
@@ -259,6 +279,11 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
     match cli.command {
         Command::Config => say!("{}", toml::to_string_pretty(&config)?.trim_end()),
         Command::Rules { file } => print_rules(file.or(config.process.rules_file.clone()))?,
+        Command::Onboard(OnboardCommand::Profile {
+            hospital,
+            out,
+            file,
+        }) => profile(&config, &hospital, &out, &file, &shutdown)?,
         Command::Migrate => migrate(&config).await?,
         Command::Publish => publish(&config).await?,
         Command::Topics => {
@@ -278,6 +303,32 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
         }
         Command::Up(args) => up(config, args, shutdown).await?,
     }
+    Ok(())
+}
+
+fn profile(
+    config: &VigilConfig,
+    hospital: &str,
+    out: &std::path::Path,
+    file: &std::path::Path,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let (profile, files) =
+        vigil_producers::onboard::profile_file(file, hospital, &config.edge, out, shutdown)?;
+    say!(
+        "{hospital}: {} records, {:.1}% would be accepted, {} rejected, {} unknown lab codes",
+        profile.records,
+        profile.accepted_share() * 100.0,
+        profile.rejected_total(),
+        profile.unknown_lab_codes.len()
+    );
+    say!(
+        "report: {} (also {})",
+        files.markdown.display(),
+        files.html.display()
+    );
+    say!("draft code table: {}", files.draft_codes.display());
+    say!("{}", serde_json::to_string(&profile)?);
     Ok(())
 }
 
@@ -332,7 +383,10 @@ async fn simulate(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     apply_simulate_args(&mut config, &args)?;
-    prepare_topics(&config.kafka).await?;
+    // A change-event file for the edge needs no broker.
+    if config.simulate.output_file.is_empty() {
+        prepare_topics(&config.kafka).await?;
+    }
     let key = pseudonym_key(&config)?;
     let summary = supervise("simulate", shutdown, move |token| {
         vigil_producers::simulator::run(

@@ -299,31 +299,29 @@ fn the_edge_metrics_count_what_it_accepted_and_dead_lettered() {
     assert_eq!(landed, manifest.rejected);
 }
 
-#[test]
-fn a_simulated_hospital_written_to_a_file_goes_through_the_edge_exactly() {
-    // `vigil simulate --output-file` gives onboarding a change-event file to try the edge on.
-    let env = TestEnv::new("simfile", 2, "");
-    env.run_vigil(&["migrate"], Duration::from_secs(60));
-    env.run_vigil(&["topics"], Duration::from_secs(60));
+/// A small region's change events with defects simulated into a file, and the manifest of what
+/// the edge should make of them: (region size as patients, hospitals, days; seed).
+fn simulate_to_file(env: &TestEnv, region: [&str; 3], seed: &str, defects: &str) -> Manifest {
     let file = env.path("changes.jsonl");
     let manifest_path = env.path("manifest.json");
+    let [patients, hospitals, days] = region;
     env.run_vigil(
         &[
             "simulate",
             "--output",
             "cdc",
             "--patients",
-            "120",
+            patients,
             "--hospitals",
-            "3",
+            hospitals,
             "--days",
-            "120",
+            days,
             "--end-date",
             "2026-06-30",
             "--seed",
-            "37",
+            seed,
             "--defects",
-            "0.02",
+            defects,
             "--manifest",
             manifest_path.to_str().unwrap(),
             "--output-file",
@@ -331,12 +329,21 @@ fn a_simulated_hospital_written_to_a_file_goes_through_the_edge_exactly() {
         ],
         Duration::from_secs(300),
     );
+    serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_simulated_hospital_written_to_a_file_goes_through_the_edge_exactly() {
+    // `vigil simulate --output-file` gives onboarding a change-event file to try the edge on.
+    let env = TestEnv::new("simfile", 2, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+    let manifest = simulate_to_file(&env, ["120", "3", "120"], "37", "0.02");
+    let file = env.path("changes.jsonl");
     assert!(
         common::read_topic(&env.kafka, &env.kafka.topics.his_changes).is_empty(),
         "nothing went to the broker"
     );
-    let manifest: Manifest =
-        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
     let lines = std::fs::read_to_string(&file).unwrap().lines().count() as u64;
     assert_eq!(lines, manifest.records);
     let output = env.run_vigil(
@@ -352,4 +359,99 @@ fn a_simulated_hospital_written_to_a_file_goes_through_the_edge_exactly() {
         serde_json::from_value(summary["rejected"].clone()).unwrap();
     assert_eq!(rejected, manifest.rejected);
     assert!(!rejected.is_empty(), "defects were injected");
+}
+
+#[test]
+fn a_profile_of_a_hospital_before_go_live_finds_every_injected_defect() {
+    // One simulated hospital with defects of every kind, written to a file; the profile reads
+    // it through the hospital's vendor shape and code table and must count each defect exactly.
+    let env = TestEnv::new("profile", 1, "");
+    let manifest = simulate_to_file(&env, ["150", "1", "200"], "41", "0.03");
+    let file = env.path("changes.jsonl");
+    let file_arg = file.to_str().unwrap();
+    let out = env.path("profile");
+    let output = env.run_vigil(
+        &[
+            "onboard",
+            "profile",
+            "--hospital",
+            "H0001",
+            "--out",
+            out.to_str().unwrap(),
+            file_arg,
+        ],
+        Duration::from_secs(120),
+    );
+    let line = output.lines().rev().find(|l| l.starts_with('{')).unwrap();
+    let profile: serde_json::Value = serde_json::from_str(line).unwrap();
+    let defects = |kind: &str| manifest.defects.get(kind).copied().unwrap_or(0);
+    let figure = |name: &str| profile[name].as_u64().unwrap();
+    assert_eq!(figure("records"), manifest.records);
+    assert_eq!(figure("tombstones"), manifest.tombstones);
+    assert_eq!(figure("accepted"), manifest.accepted);
+    let rejected: BTreeMap<String, u64> =
+        serde_json::from_value(profile["rejected"].clone()).unwrap();
+    assert_eq!(rejected, manifest.rejected);
+    let sum = |name: &str, field: Option<&str>| -> u64 {
+        let map = profile[name].as_object().unwrap();
+        map.values()
+            .map(|v| match field {
+                Some(f) => v[f].as_u64().unwrap(),
+                None => v.as_u64().unwrap(),
+            })
+            .sum()
+    };
+    assert_eq!(
+        sum("unknown_lab_codes", Some("records")),
+        defects("unknown_code")
+    );
+    assert_eq!(sum("unit_differences", None), defects("wrong_unit"));
+    assert_eq!(figure("duplicate_records"), defects("duplicate"));
+    assert_eq!(
+        profile["operations"]["d"].as_u64(),
+        Some(defects("deletion"))
+    );
+    // Late deliveries show where something newer came first; one late at night with nothing
+    // newer before it is not visibly out of order.
+    let out_of_order = figure("out_of_order_changes");
+    assert!(
+        out_of_order > 0 && out_of_order <= defects("late"),
+        "{out_of_order}"
+    );
+    for kind in [
+        "unknown_code",
+        "wrong_unit",
+        "duplicate",
+        "deletion",
+        "malformed",
+    ] {
+        assert!(defects(kind) > 0, "the history has {kind} defects");
+    }
+    // Every unknown code gets a suggestion from its unit and values; the draft table lists it,
+    // commented out; the report exists in both forms and shows no identifier.
+    let codes = profile["unknown_lab_codes"].as_object().unwrap();
+    assert!(codes
+        .values()
+        .all(|c| !c["suggestions"].as_array().unwrap().is_empty()));
+    let draft = std::fs::read_to_string(out.join("codes-H0001.draft.toml")).unwrap();
+    for code in codes.keys() {
+        assert!(draft.contains(&format!("# {code} = {{ loinc = ")), "{code}");
+    }
+    let html = std::fs::read_to_string(out.join("profile-H0001.html")).unwrap();
+    let markdown = std::fs::read_to_string(out.join("profile-H0001.md")).unwrap();
+    assert!(html.contains("<table>") && markdown.contains("| lab code |"));
+    let changes = std::fs::read_to_string(&file).unwrap();
+    let resident_ids: Vec<String> = changes
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            v.pointer("/after/sfzh")
+                .and_then(|s| s.as_str())
+                .map(String::from)
+        })
+        .collect();
+    assert!(!resident_ids.is_empty());
+    for id in &resident_ids {
+        assert!(!html.contains(id.as_str()) && !markdown.contains(id.as_str()));
+    }
 }

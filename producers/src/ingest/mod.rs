@@ -10,4 +10,4 @@ mod run;
 
 pub use adapter::{Adapter, Outcome, Rejection};
 pub use config::IngestConfig;
-pub use run::{run, run_file, IngestSummary};
+pub use run::{for_each_line, run, run_file, IngestSummary};

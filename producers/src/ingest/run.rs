@@ -345,6 +345,40 @@ pub fn run(
     }
 }
 
+/// Calls `each` with the line number and value of every record of a JSON-lines file (stdin for
+/// "-"): one Debezium change-event value per line, `null` a tombstone, blank lines skipped.
+pub fn for_each_line(
+    path: &Path,
+    shutdown: &Shutdown,
+    mut each: impl FnMut(i64, Option<&[u8]>) -> Result<(), ProducerError>,
+) -> Result<(), ProducerError> {
+    let io_error = |source| ProducerError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let reader: Box<dyn BufRead> = if path == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).map_err(io_error)?,
+        ))
+    };
+    // Lines as bytes: a line that is not UTF-8 is one bad record (a dead letter), not a failure
+    // of the file that a restart would meet again at the same line.
+    for (number, line) in reader.split(b'\n').enumerate() {
+        if shutdown.is_requested() {
+            break;
+        }
+        let line = line.map_err(io_error)?;
+        let trimmed = line.trim_ascii();
+        if trimmed.is_empty() {
+            continue;
+        }
+        each(number as i64 + 1, (trimmed != b"null").then_some(trimmed))?;
+    }
+    Ok(())
+}
+
 /// Ingests JSON lines (one Debezium change-event value per line; `null` is a tombstone) from a
 /// file, or from stdin when `path` is "-". Returns once everything is acknowledged.
 pub fn run_file(
@@ -358,35 +392,14 @@ pub fn run_file(
     let catalog = Catalog::load(&edge.catalog_dir)?;
     let mut handler = Handler::new(kafka, edge, key)?;
     let producer = DurableProducer::new(kafka, "vigil-ingest-file")?;
-    let io_error = |source| ProducerError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let reader: Box<dyn BufRead> = if path == Path::new("-") {
-        Box::new(std::io::stdin().lock())
-    } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(path).map_err(io_error)?,
-        ))
-    };
     let source = format!("file:{}", path.display());
-    // Lines as bytes: a line that is not UTF-8 is one bad record (a dead letter), not a failure
-    // of the file that a restart would meet again at the same line.
-    for (number, line) in reader.split(b'\n').enumerate() {
-        if shutdown.is_requested() {
-            break;
-        }
-        let line = line.map_err(io_error)?;
-        let trimmed = line.trim_ascii();
-        if trimmed.is_empty() {
-            continue;
-        }
-        let value = (trimmed != b"null").then_some(trimmed);
-        handler.handle(&catalog, &producer, value, (&source, 0, number as i64 + 1))?;
+    for_each_line(path, shutdown, |number, value| {
+        handler.handle(&catalog, &producer, value, (&source, 0, number))?;
         if handler.summary.records % 10_000 == 0 {
             producer.flush()?;
         }
-    }
+        Ok(())
+    })?;
     handler.stats.publish_due(&producer, true)?;
     producer.flush()?;
     handler.publish_metrics();

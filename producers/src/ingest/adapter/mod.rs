@@ -15,7 +15,7 @@ mod lab;
 mod patient;
 mod prescription;
 pub mod reason;
-mod values;
+pub(crate) mod values;
 mod vitals;
 
 use serde_json::Value;

@@ -39,16 +39,34 @@ pub fn number(row: &Row, column: &str) -> Result<Option<f64>, Reject> {
 /// A code value as it may appear in a reason detail: short and code-shaped, so it cannot be a
 /// name or an identity number; anything else is described, not shown.
 pub fn shown(code: &str) -> String {
-    let code_like = code.len() <= 20
-        && code
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '%'))
-        && code.chars().filter(char::is_ascii_digit).count() < 11;
-    if code_like {
+    if is_code_shaped(code) {
         format!("'{code}'")
     } else {
         "(not code-shaped, not shown)".to_string()
     }
+}
+
+/// Short, of code characters, and with too few digits to be an identity or phone number.
+pub fn is_code_shaped(code: &str) -> bool {
+    code.len() <= 20
+        && code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '%'))
+        && code.chars().filter(char::is_ascii_digit).count() < 11
+}
+
+/// Like [`is_code_shaped`], for units: UCUM also writes braces, brackets and powers
+/// ("mL/min/{1.73_m2}", "mm[Hg]", "10*9/L").
+pub fn is_unit_shaped(unit: &str) -> bool {
+    unit.len() <= 24
+        && unit.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    '.' | '_' | '-' | '/' | '%' | '{' | '}' | '[' | ']' | '*' | '^' | 'µ'
+                )
+        })
+        && unit.chars().filter(char::is_ascii_digit).count() < 11
 }
 
 pub fn plausible(concept: Observation, value: f64, what: &str) -> Result<f64, Reject> {
