@@ -6,15 +6,44 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// How a vendor writes instants.
+/// How a vendor writes instants. Debezium writes a column without a time zone (MySQL DATETIME,
+/// PostgreSQL `timestamp`, SQL Server `datetime2`, Oracle DATE and TIMESTAMP) as its wall-clock
+/// reading counted as if it were UTC: `epoch_*` when the database keeps UTC, `local_*` when it
+/// keeps the hospital's local time (most HIS). With Connect schemas enabled, the column's schema
+/// (`io.debezium.time.Timestamp`, `MicroTimestamp`, `NanoTimestamp`, `ZonedTimestamp`, `Date`)
+/// says the unit and this format only which of the two clocks the database keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TimestampFormat {
     /// Text "YYYY-MM-DD HH:MM:SS" in the hospital's local time.
     LocalDatetime,
+    /// Debezium's Timestamp (milliseconds) of a database that keeps UTC.
     EpochMillis,
-    /// Debezium's MicroTimestamp: microseconds since the epoch.
+    /// Debezium's MicroTimestamp of a database that keeps UTC.
     EpochMicros,
+    /// Debezium's NanoTimestamp of a database that keeps UTC.
+    EpochNanos,
+    /// Debezium's Timestamp of a database that keeps local time.
+    LocalMillis,
+    /// Debezium's MicroTimestamp of a database that keeps local time.
+    LocalMicros,
+    /// Debezium's NanoTimestamp of a database that keeps local time.
+    LocalNanos,
+    /// Debezium's ZonedTimestamp (columns with a time zone): ISO-8601 text with its offset.
+    ZonedText,
+}
+
+impl TimestampFormat {
+    /// Whether wall-clock readings of this vendor's database are local time.
+    pub fn keeps_local_time(self) -> bool {
+        matches!(
+            self,
+            TimestampFormat::LocalDatetime
+                | TimestampFormat::LocalMillis
+                | TimestampFormat::LocalMicros
+                | TimestampFormat::LocalNanos
+        )
+    }
 }
 
 /// How a vendor writes calendar dates.

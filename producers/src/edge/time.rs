@@ -9,9 +9,26 @@ use super::shapes::{DateFormat, TimestampFormat};
 
 /// An instant as the vendor writes it. `offset` is the hospital's zone, minutes east of UTC.
 pub fn write_timestamp(ms: i64, format: TimestampFormat, offset: i32) -> Value {
+    let wall = ms + offset as i64 * 60_000;
     match format {
         TimestampFormat::EpochMillis => Value::from(ms),
         TimestampFormat::EpochMicros => Value::from(ms * 1_000),
+        TimestampFormat::EpochNanos => Value::from(ms * 1_000_000),
+        TimestampFormat::LocalMillis => Value::from(wall),
+        TimestampFormat::LocalMicros => Value::from(wall * 1_000),
+        TimestampFormat::LocalNanos => Value::from(wall * 1_000_000),
+        TimestampFormat::ZonedText => {
+            let day = ms.div_euclid(MS_PER_DAY) as i32;
+            let in_day = ms.rem_euclid(MS_PER_DAY);
+            let (y, m, d) = civil_from_days(day);
+            Value::from(format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+                in_day / 3_600_000,
+                in_day / 60_000 % 60,
+                in_day / 1_000 % 60,
+                in_day % 1_000
+            ))
+        }
         TimestampFormat::LocalDatetime => {
             let local = ms + offset as i64 * 60_000;
             let day = local.div_euclid(MS_PER_DAY) as i32;
@@ -75,11 +92,45 @@ pub fn read_timestamp(value: &Value, format: TimestampFormat, offset: i32) -> Op
     if value.is_null() {
         return None;
     }
+    let local = offset as i64 * 60_000;
     match format {
         TimestampFormat::EpochMillis => number(value),
         TimestampFormat::EpochMicros => number(value).map(|us| us.div_euclid(1_000)),
+        TimestampFormat::EpochNanos => number(value).map(|ns| ns.div_euclid(1_000_000)),
+        TimestampFormat::LocalMillis => number(value).map(|ms| ms - local),
+        TimestampFormat::LocalMicros => number(value).map(|us| us.div_euclid(1_000) - local),
+        TimestampFormat::LocalNanos => number(value).map(|ns| ns.div_euclid(1_000_000) - local),
+        TimestampFormat::ZonedText => value.as_str().and_then(zoned_text),
         TimestampFormat::LocalDatetime => value.as_str().and_then(|t| local_text(t, offset)),
     }
+}
+
+/// ISO-8601 with an offset: "2025-01-02T07:30:45Z", "2025-01-02T15:30:45.123+08:00".
+fn zoned_text(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (wall, offset_minutes) = if let Some(wall) = text.strip_suffix('Z') {
+        (wall, 0)
+    } else {
+        let at = text.len().checked_sub(6)?;
+        let (wall, zone) = (text.get(..at)?, text.get(at..)?);
+        let sign = match zone.as_bytes().first()? {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let hours: i32 = zone.get(1..3)?.parse().ok()?;
+        let minutes: i32 = zone.get(4..6)?.parse().ok()?;
+        (wall, sign * (hours * 60 + minutes))
+    };
+    let (seconds, millis) = match wall.split_once('.') {
+        Some((seconds, fraction)) => {
+            let digits: String = fraction.chars().take(3).collect();
+            let scale = 10i64.pow(3 - digits.len() as u32);
+            (seconds, digits.parse::<i64>().ok()? * scale)
+        }
+        None => (wall, 0),
+    };
+    local_text(seconds, offset_minutes).map(|ms| ms + millis)
 }
 
 /// A date the vendor wrote, as the instant its local day starts.
@@ -114,6 +165,11 @@ mod tests {
         for format in [
             TimestampFormat::EpochMillis,
             TimestampFormat::EpochMicros,
+            TimestampFormat::EpochNanos,
+            TimestampFormat::LocalMillis,
+            TimestampFormat::LocalMicros,
+            TimestampFormat::LocalNanos,
+            TimestampFormat::ZonedText,
             TimestampFormat::LocalDatetime,
         ] {
             let written = write_timestamp(ms, format, 480);
@@ -135,6 +191,55 @@ mod tests {
             let written = write_date(ms, format, 480);
             let back = read_date(&written, format, 480).unwrap();
             assert_eq!(local_day(back, 480), local_day(ms, 480), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn debezium_temporal_values_read_as_documented() {
+        // 15:30:45 in Beijing on 2025-01-02 (07:30:45Z), as each connector writes it by default.
+        let ms = 1_735_803_045_000;
+        let wall = 1_735_831_845_000i64; // the local wall clock counted as if UTC
+        let cases = [
+            (Value::from(wall), TimestampFormat::LocalMillis), // MySQL DATETIME, Oracle DATE
+            (Value::from(wall * 1_000), TimestampFormat::LocalMicros), // PostgreSQL timestamp
+            (Value::from(wall * 1_000_000), TimestampFormat::LocalNanos), // SQL Server datetime2(7)
+            (Value::from(ms), TimestampFormat::EpochMillis),   // a database that keeps UTC
+            (
+                Value::from("2025-01-02T07:30:45Z"),
+                TimestampFormat::ZonedText,
+            ), // MySQL TIMESTAMP
+            (
+                Value::from("2025-01-02T15:30:45+08:00"),
+                TimestampFormat::ZonedText,
+            ),
+            (
+                Value::from("2025-01-02T02:30:45-05:00"),
+                TimestampFormat::ZonedText,
+            ),
+        ];
+        for (value, format) in cases {
+            assert_eq!(
+                read_timestamp(&value, format, 480),
+                Some(ms),
+                "{value} {format:?}"
+            );
+        }
+        let fraction = Value::from("2025-01-02T07:30:45.123456Z"); // PostgreSQL timestamptz
+        assert_eq!(
+            read_timestamp(&fraction, TimestampFormat::ZonedText, 480),
+            Some(ms + 123)
+        );
+        for bad in [
+            "2025-01-02T07:30:45",
+            "2025-01-02T07:30:45+0800",
+            "yesterday",
+        ] {
+            let value = Value::from(bad);
+            assert_eq!(
+                read_timestamp(&value, TimestampFormat::ZonedText, 480),
+                None,
+                "{bad}"
+            );
         }
     }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::values::Row;
+use super::values::{column_schemas, Row};
 
 /// Scales of the decimal columns of an event's row image, from its Connect schema, over the
 /// vendor's declared ones.
@@ -20,15 +20,7 @@ pub fn scales(
     declared: &BTreeMap<String, u32>,
 ) -> BTreeMap<String, u32> {
     let mut scales = declared.clone();
-    let fields = event
-        .pointer("/schema/fields")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|f| f.get("field").and_then(Value::as_str) == Some(image))
-        .filter_map(|f| f.get("fields").and_then(Value::as_array))
-        .flatten();
-    for field in fields {
+    for field in column_schemas(event, image) {
         let is_decimal = field.get("name").and_then(Value::as_str)
             == Some("org.apache.kafka.connect.data.Decimal");
         let column = field.get("field").and_then(Value::as_str);

@@ -15,19 +15,24 @@ mod lab;
 mod patient;
 mod prescription;
 pub mod reason;
+mod temporal;
 pub(crate) mod values;
 mod vitals;
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
+use vigil_runtime::time::{local_day, local_day_start_ms};
 use vigil_schemas::ids::stable_id;
 use vigil_schemas::{validate, ClinicalEvent, Operation, Payload};
 
-use crate::edge::shapes::{TableKind, VendorShape};
+use crate::edge::shapes::{DateFormat, TableKind, VendorShape};
 use crate::edge::time::{read_date, read_timestamp};
 use crate::edge::{Catalog, HospitalProfile};
 use crate::pseudonym::PseudonymKey;
 pub use reason::Reason;
 use reason::{reject, Reject};
+use temporal::ColumnTime;
 use values::{shown, text, Row};
 
 /// A record the edge does not accept, with its reason.
@@ -89,6 +94,8 @@ struct RowReader<'a> {
     now_ms: i64,
     /// When the row changed in the hospital's database (`source.ts_ms`).
     change_ms: i64,
+    /// Temporal columns as the Connect schema types them (empty without schemas).
+    times: BTreeMap<String, ColumnTime>,
 }
 
 impl RowReader<'_> {
@@ -106,22 +113,25 @@ impl RowReader<'_> {
 
     /// A calendar date column (unchecked: dates of birth and planned visits).
     fn date(&self, column: &str) -> Option<i64> {
-        read_date(
-            self.value(column),
-            self.vendor().date_format,
-            self.utc_offset_minutes,
-        )
+        let (value, offset) = (self.value(column), self.utc_offset_minutes);
+        match self.times.get(column) {
+            Some(ColumnTime::Days) => read_date(value, DateFormat::EpochDays, offset),
+            Some(ColumnTime::Instant(format)) => read_timestamp(value, *format, offset)
+                .map(|ms| local_day_start_ms(local_day(ms, offset), offset)),
+            None => read_date(value, self.vendor().date_format, offset),
+        }
     }
 
     /// An instant column, when present, held to the edge's clock.
     fn optional_time(&self, column: &str) -> Result<Option<i64>, Reject> {
-        read_timestamp(
-            self.value(column),
-            self.vendor().timestamp_format,
-            self.utc_offset_minutes,
-        )
-        .map(|ms| check_time(ms, self.now_ms, column))
-        .transpose()
+        let (value, offset) = (self.value(column), self.utc_offset_minutes);
+        let read = match self.times.get(column) {
+            Some(ColumnTime::Days) => read_date(value, DateFormat::EpochDays, offset),
+            Some(ColumnTime::Instant(format)) => read_timestamp(value, *format, offset),
+            None => read_timestamp(value, self.vendor().timestamp_format, offset),
+        };
+        read.map(|ms| check_time(ms, self.now_ms, column))
+            .transpose()
     }
 
     /// The clinical time of the row: required.
@@ -280,6 +290,7 @@ impl Adapter<'_> {
             utc_offset_minutes: self.utc_offset_minutes,
             now_ms: self.now_ms,
             change_ms,
+            times: temporal::column_times(event, image, vendor.timestamp_format),
         };
         let fact = match kind {
             TableKind::Patient => patient::read(&reader),

@@ -371,3 +371,54 @@ fn decimals_arrive_as_debezium_writes_them_by_default() {
         "non_numeric_result"
     );
 }
+
+#[test]
+fn temporal_columns_arrive_as_each_connector_writes_them_by_default() {
+    // 2025-06-01 09:30 in Beijing (01:30Z) in the lab's clinical-time column, typed by the
+    // Connect schema as MySQL, PostgreSQL, SQL Server and Oracle write it; vendor A's database
+    // keeps local time, so wall-clock values are local.
+    let instant = 1_748_741_400_000i64;
+    let wall = instant + 8 * 3_600_000;
+    let cases = [
+        ("io.debezium.time.Timestamp", json!(wall)), // MySQL DATETIME, Oracle DATE
+        ("org.apache.kafka.connect.data.Timestamp", json!(wall)), // time.precision.mode=connect
+        ("io.debezium.time.MicroTimestamp", json!(wall * 1_000)), // PostgreSQL timestamp
+        ("io.debezium.time.NanoTimestamp", json!(wall * 1_000_000)), // SQL Server datetime2(7)
+        ("io.debezium.time.ZonedTimestamp", json!("2025-06-01T01:30:00Z")), // MySQL TIMESTAMP
+        ("io.debezium.time.ZonedTimestamp", json!("2025-06-01T09:30:00.000+08:00")),
+    ];
+    let wrapped = |type_name: &str, value: Value| {
+        let mut payload = lab_a("GLU", json!(6.1), "mmol/L");
+        payload["after"]["bgsj"] = value.clone();
+        let kind = if value.is_string() { "string" } else { "int64" };
+        json!({
+            "schema": {"type": "struct", "fields": [
+                {"field": "after", "type": "struct", "fields": [
+                    {"field": "bgsj", "type": kind, "name": type_name, "version": 1}]}]},
+            "payload": payload
+        })
+    };
+    for (type_name, value) in cases {
+        let event = accepted(&wrapped(type_name, value.clone()));
+        assert_eq!(event.event_time_ms, instant, "{type_name} {value}");
+    }
+    // A DATE column (days since the epoch) is the start of that local day.
+    let days = json!(20_240); // 2025-06-01
+    let event = accepted(&wrapped("io.debezium.time.Date", days));
+    assert_eq!(event.event_time_ms, instant - (9 * 60 + 30) * 60_000);
+    // Without a schema the vendor shape's format applies (vendor A: local text).
+    assert_eq!(accepted(&lab_a("GLU", json!(6.1), "mmol/L")).event_time_ms, instant);
+}
+
+#[test]
+fn snapshot_markers_of_every_connector_version_read_as_snapshot_rows() {
+    for marker in [json!("true"), json!("first"), json!("last"), json!("incremental"), json!(true)] {
+        let mut event = lab_a("GLU", json!(6.1), "mmol/L");
+        event["op"] = json!("r");
+        event["source"]["snapshot"] = marker.clone();
+        assert_eq!(accepted(&event).operation, Operation::Snapshot, "{marker}");
+    }
+    let mut live = lab_a("GLU", json!(6.1), "mmol/L");
+    live["source"]["snapshot"] = json!("false");
+    assert_eq!(accepted(&live).operation, Operation::Create);
+}

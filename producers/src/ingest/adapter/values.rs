@@ -8,6 +8,20 @@ use super::reason::{reject, Reason, Reject};
 /// A row image of a change event.
 pub type Row = Map<String, Value>;
 
+/// The Kafka Connect schemas of the columns of a row image (`before` or `after`), when the
+/// connector has schemas enabled: each with `field` (the column) and `name` (its logical type).
+pub fn column_schemas<'a>(event: &'a Value, image: &str) -> impl Iterator<Item = &'a Value> {
+    let image = image.to_string();
+    event
+        .pointer("/schema/fields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(move |f| f.get("field").and_then(Value::as_str) == Some(image.as_str()))
+        .filter_map(|f| f.get("fields").and_then(Value::as_array))
+        .flatten()
+}
+
 /// A column as trimmed text ("" when missing or null).
 pub fn text(row: &Row, column: &str) -> String {
     match row.get(column) {
