@@ -37,11 +37,13 @@ pub struct VigilConfig {
     pub notify: NotifyConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub serve: vigil_serve::ServeConfig,
 }
 
 /// Sections that environment variables may address; other VIGIL_* variables (VIGIL_HOME, the
 /// test addresses) belong to the scripts and are left alone.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "kafka",
     "clickhouse",
     "edge",
@@ -51,6 +53,7 @@ const SECTIONS: [&str; 9] = [
     "sink",
     "notify",
     "telemetry",
+    "serve",
 ];
 
 /// Loads `path` (if it exists; an explicitly named file must exist), then the environment.

@@ -68,6 +68,8 @@ enum Command {
     Sink(UntilIdle),
     /// Deliver alerts to each hospital's webhook (signed, retried, recorded).
     Notify(UntilIdle),
+    /// Serve the commission's dashboard and the JSON API (`[serve]`, loopback by default).
+    Serve,
     /// Measure throughput, latency, restore time and memory on the configured services.
     Bench(bench::BenchArgs),
     /// Run every stage in one process against the configured services (a laptop or a pilot site).
@@ -295,6 +297,7 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
         Command::Process(until) => process(config, until, shutdown).await?,
         Command::Sink(until) => sink(config, until, shutdown).await?,
         Command::Notify(until) => notify(config, until, shutdown).await?,
+        Command::Serve => serve(&config, shutdown).await?,
         Command::Bench(args) => {
             let key = pseudonym_key(&config)?;
             tokio::task::spawn_blocking(move || bench::run(&config, &args, key))
@@ -510,6 +513,12 @@ where
 }
 
 /// Every stage in one process: (simulate ->) ingest -> process -> sink.
+async fn serve(config: &VigilConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    let offset = config.process.engine.reporting_utc_offset_minutes;
+    vigil_serve::run(&config.serve, &config.clickhouse, offset, shutdown).await?;
+    Ok(())
+}
+
 async fn up(mut config: VigilConfig, args: UpArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     if args.simulate {
         apply_simulate_args(&mut config, &args.simulation)?;
@@ -539,6 +548,10 @@ async fn up(mut config: VigilConfig, args: UpArgs, shutdown: Shutdown) -> anyhow
         upstream_done: (!first || args.simulate).then(|| upstream.clone()),
     };
 
+    // The dashboard runs beside the stages and stops with them.
+    let dashboard = Shutdown::new();
+    let (c, d) = (config.clone(), dashboard.clone());
+    let served = tokio::spawn(async move { serve(&c, d).await });
     let (c, k, stop) = (config.clone(), key.clone(), after(&simulated, true));
     let ingest = spawn_stage("ingest", &shutdown, ingested.clone(), move |token| {
         vigil_producers::ingest::run(&c.ingest, &c.edge, &c.kafka, k.clone(), token, stop.clone())
@@ -579,6 +592,14 @@ async fn up(mut config: VigilConfig, args: UpArgs, shutdown: Shutdown) -> anyhow
     let ingested = ingest.await.context("ingest stage")??;
     let processed = process.await.context("process stage")??;
     let sunk = sink.await.context("sink stage")??;
+    dashboard.request();
+    // The pipeline's results do not depend on the page: a dashboard that could not start (its
+    // port taken) is reported, not fatal.
+    match served.await {
+        Ok(Err(error)) => tracing::warn!(%error, "The dashboard did not run."),
+        Err(error) => tracing::warn!(%error, "The dashboard task failed."),
+        Ok(Ok(())) => {}
+    }
     say!("ingest:    {}", serde_json::to_string(&ingested)?);
     say!("processor: {processed:?}");
     say!("sink:      {sunk:?}");

@@ -267,14 +267,19 @@ fn hostile_input_at_the_edge_and_on_every_topic_is_dead_lettered_and_leaks_nothi
         })
         .collect();
     env.produce(&topics.clinical_events, &valid_events);
-    // Valid, but 160 days older than the partition's newest events: past the allowed lateness
-    // (60 days), so left out of the figures, and landed where the commission can see it.
+    // Valid, but 160 days older than its hospital's newest event (lateness is judged per
+    // hospital): past the allowed lateness (60 days), so left out of the figures, and landed
+    // where the commission can see it.
+    let newest = canonical(201, "H0003", bp(121.0, 78.0));
     let mut late = canonical(200, "H0003", bp(150.0, 95.0));
     late.event_time_ms -= 160 * 86_400_000;
-    late.patient_pseudonym = valid_events[0].1.patient_pseudonym.clone();
+    late.patient_pseudonym = newest.patient_pseudonym.clone();
     env.produce(
         &topics.clinical_events,
-        &[(late.patient_pseudonym.clone(), late.clone())],
+        &[
+            (newest.patient_pseudonym.clone(), newest.clone()),
+            (late.patient_pseudonym.clone(), late.clone()),
+        ],
     );
     let ack = AlertAck {
         ack_id: "a".repeat(600_000),
@@ -295,7 +300,7 @@ fn hostile_input_at_the_edge_and_on_every_topic_is_dead_lettered_and_leaks_nothi
         .scalar("SELECT uniqExact(event_id) FROM {db}.clinical_events")
         .parse()
         .unwrap();
-    assert_eq!(landed, (valid_before + valid_after + 10 + 1) as u64);
+    assert_eq!(landed, (valid_before + valid_after + 10 + 2) as u64);
     assert_eq!(
         env.scalar("SELECT uniqExact(event_id), any(hospital_id) FROM {db}.late_events"),
         format!("1\tH0003")

@@ -23,6 +23,13 @@ for arg in "$@"; do [ "$arg" = live ] && live=true; done
 until_idle=(--until-idle 5)
 $live && until_idle=()
 
+# The dashboard reads as the commission's read-only ClickHouse user.
+# shellcheck disable=SC1090
+source "${VIGIL_TEST_CLICKHOUSE_CREDENTIALS:-.vigil/clickhouse/credentials.env}"
+export VIGIL_SERVE__USER=commission VIGIL_SERVE__PASSWORD="$VIGIL_CH_COMMISSION_PASSWORD"
+dashboard="http://${VIGIL_SERVE__LISTEN:-127.0.0.1:8080}/"
+$live && echo "==> the dashboard will be at $dashboard while the pipeline runs"
+
 echo "==> running the pipeline: simulate -> Kafka -> process -> Kafka -> sink -> ClickHouse"
 # A few defects per thousand records, so the data-quality figures have something to show.
 ./target/release/vigil up --simulate --defects 0.002 "${until_idle[@]}" "$@"
@@ -56,4 +63,22 @@ Everything above is in ClickHouse (database 'vigil'). Look further with, for exa
 or over HTTP: curl 'http://127.0.0.1:${VIGIL_CLICKHOUSE_HTTP_PORT:-8123}/?query=SELECT+count()+FROM+vigil.alerts'
 
 The services keep running: deploy/local/services.sh stop  (or: reset, to delete their data too).
+MSG
+
+# The commission's dashboard, left running for you to open.
+mkdir -p .vigil
+[ -f .vigil/serve.pid ] && kill "$(cat .vigil/serve.pid)" 2>/dev/null && sleep 0.5
+./target/release/vigil serve > .vigil/serve.log 2>&1 &
+echo $! > .vigil/serve.pid
+for _ in $(seq 50); do
+  curl -fsS "${dashboard}healthz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+cat <<MSG
+
+==> the commission's dashboard (Chinese; English by the switch at the top right):
+
+    $dashboard
+
+It keeps running (log: .vigil/serve.log); stop it with: kill \$(cat .vigil/serve.pid)
 MSG

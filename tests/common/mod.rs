@@ -143,6 +143,9 @@ idle_partition_timeout = "0s"
 [telemetry]
 metrics_listen = ""
 
+[serve]
+listen = "127.0.0.1:0"
+
 [sink]
 group_id = "sink-{groups}"
 flush_interval = "300ms"

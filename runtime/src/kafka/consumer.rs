@@ -123,6 +123,17 @@ struct StrandWatch {
     /// The last check found the group's input consumed or moving: owning nothing is right
     /// (more members than partitions).
     surplus_member: bool,
+    /// Rejoins made while nothing waited (see [`idle_rejoin_wait`]).
+    idle_rejoins: u32,
+}
+
+/// How long a member that owns nothing, while the group's input is all consumed, waits before
+/// joining again: a member stranded by the broker while input was idle would otherwise heal
+/// only when input arrives, and its timers (missed follow-ups) would wait with it. The wait
+/// doubles from two session timeouts to at most ten minutes, so a true surplus member (more
+/// instances than partitions) costs the group a rebalance that seldom.
+fn idle_rejoin_wait(session_timeout: Duration, rejoins: u32) -> Duration {
+    (session_timeout * 2u32.saturating_pow(rejoins.min(16) + 1)).min(Duration::from_secs(600))
 }
 
 /// What a look at the group's progress said, for a member that owns nothing.
@@ -233,10 +244,14 @@ impl GroupConsumer {
         watch.last_check = Some(now);
         let view = self.group_progress();
         watch.surplus_member = view == GroupView::Progressing;
-        if stalled(watch.stalled_at.as_ref(), &view) {
+        let idle_rejoin = view == GroupView::Progressing
+            && now.duration_since(empty_since)
+                >= idle_rejoin_wait(self.session_timeout, watch.idle_rejoins);
+        if stalled(watch.stalled_at.as_ref(), &view) || idle_rejoin {
             warn!(
                 group = %self.group_id,
-                "This member owns no partition while the group's input waits and nobody consumes it; leaving and joining the group again."
+                waiting_input = !idle_rejoin,
+                "This member owns no partition; leaving and joining the group again (the broker may have left it out; with more instances than partitions this repeats, ever more seldom)."
             );
             self.consumer.unsubscribe();
             let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
@@ -246,6 +261,7 @@ impl GroupConsumer {
             *watch = StrandWatch {
                 empty_since: Some(now),
                 last_check: Some(now),
+                idle_rejoins: watch.idle_rejoins + u32::from(idle_rejoin),
                 ..StrandWatch::default()
             };
             return;
@@ -520,7 +536,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_member_with_nothing_rejoins_only_when_the_input_waits_and_stands_still() {
+    fn a_member_with_nothing_rejoins_at_once_when_the_input_waits_and_stands_still() {
         let lag = |offset: i64| GroupView::Lagging(vec![("t".into(), 0, offset)]);
         let before = vec![("t".to_string(), 0, 10)];
         assert!(stalled(Some(&before), &lag(10)), "nobody moved it");
@@ -528,6 +544,19 @@ mod tests {
         assert!(!stalled(None, &lag(10)), "a first look decides nothing");
         assert!(!stalled(Some(&before), &GroupView::Progressing));
         assert!(!stalled(Some(&before), &GroupView::Unknown));
+    }
+
+    #[test]
+    fn a_member_with_nothing_while_input_is_idle_rejoins_ever_more_seldom() {
+        let session = Duration::from_secs(6);
+        let waits: Vec<u64> = (0..10)
+            .map(|n| idle_rejoin_wait(session, n).as_secs())
+            .collect();
+        assert_eq!(waits, [12, 24, 48, 96, 192, 384, 600, 600, 600, 600]);
+        assert_eq!(
+            idle_rejoin_wait(session, u32::MAX),
+            Duration::from_secs(600)
+        );
     }
 
     #[test]

@@ -384,8 +384,14 @@ fn temporal_columns_arrive_as_each_connector_writes_them_by_default() {
         ("org.apache.kafka.connect.data.Timestamp", json!(wall)), // time.precision.mode=connect
         ("io.debezium.time.MicroTimestamp", json!(wall * 1_000)), // PostgreSQL timestamp
         ("io.debezium.time.NanoTimestamp", json!(wall * 1_000_000)), // SQL Server datetime2(7)
-        ("io.debezium.time.ZonedTimestamp", json!("2025-06-01T01:30:00Z")), // MySQL TIMESTAMP
-        ("io.debezium.time.ZonedTimestamp", json!("2025-06-01T09:30:00.000+08:00")),
+        (
+            "io.debezium.time.ZonedTimestamp",
+            json!("2025-06-01T01:30:00Z"),
+        ), // MySQL TIMESTAMP
+        (
+            "io.debezium.time.ZonedTimestamp",
+            json!("2025-06-01T09:30:00.000+08:00"),
+        ),
     ];
     let wrapped = |type_name: &str, value: Value| {
         let mut payload = lab_a("GLU", json!(6.1), "mmol/L");
@@ -407,12 +413,21 @@ fn temporal_columns_arrive_as_each_connector_writes_them_by_default() {
     let event = accepted(&wrapped("io.debezium.time.Date", days));
     assert_eq!(event.event_time_ms, instant - (9 * 60 + 30) * 60_000);
     // Without a schema the vendor shape's format applies (vendor A: local text).
-    assert_eq!(accepted(&lab_a("GLU", json!(6.1), "mmol/L")).event_time_ms, instant);
+    assert_eq!(
+        accepted(&lab_a("GLU", json!(6.1), "mmol/L")).event_time_ms,
+        instant
+    );
 }
 
 #[test]
 fn snapshot_markers_of_every_connector_version_read_as_snapshot_rows() {
-    for marker in [json!("true"), json!("first"), json!("last"), json!("incremental"), json!(true)] {
+    for marker in [
+        json!("true"),
+        json!("first"),
+        json!("last"),
+        json!("incremental"),
+        json!(true),
+    ] {
         let mut event = lab_a("GLU", json!(6.1), "mmol/L");
         event["op"] = json!("r");
         event["source"]["snapshot"] = marker.clone();

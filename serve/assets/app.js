@@ -1,0 +1,162 @@
+// The overview page: figures from /api/v1/overview, rendered in Chinese (default) or English.
+// Rates are numerator over denominator as the API gives them; an empty denominator shows "—"
+// with its reason, never 0%. Periods come from the server (reporting time zone), not from here.
+"use strict";
+
+const TEXT = {
+  zh: {
+    title: "慢病管理试点 · 总览", switch: "English", loading: "正在读取……",
+    failed: "无法读取数据：", none: "尚无患者状态数据：流水线还没有产生指标。",
+    hospitals: "医院接入与数据时效", hospital: "医院", events: "事件数", newest: "最新数据",
+    HYPERTENSION: "高血压", DIABETES: "2型糖尿病",
+    managed: "在管患者", standardised: "规范管理率", controlled: "控制率",
+    complications: "新发并发症（每千患者年）", alerts: "预警确认率",
+    patients: (n) => `${n} 名患者`,
+    ofManaged: (n, m) => `在管 ${m} 人中 ${n} 人`,
+    complicationWords: (n, y) => `${y} 患者年中新发 ${n} 例`,
+    alertWords: (a, r) => `已确认 ${a} / 已发出 ${r} 个预警事件`,
+    noManaged: "— （无在管患者）", noYears: "— （无管理时长）", noAlerts: "— （未发出预警）",
+    period: (p) => `${p.start} 至 ${p.end}${p.finished ? "" : "（未结束）"}`,
+    definition: (d) => `指标定义：${d}（国家基本公共卫生服务规范第三版）`,
+    defManaged: "分母与分子：在本期内纳入管理（按指标定义）且期初存活的患者",
+    defStandardised: "分子：本年至期末面对面随访次数达到已过季度数的在管患者；分母：在管患者",
+    defControlled: "分子：本期最近一次随访达标的在管患者（血压 <140/90，空腹血糖 <7.0）；分母：在管患者",
+    defComplications: "分子：在管患者本期新发脑卒中、心梗及糖尿病并发症诊断；分母：在管患者年 / 1000",
+    ago: (d) => `${d} 天前`,
+  },
+  en: {
+    title: "Chronic-disease pilot · Overview", switch: "中文", loading: "Loading…",
+    failed: "Could not read the figures: ", none: "No patient status yet: the pipeline has produced no metrics.",
+    hospitals: "Hospitals connected and how fresh their data is", hospital: "Hospital", events: "Events", newest: "Newest data",
+    HYPERTENSION: "Hypertension", DIABETES: "Type 2 diabetes",
+    managed: "Patients under management", standardised: "Standardised management", controlled: "Control rate",
+    complications: "New complications per 1,000 patient-years", alerts: "Alerts acknowledged",
+    patients: (n) => `${n} patients`,
+    ofManaged: (n, m) => `${n} of ${m} managed patients`,
+    complicationWords: (n, y) => `${n} new in ${y} patient-years`,
+    alertWords: (a, r) => `${a} of ${r} alert episodes acknowledged`,
+    noManaged: "— (no managed patients)", noYears: "— (no time under management)", noAlerts: "— (no alerts raised)",
+    period: (p) => `${p.start} to ${p.end}${p.finished ? "" : " (not finished)"}`,
+    definition: (d) => `Definition: ${d} (national basic public health service standard, 3rd ed.)`,
+    defManaged: "Patients under management in the period (by the definition) and alive at its start",
+    defStandardised: "Numerator: managed patients whose face-to-face follow-ups this year reach the quarters elapsed; denominator: managed patients",
+    defControlled: "Numerator: managed patients whose latest follow-up in the period met the target (BP < 140/90, fasting glucose < 7.0); denominator: managed patients",
+    defComplications: "Numerator: first stroke, MI or diabetic complication diagnoses of managed patients in the period; denominator: managed patient-years / 1000",
+    ago: (d) => `${d} days ago`,
+  },
+};
+
+let lang = new URLSearchParams(location.search).get("lang") || localStorage.getItem("vigil.lang") || "zh";
+if (!TEXT[lang]) lang = "zh";
+let overview = null;
+
+const t = (key) => TEXT[lang][key];
+const number = (n, digits = 0) =>
+  new Intl.NumberFormat(lang === "zh" ? "zh-CN" : "en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }).format(n);
+const percent = (n, m) => `${number((100 * n) / m, 1)}%`;
+
+function element(tag, attributes = {}, text = "") {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  if (text) node.textContent = text;
+  return node;
+}
+
+// A monthly series as a line; the unfinished month's segment dashed.
+function trend(points) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 100 40");
+  svg.setAttribute("preserveAspectRatio", "none");
+  const known = points.filter((p) => p.value !== null);
+  if (known.length < 2) return svg;
+  const max = Math.max(...known.map((p) => p.value), 1e-9);
+  const xy = known.map((p, i) => [(100 * i) / (known.length - 1), 38 - (36 * p.value) / max, p.finished]);
+  const line = (pts, cls) => {
+    const path = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+    path.setAttribute("points", pts.map(([x, y]) => `${x.toFixed(2)},${y.toFixed(2)}`).join(" "));
+    path.setAttribute("class", cls);
+    svg.appendChild(path);
+  };
+  const open = xy.findIndex((p) => !p[2]);
+  if (open === -1) line(xy, "done");
+  else {
+    line(xy.slice(0, Math.max(open, 1)), "done");
+    line(xy.slice(Math.max(open - 1, 0)), "unfinished");
+  }
+  return svg;
+}
+
+function card(id, title, figure, words, period, definition, series) {
+  const node = element("article", { class: "card", id: `card-${id}`, title: definition });
+  node.appendChild(element("h3", {}, title));
+  node.appendChild(element("p", { class: "figure", id: `fig-${id}` }, figure));
+  node.appendChild(element("p", { class: "words" }, words));
+  if (period) node.appendChild(element("p", { class: "period" }, period));
+  if (series) node.appendChild(trend(series));
+  return node;
+}
+
+function renderCondition(cards, c) {
+  const name = t(c.condition) || c.condition;
+  const period = t("period")(c.period);
+  const rate = (n) => (c.managed > 0 ? percent(n, c.managed) : t("noManaged"));
+  const monthly = (pick) => c.trend.map((m) => ({ value: m.managed > 0 ? pick(m) / m.managed : null, finished: m.finished }));
+  cards.appendChild(card(`${c.condition}-managed`, `${name} · ${t("managed")}`, number(c.managed),
+    t("patients")(number(c.managed)), period, t("defManaged"), c.trend.map((m) => ({ value: m.managed, finished: m.finished }))));
+  cards.appendChild(card(`${c.condition}-standardised`, `${name} · ${t("standardised")}`, rate(c.standardised),
+    t("ofManaged")(number(c.standardised), number(c.managed)), period, t("defStandardised"), monthly((m) => m.standardised)));
+  cards.appendChild(card(`${c.condition}-controlled`, `${name} · ${t("controlled")}`, rate(c.controlled),
+    t("ofManaged")(number(c.controlled), number(c.managed)), period, t("defControlled"), monthly((m) => m.controlled)));
+  const perThousand = c.patient_years > 0 ? number((1000 * c.new_complications) / c.patient_years, 1) : t("noYears");
+  cards.appendChild(card(`${c.condition}-complications`, `${name} · ${t("complications")}`, perThousand,
+    t("complicationWords")(number(c.new_complications), number(c.patient_years, 1)), period, t("defComplications"), null));
+}
+
+function render() {
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  const status = document.getElementById("status");
+  const cards = document.getElementById("cards");
+  cards.replaceChildren();
+  if (!overview) return;
+  status.textContent = overview.definition ? "" : t("none");
+  document.getElementById("definition").textContent = overview.definition ? t("definition")(overview.definition) : "";
+  for (const c of overview.conditions) renderCondition(cards, c);
+  if (overview.definition) {
+    const a = overview.alerts;
+    const figure = a.raised > 0 ? percent(a.acknowledged, a.raised) : t("noAlerts");
+    cards.appendChild(card("alerts", t("alerts"), figure, t("alertWords")(number(a.acknowledged), number(a.raised)),
+      overview.conditions.length ? t("period")(overview.conditions[0].period) : "", "", null));
+  }
+  const body = document.querySelector("#hospitals tbody");
+  body.replaceChildren();
+  const now = Date.now();
+  for (const h of overview.hospitals) {
+    const row = element("tr", { id: `hospital-${h.hospital_id}` });
+    row.appendChild(element("td", {}, h.hospital_id));
+    row.appendChild(element("td", { class: "number" }, number(h.events)));
+    const day = new Date(h.newest_event_ms).toISOString().slice(0, 10);
+    row.appendChild(element("td", {}, `${day} · ${t("ago")(number(Math.floor((now - h.newest_event_ms) / 86400000)))}`));
+    body.appendChild(row);
+  }
+}
+
+async function load() {
+  try {
+    const response = await fetch("/api/v1/overview");
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    overview = await response.json();
+    render();
+    document.body.dataset.loaded = "true";
+  } catch (error) {
+    document.getElementById("status").textContent = t("failed") + error.message;
+  }
+}
+
+document.getElementById("lang").addEventListener("click", () => {
+  lang = lang === "zh" ? "en" : "zh";
+  localStorage.setItem("vigil.lang", lang);
+  render();
+});
+render();
+load();

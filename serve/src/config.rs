@@ -1,0 +1,33 @@
+//! `[serve]` in vigil.toml.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address the dashboard and the API listen on: loopback unless a deployment puts a proxy
+    /// (TLS, single sign-on) in front and opens it.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// ClickHouse user the dashboard reads as (a read-only one, e.g. `commission`); empty: the
+    /// `[clickhouse]` user.
+    #[serde(default)]
+    pub user: String,
+    /// Its password; prefer the environment (VIGIL_SERVE__PASSWORD).
+    #[serde(default)]
+    pub password: String,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: default_listen(),
+            user: String::new(),
+            password: String::new(),
+        }
+    }
+}

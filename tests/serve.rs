@@ -1,0 +1,217 @@
+//! `vigil serve` against the real ClickHouse: fixture status rows whose figures are computed by
+//! hand here, the JSON API, and the page in Debian's headless Chromium (the numbers on screen
+//! equal the API's; Chinese by default, English by the switch; "—" for an empty denominator).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use common::TestEnv;
+
+const DAY_MS: i64 = 86_400_000;
+const OFFSET_MS: i64 = 8 * 3_600_000;
+
+/// (year, month) of the reporting time zone's today, shifted by `months`.
+fn local_month(months: i32) -> (i32, u32) {
+    let today = (vigil_runtime::time::now_ms() + OFFSET_MS).div_euclid(DAY_MS) as i32;
+    let (y, m, _) = vigil_runtime::time::civil_from_days(today);
+    let index = y * 12 + m as i32 - 1 + months;
+    (index.div_euclid(12), index.rem_euclid(12) as u32 + 1)
+}
+
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap();
+    (status, body)
+}
+
+/// One patient-status row (the columns the figures use; the rest take their defaults).
+fn status_row(patient: usize, condition: &str, kind: &str, start: &str, flags: [u8; 4]) -> String {
+    let [managed, standardised, controlled, complication] = flags;
+    format!(
+        "('s-{patient}-{condition}-{kind}-{start}', 2, 'cn-nbphs-2017/v1', 'p{patient}', 'H0001', \
+         '{condition}', '{kind}', '{start}', {managed}, {days}, {standardised}, {controlled}, {complication})",
+        days = if managed == 1 { 365 } else { 0 }
+    )
+}
+
+fn chromium(url: &str, screenshot: &str) -> String {
+    let run = |extra: &[&str]| {
+        let output = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+            ])
+            .args(["--virtual-time-budget=10000", "--window-size=1280,1000"])
+            .args(extra)
+            .arg(url)
+            .output()
+            .expect("Debian's chromium is installed (deploy/local/test.sh installs it)");
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    let shot = common::repo_path("target").join(screenshot);
+    run(&[&format!("--screenshot={}", shot.display())]);
+    run(&["--dump-dom"])
+}
+
+/// The text of the element with `id` in a dumped DOM.
+fn text_of(dom: &str, id: &str) -> String {
+    let start = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("{id} in {dom}"));
+    let open = start + dom[start..].find('>').unwrap() + 1;
+    let close = open + dom[open..].find('<').unwrap();
+    dom[open..close].to_string()
+}
+
+#[test]
+fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
+    let mut env = TestEnv::new("serve", 1, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    let (year, _) = local_month(0);
+    let year_start = format!("{year}-01-01");
+    let month = |m: i32| {
+        let (y, m) = local_month(m);
+        format!("{y}-{m:02}-01")
+    };
+    // Hypertension this year: 8 managed, 3 standardised, 5 controlled, 1 new complication over
+    // 8 × 365 managed days; one row also has an older version that FINAL must not count.
+    // Diabetes: 2 patients, none managed: every rate is "—", never 0%.
+    let mut rows = Vec::new();
+    for p in 0..8 {
+        let flags = [1, u8::from(p < 3), u8::from(p < 5), u8::from(p == 0)];
+        rows.push(status_row(p, "HYPERTENSION", "YEAR", &year_start, flags));
+        rows.push(status_row(p, "HYPERTENSION", "MONTH", &month(-1), flags));
+        rows.push(status_row(
+            p,
+            "HYPERTENSION",
+            "MONTH",
+            &month(0),
+            [1, 0, u8::from(p < 2), 0],
+        ));
+    }
+    for p in 8..10 {
+        rows.push(status_row(p, "DIABETES", "YEAR", &year_start, [0, 0, 0, 0]));
+    }
+    let columns = "status_id, version, definition, patient_pseudonym, hospital_id, condition, \
+        period_kind, period_start, managed, managed_days, standardised, controlled, new_complications";
+    let database = env.scalar_config("clickhouse", "database");
+    env.admin(&format!(
+        "INSERT INTO {database}.patient_status ({columns}) VALUES {}",
+        rows.join(", ")
+    ));
+    env.admin(&format!(
+        "INSERT INTO {database}.patient_status ({columns}) VALUES \
+         ('s-7-HYPERTENSION-YEAR-{year_start}', 1, 'cn-nbphs-2017/v1', 'p7', 'H0001', \
+          'HYPERTENSION', 'YEAR', '{year_start}', 1, 365, 1, 1, 1)"
+    ));
+    let newest = vigil_runtime::time::now_ms() - 2 * DAY_MS;
+    env.admin(&format!(
+        "INSERT INTO {database}.clinical_events (event_id, hospital_id, kind, event_time, \
+         event_time_ms, landed_time_ms) VALUES ('e1', 'H0001', 'vital_sign', toDateTime({s}), {newest}, {newest}), \
+         ('e2', 'H0001', 'vital_sign', toDateTime({s}), {newest}, {newest})",
+        s = newest / 1000
+    ));
+    let now = vigil_runtime::time::now_ms() - DAY_MS;
+    env.admin(&format!(
+        "INSERT INTO {database}.alerts (alert_id, episode_id, status, hospital_id, event_time, event_time_ms) VALUES \
+         ('a1', 'ep1', 'RAISED', 'H0001', toDateTime({s}), {now}), \
+         ('a2', 'ep2', 'RAISED', 'H0001', toDateTime({s}), {now}), \
+         ('a3', 'ep1', 'ACKNOWLEDGED', 'H0001', toDateTime({s}), {now})",
+        s = now / 1000
+    ));
+
+    let port = common::free_port();
+    env.set_override("VIGIL_SERVE__LISTEN", &format!("127.0.0.1:{port}"));
+    let _server = env.spawn_vigil(&["serve"], "serve.log");
+    assert!(
+        common::eventually(Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok() && get(port, "/healthz").0 == 200
+        }),
+        "serve did not start:\n{}",
+        env.log("serve.log")
+    );
+
+    // The API: every figure as computed above.
+    let (status, body) = get(port, "/api/v1/overview");
+    assert_eq!(status, 200, "{body}");
+    let overview: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(overview["definition"], "cn-nbphs-2017/v1");
+    let conditions = overview["conditions"].as_array().unwrap();
+    let diabetes = &conditions[0];
+    let hypertension = &conditions[1];
+    assert_eq!(diabetes["condition"], "DIABETES");
+    assert_eq!(diabetes["managed"], 0);
+    assert_eq!(hypertension["managed"], 8);
+    assert_eq!(hypertension["standardised"], 3);
+    assert_eq!(hypertension["controlled"], 5);
+    assert_eq!(hypertension["new_complications"], 1);
+    assert_eq!(hypertension["patient_years"], 7.995); // round(8 × 365 / 365.25, 3)
+    assert_eq!(hypertension["period"]["start"], year_start.as_str());
+    assert_eq!(
+        hypertension["period"]["end"],
+        format!("{year}-12-31").as_str()
+    );
+    assert_eq!(hypertension["period"]["finished"], false);
+    let trend = hypertension["trend"].as_array().unwrap();
+    assert_eq!(trend.len(), 2);
+    assert_eq!(
+        (
+            trend[0]["finished"].as_bool(),
+            trend[1]["finished"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    assert_eq!(trend[1]["controlled"], 2);
+    assert_eq!(overview["alerts"]["raised"], 2);
+    assert_eq!(overview["alerts"]["acknowledged"], 1);
+    assert_eq!(overview["hospitals"][0]["events"], 2);
+
+    // The page, in a real browser: the API's figures, in Chinese by default.
+    let url = format!("http://127.0.0.1:{port}/");
+    let dom = chromium(&url, "dashboard-zh.png");
+    assert!(
+        dom.contains("data-loaded=\"true\""),
+        "the page loaded its figures: {dom}"
+    );
+    assert!(dom.contains("慢病管理试点"), "Chinese title");
+    assert_eq!(text_of(&dom, "fig-HYPERTENSION-managed"), "8");
+    assert_eq!(text_of(&dom, "fig-HYPERTENSION-standardised"), "37.5%");
+    assert_eq!(text_of(&dom, "fig-HYPERTENSION-controlled"), "62.5%");
+    assert_eq!(text_of(&dom, "fig-HYPERTENSION-complications"), "125.1"); // 1000 × 1 / 7.995
+    assert_eq!(text_of(&dom, "fig-DIABETES-controlled"), "— （无在管患者）");
+    assert_eq!(text_of(&dom, "fig-alerts"), "50.0%");
+    assert!(
+        dom.contains("class=\"unfinished\""),
+        "the unfinished month is drawn dashed"
+    );
+    // And in English by the switch.
+    let dom = chromium(&format!("{url}?lang=en"), "dashboard-en.png");
+    assert!(dom.contains("Control rate"), "English labels");
+    assert_eq!(text_of(&dom, "fig-HYPERTENSION-controlled"), "62.5%");
+    assert_eq!(
+        text_of(&dom, "fig-DIABETES-standardised"),
+        "— (no managed patients)"
+    );
+}
