@@ -1,5 +1,6 @@
-//! Every migration on a current ClickHouse engine too (chDB, ClickHouse 26.x in-process), not
-//! only on the 18.16 test server the other tests use: `deploy/clickhouse/check_current.py`.
+//! Every migration and every dashboard query on a current ClickHouse engine too (chDB,
+//! ClickHouse 26.x in-process), not only on the 18.16 test server the other tests use:
+//! `deploy/clickhouse/check_current.py`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,4 +16,12 @@ fn every_migration_runs_on_a_current_clickhouse_engine() {
         + &String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{text}");
     assert!(text.contains(", 0 refused"), "{text}");
+    let queries = std::fs::read_dir(common::repo_path("serve/sql"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != "local_today.sql")
+        .count();
+    assert!(
+        text.contains(&format!("{queries} dashboard queries run")),
+        "{text}"
+    );
 }

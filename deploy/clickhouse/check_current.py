@@ -2,7 +2,8 @@
 """Applies every migration of deploy/clickhouse/migrations/ to a current ClickHouse engine
 (chDB, ClickHouse in-process: `pip install chdb`), statement by statement as `vigil migrate`
 splits them, and fails naming each statement the engine refuses. The test server is 18.16;
-this proves the same SQL on a current release (the production issue asks for both)."""
+this proves the same SQL on a current release (the production issue asks for both). Then runs
+every query of the dashboard (serve/sql/*.sql) with its example binds, the same way."""
 
 import glob
 import os
@@ -29,6 +30,37 @@ def statements(sql, database):
         yield current.strip().replace("{db}", database)
 
 
+def bound(sql, binds):
+    """The query with each `?` replaced by the next example bind."""
+    values = iter(binds)
+    return "".join(next(values) if c == "?" else c for c in sql)
+
+
+def dashboard_queries(db, directory):
+    """Runs serve/sql/*.sql as `vigil serve` sends them; returns (run, refused)."""
+    with open(os.path.join(directory, "local_today.sql"), encoding="utf-8") as file:
+        today = file.read().strip()
+    db.query("USE vigil")
+    run, refused = 0, 0
+    for path in sorted(glob.glob(os.path.join(directory, "*.sql"))):
+        if path.endswith("local_today.sql"):
+            continue
+        with open(path, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+        binds = []
+        for line in lines:
+            if line.startswith("-- binds:"):
+                binds = [b.strip() for b in line[len("-- binds:"):].split(",")]
+        sql = "\n".join(l for l in lines if not l.startswith("--"))
+        try:
+            db.query(bound(sql.replace("{today}", today), binds))
+            run += 1
+        except Exception as error:  # chDB raises its own error type per release
+            refused += 1
+            print(f"{os.path.basename(path)}\n    {str(error)[:500]}")
+    return run, refused
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     db = session.Session()
@@ -47,7 +79,10 @@ def main():
                 failures += 1
                 first = statement.splitlines()[0]
                 print(f"{os.path.basename(path)}: {first}\n    {str(error)[:500]}")
-    print(f"ClickHouse {version}: {applied} statements applied, {failures} refused")
+    queries, refused = dashboard_queries(db, os.path.join(here, "..", "..", "serve", "sql"))
+    failures += refused
+    print(f"ClickHouse {version}: {applied} statements applied, {queries} dashboard queries run, "
+          f"{failures} refused")
     return 1 if failures else 0
 
 

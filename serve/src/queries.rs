@@ -1,6 +1,7 @@
-//! The dashboard's SQL (ClickHouse 18.16 and current) and the figures it returns. Periods are
-//! computed here, in the reporting time zone, never in the browser: `LOCAL_TODAY` is today's
-//! date at the reporting offset (bound in seconds).
+//! The dashboard's queries and the figures they return. The SQL is in `serve/sql/` (one file a
+//! query, each with example binds), run on ClickHouse 18.16 by the tests and on a current
+//! engine by `deploy/clickhouse/check_current.py`. Periods are computed there, in the reporting
+//! time zone, never in the browser: `{today}` is today's date at the reporting offset.
 
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
@@ -8,44 +9,12 @@ use serde::{Deserialize, Serialize};
 use crate::ServeError;
 
 /// Today's date in the reporting time zone; `?` is the offset in seconds.
-const LOCAL_TODAY: &str = "toDate(toDateTime(toUInt32(now()) + ?), 'UTC')";
-
-/// The metric definition of the newest yearly rows (a deployment switches definitions rarely;
-/// the page shows the one in force).
-const DEFINITION: &str = "SELECT definition FROM patient_status WHERE period_kind = 'YEAR' \
-    ORDER BY period_start DESC LIMIT 1";
-
-/// The newest reporting year with figures, per condition, summed over hospitals.
-const HEADLINE: &str = "SELECT condition, toString(period_start) AS start, \
-    toString(addDays(addYears(period_start, 1), -1)) AS end, \
-    addYears(period_start, 1) <= {today} AS finished, \
-    sum(managed_patients) AS managed, sum(standardised_patients) AS standardised, \
-    sum(controlled_patients) AS controlled, sum(new_complications) AS complications, \
-    sum(patient_years) AS years \
-    FROM pilot_metrics WHERE definition = ? AND period_kind = 'YEAR' \
-    AND period_start = (SELECT max(period_start) FROM patient_status \
-                        WHERE definition = ? AND period_kind = 'YEAR') \
-    GROUP BY condition, period_start ORDER BY condition";
-
-/// The last 18 months, per condition, summed over hospitals.
-const TREND: &str = "SELECT condition, toString(period_start) AS start, \
-    addMonths(period_start, 1) <= {today} AS finished, \
-    sum(managed_patients) AS managed, sum(standardised_patients) AS standardised, \
-    sum(controlled_patients) AS controlled \
-    FROM pilot_metrics WHERE definition = ? AND period_kind = 'MONTH' \
-    AND period_start >= addMonths(toStartOfMonth({today}), -17) \
-    GROUP BY condition, period_start ORDER BY condition, period_start";
-
-/// Each hospital that sent anything: how much, and how fresh its newest data is.
-const HOSPITALS: &str = "SELECT hospital_id, uniqExact(event_id) AS events, \
-    max(event_time_ms) AS newest_event_ms, max(landed_time_ms) AS newest_landed_ms \
-    FROM clinical_events GROUP BY hospital_id ORDER BY hospital_id";
-
-/// Alert episodes raised, and acknowledged, in a period (local dates, from the first bound on).
-const ALERTS: &str = "SELECT uniqExactIf(episode_id, status = 'RAISED') AS raised, \
-    uniqExactIf(episode_id, status = 'ACKNOWLEDGED') AS acknowledged \
-    FROM alerts FINAL \
-    WHERE toDate(toDateTime(intDiv(event_time_ms, 1000) + ?), 'UTC') >= toDate(?)";
+const LOCAL_TODAY: &str = include_str!("../sql/local_today.sql");
+const DEFINITION: &str = include_str!("../sql/definition.sql");
+const HEADLINE: &str = include_str!("../sql/headline.sql");
+const TREND: &str = include_str!("../sql/trend.sql");
+const HOSPITALS: &str = include_str!("../sql/hospitals.sql");
+const ALERTS: &str = include_str!("../sql/alerts.sql");
 
 /// Everything the overview page shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,7 +119,7 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
         });
     };
     let headline = client
-        .query(&HEADLINE.replace("{today}", LOCAL_TODAY))
+        .query(&HEADLINE.replace("{today}", LOCAL_TODAY.trim()))
         .bind(offset_s)
         .bind(&definition)
         .bind(&definition)
@@ -158,7 +127,7 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
         .await
         .map_err(failed("headline"))?;
     let trend = client
-        .query(&TREND.replace("{today}", LOCAL_TODAY))
+        .query(&TREND.replace("{today}", LOCAL_TODAY.trim()))
         .bind(offset_s)
         .bind(&definition)
         .bind(offset_s)

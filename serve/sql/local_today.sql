@@ -1,0 +1,1 @@
+toDate(toDateTime(toUInt32(now()) + ?), 'UTC')
