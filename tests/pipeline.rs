@@ -7,23 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::TestEnv;
-use vigil_schemas::{ClinicalEvent, Operation, Payload, VitalSign};
-
-fn vital_signs(
-    patient: &str,
-    record: &str,
-    time_ms: i64,
-    systolic: f64,
-    diastolic: f64,
-) -> (String, ClinicalEvent) {
-    let reading = Payload::VitalSign(VitalSign {
-        systolic_mmhg: Some(systolic),
-        diastolic_mmhg: Some(diastolic),
-        ..VitalSign::default()
-    });
-    canonical(patient, record, time_ms, reading)
-}
+use common::{canonical, vital_signs, TestEnv};
+use vigil_schemas::{ClinicalEvent, Payload};
 
 #[test]
 fn a_crisis_reading_raises_exactly_one_alert_and_a_normal_one_none() {
@@ -126,27 +111,6 @@ fn a_reading_entered_twice_is_one_fact_and_a_data_quality_figure() {
         ),
         "H0001\t1"
     );
-}
-
-fn canonical(
-    patient: &str,
-    record: &str,
-    time_ms: i64,
-    payload: Payload,
-) -> (String, ClinicalEvent) {
-    let event = ClinicalEvent {
-        event_id: format!("event-{record}"),
-        hospital_id: "H0001".into(),
-        source_system: "e2e-test".into(),
-        operation: Operation::Create,
-        event_time_ms: time_ms,
-        ingest_time_ms: time_ms,
-        patient_pseudonym: patient.to_string(),
-        record_id: record.to_string(),
-        schema_version: 1,
-        payload,
-    };
-    (patient.to_string(), event)
 }
 
 fn diagnosis(code: &str) -> Payload {

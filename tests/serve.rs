@@ -1,6 +1,7 @@
 //! `vigil serve` against the real ClickHouse: fixture status rows whose figures are computed by
-//! hand here, the JSON API, and the page in Debian's headless Chromium (the numbers on screen
-//! equal the API's; Chinese by default, English by the switch; "—" for an empty denominator).
+//! hand here, the JSON API, and the page in Debian's headless Chromium driven through its
+//! chromedriver (the numbers on screen equal the API's; Chinese by default, English by the
+//! switch; "—" for an empty denominator; a new alert on an open page within 5 s of landing).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,9 +9,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
+use common::webdriver::Browser;
 use common::TestEnv;
 
 const DAY_MS: i64 = 86_400_000;
@@ -54,35 +55,22 @@ fn status_row(patient: usize, condition: &str, kind: &str, start: &str, flags: [
     )
 }
 
-fn chromium(url: &str, screenshot: &str) -> String {
-    let run = |extra: &[&str]| {
-        let output = Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--hide-scrollbars",
-            ])
-            .args(["--virtual-time-budget=10000", "--window-size=1280,1000"])
-            .args(extra)
-            .arg(url)
-            .output()
-            .expect("Debian's chromium is installed (deploy/local/test.sh installs it)");
-        String::from_utf8_lossy(&output.stdout).to_string()
-    };
-    let shot = common::repo_path("target").join(screenshot);
-    run(&[&format!("--screenshot={}", shot.display())]);
-    run(&["--dump-dom"])
+/// The text of the element with `id` on the page.
+fn text_of(browser: &Browser, id: &str) -> String {
+    let script =
+        format!("const e = document.getElementById('{id}'); return e ? e.textContent : null");
+    match browser.run(&script) {
+        serde_json::Value::String(text) => text,
+        other => panic!("#{id}: {other}"),
+    }
 }
 
-/// The text of the element with `id` in a dumped DOM.
-fn text_of(dom: &str, id: &str) -> String {
-    let start = dom
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("{id} in {dom}"));
-    let open = start + dom[start..].find('>').unwrap() + 1;
-    let close = open + dom[open..].find('<').unwrap();
-    dom[open..close].to_string()
+fn wait_until_loaded(browser: &Browser) {
+    let loaded = "return document.body.dataset.loaded === 'true'";
+    assert!(
+        common::eventually(Duration::from_secs(20), || browser.run(loaded) == true),
+        "the page loaded its figures"
+    );
 }
 
 #[test]
@@ -189,29 +177,101 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
     assert_eq!(overview["hospitals"][0]["events"], 2);
 
     // The page, in a real browser: the API's figures, in Chinese by default.
-    let url = format!("http://127.0.0.1:{port}/");
-    let dom = chromium(&url, "dashboard-zh.png");
+    let browser = Browser::start();
+    browser.open(&format!("http://127.0.0.1:{port}/"));
+    wait_until_loaded(&browser);
     assert!(
-        dom.contains("data-loaded=\"true\""),
-        "the page loaded its figures: {dom}"
+        text_of(&browser, "title-text").contains("慢病管理试点"),
+        "Chinese title"
     );
-    assert!(dom.contains("慢病管理试点"), "Chinese title");
-    assert_eq!(text_of(&dom, "fig-HYPERTENSION-managed"), "8");
-    assert_eq!(text_of(&dom, "fig-HYPERTENSION-standardised"), "37.5%");
-    assert_eq!(text_of(&dom, "fig-HYPERTENSION-controlled"), "62.5%");
-    assert_eq!(text_of(&dom, "fig-HYPERTENSION-complications"), "125.1"); // 1000 × 1 / 7.995
-    assert_eq!(text_of(&dom, "fig-DIABETES-controlled"), "— （无在管患者）");
-    assert_eq!(text_of(&dom, "fig-alerts"), "50.0%");
-    assert!(
-        dom.contains("class=\"unfinished\""),
+    assert_eq!(text_of(&browser, "fig-HYPERTENSION-managed"), "8");
+    assert_eq!(text_of(&browser, "fig-HYPERTENSION-standardised"), "37.5%");
+    assert_eq!(text_of(&browser, "fig-HYPERTENSION-controlled"), "62.5%");
+    assert_eq!(text_of(&browser, "fig-HYPERTENSION-complications"), "125.1"); // 1000 × 1 / 7.995
+    assert_eq!(
+        text_of(&browser, "fig-DIABETES-controlled"),
+        "— （无在管患者）"
+    );
+    assert_eq!(text_of(&browser, "fig-alerts"), "50.0%");
+    let dashed = "return document.querySelectorAll('#card-HYPERTENSION-controlled polyline.unfinished').length";
+    assert_eq!(
+        browser.run(dashed),
+        1,
         "the unfinished month is drawn dashed"
     );
+    browser.screenshot(&common::repo_path("target").join("dashboard-zh.png"));
     // And in English by the switch.
-    let dom = chromium(&format!("{url}?lang=en"), "dashboard-en.png");
-    assert!(dom.contains("Control rate"), "English labels");
-    assert_eq!(text_of(&dom, "fig-HYPERTENSION-controlled"), "62.5%");
+    browser.run("document.getElementById('lang').click()");
     assert_eq!(
-        text_of(&dom, "fig-DIABETES-standardised"),
+        text_of(&browser, "title-text"),
+        "Chronic-disease pilot · Overview"
+    );
+    assert_eq!(text_of(&browser, "fig-HYPERTENSION-controlled"), "62.5%");
+    assert_eq!(
+        text_of(&browser, "fig-DIABETES-standardised"),
         "— (no managed patients)"
     );
+    browser.screenshot(&common::repo_path("target").join("dashboard-en.png"));
+}
+
+/// A crisis reading of `patient` at H0001 an hour ago.
+fn crisis(patient: &str, record: &str) -> (String, vigil_schemas::ClinicalEvent) {
+    let time_ms = vigil_runtime::time::now_ms() - 3_600_000;
+    common::vital_signs(patient, record, time_ms, 192.0, 116.0)
+}
+
+#[test]
+fn a_crisis_reading_reaches_an_open_page_within_five_seconds_of_landing() {
+    let mut env = TestEnv::new("live", 1, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+    let port = common::free_port();
+    env.set_override("VIGIL_SERVE__LISTEN", &format!("127.0.0.1:{port}"));
+    env.set_override("VIGIL_SERVE__REFRESH", "500ms");
+    let _serve = env.spawn_vigil(&["serve"], "serve.log");
+    let _process = env.spawn_vigil(&["process"], "process.log");
+    let _sink = env.spawn_vigil(&["sink"], "sink.log");
+    let raised = "SELECT count() FROM {db}.alerts FINAL WHERE status = 'RAISED'";
+    // A first crisis, so the stages are warm and the page has figures when it opens.
+    env.produce(
+        &env.kafka.topics.clinical_events,
+        &[crisis(&"a1".repeat(32), "v/1")],
+    );
+    assert!(common::eventually(Duration::from_secs(90), || env
+        .scalar(raised)
+        == "1"));
+
+    let browser = Browser::start();
+    browser.open(&format!("http://127.0.0.1:{port}/"));
+    let rows = "return document.querySelectorAll('#latest tbody tr[id^=\"alert-\"]').length";
+    assert!(common::eventually(Duration::from_secs(20), || browser
+        .run(rows)
+        == 1));
+
+    // The second crisis, produced with the page open: it must appear without a reload.
+    env.produce(
+        &env.kafka.topics.clinical_events,
+        &[crisis(&"b2".repeat(32), "v/2")],
+    );
+    let mut shown_at_ms = None;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if browser.run(rows) == 2 {
+            shown_at_ms = Some(vigil_runtime::time::now_ms());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let shown_at_ms = shown_at_ms.expect("the new alert reached the open page");
+    let landed_ms: i64 = env
+        .scalar("SELECT max(landed_time_ms) FROM {db}.alerts FINAL WHERE status = 'RAISED'")
+        .parse()
+        .unwrap();
+    let delay_ms = shown_at_ms - landed_ms;
+    eprintln!("landed in ClickHouse -> on screen: {delay_ms} ms");
+    assert!(delay_ms <= 5_000, "{delay_ms} ms after landing");
+    let messages: serde_json::Value = browser
+        .run("return [...document.querySelectorAll('#latest tbody td')].map(c => c.textContent)");
+    assert!(messages.to_string().contains("192/116"), "{messages}");
+    browser.screenshot(&common::repo_path("target").join("dashboard-live.png"));
 }

@@ -37,12 +37,12 @@ eval "$(deploy/local/services.sh env)"
 echo "==> installing chDB (a current ClickHouse engine in-process, for the SQL check)"
 python3 -m pip install --quiet --disable-pip-version-check chdb
 
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "==> installing Debian's Chromium and a CJK font (the dashboard's browser test)"
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "==> installing Debian's Chromium, its WebDriver and a CJK font (the dashboard's browser test)"
   as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
   as_root apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
-    chromium fonts-wqy-zenhei >/dev/null
+    chromium chromium-driver fonts-wqy-zenhei >/dev/null
 fi
 
 echo "==> running the tests"

@@ -8,6 +8,7 @@ const TEXT = {
     title: "慢病管理试点 · 总览", switch: "English", loading: "正在读取……",
     failed: "无法读取数据：", none: "尚无患者状态数据：流水线还没有产生指标。",
     hospitals: "医院接入与数据时效", hospital: "医院", events: "事件数", newest: "最新数据",
+    latest: "最新预警", time: "时间", rule: "规则", message: "内容", noLatest: "尚无预警",
     HYPERTENSION: "高血压", DIABETES: "2型糖尿病",
     managed: "在管患者", standardised: "规范管理率", controlled: "控制率",
     complications: "新发并发症（每千患者年）", alerts: "预警确认率",
@@ -28,6 +29,7 @@ const TEXT = {
     title: "Chronic-disease pilot · Overview", switch: "中文", loading: "Loading…",
     failed: "Could not read the figures: ", none: "No patient status yet: the pipeline has produced no metrics.",
     hospitals: "Hospitals connected and how fresh their data is", hospital: "Hospital", events: "Events", newest: "Newest data",
+    latest: "Latest alerts", time: "Time", rule: "Rule", message: "Message", noLatest: "No alerts yet",
     HYPERTENSION: "Hypertension", DIABETES: "Type 2 diabetes",
     managed: "Patients under management", standardised: "Standardised management", controlled: "Control rate",
     complications: "New complications per 1,000 patient-years", alerts: "Alerts acknowledged",
@@ -128,6 +130,18 @@ function render() {
     cards.appendChild(card("alerts", t("alerts"), figure, t("alertWords")(number(a.acknowledged), number(a.raised)),
       overview.conditions.length ? t("period")(overview.conditions[0].period) : "", "", null));
   }
+  const latest = document.querySelector("#latest tbody");
+  latest.replaceChildren();
+  for (const a of overview.latest_alerts) {
+    const row = element("tr", { id: `alert-${a.alert_id}`, class: `severity-${a.severity.toLowerCase()}` });
+    for (const text of [a.time, a.hospital_id, a.rule_id, a.message]) row.appendChild(element("td", {}, text));
+    latest.appendChild(row);
+  }
+  if (!overview.latest_alerts.length) {
+    const row = element("tr");
+    row.appendChild(element("td", { colspan: "4" }, t("noLatest")));
+    latest.appendChild(row);
+  }
   const body = document.querySelector("#hospitals tbody");
   body.replaceChildren();
   const now = Date.now();
@@ -158,5 +172,18 @@ document.getElementById("lang").addEventListener("click", () => {
   localStorage.setItem("vigil.lang", lang);
   render();
 });
+// Live: every new reading of the figures arrives as an event; the browser reconnects by itself
+// (sending Last-Event-ID), so a dropped connection costs nothing.
+function listen() {
+  const events = new EventSource("/api/v1/stream");
+  events.addEventListener("overview", (event) => {
+    overview = JSON.parse(event.data);
+    render();
+    document.body.dataset.version = event.lastEventId;
+    document.body.dataset.loaded = "true";
+  });
+}
+
 render();
-load();
+// The stream opens once the page has loaded its figures, so the page counts as loaded.
+load().then(listen);

@@ -1,5 +1,7 @@
 //! `[serve]` in vigil.toml.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,6 +18,15 @@ pub struct ServeConfig {
     /// Its password; prefer the environment (VIGIL_SERVE__PASSWORD).
     #[serde(default)]
     pub password: String,
+    /// How often the figures are read again: once for every viewer, and pushed to open pages
+    /// when they changed.
+    #[serde(default = "default_refresh", with = "humantime_serde")]
+    pub refresh: Duration,
+}
+
+/// New alerts reach an open page within this plus the writer's flush.
+fn default_refresh() -> Duration {
+    Duration::from_secs(2)
 }
 
 fn default_listen() -> String {
@@ -28,6 +39,7 @@ impl Default for ServeConfig {
             listen: default_listen(),
             user: String::new(),
             password: String::new(),
+            refresh: default_refresh(),
         }
     }
 }

@@ -3,26 +3,33 @@
 //! read-only user and computes nothing the SQL does not. The page and its script are embedded
 //! in the binary (no CDN, nothing fetched at run time).
 //!
-//! `queries.rs` holds the SQL and the rows it returns; this file the routes and the server.
+//! One task reads the figures every `refresh` for all viewers (`live.rs`); the API serves the
+//! latest reading and pushes each new one to open pages as server-sent events. `queries.rs`
+//! holds the SQL's runners and the rows it returns; this file the routes and the server.
 
 mod config;
 mod error;
+mod live;
 mod queries;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
-use clickhouse::Client;
-use tracing::{info, warn};
+use axum::Router;
+use futures_util::Stream;
+use tokio::sync::watch;
+use tracing::info;
 use vigil_runtime::config::ClickHouseConfig;
 use vigil_runtime::Shutdown;
 
 pub use config::ServeConfig;
 pub use error::ServeError;
+pub use live::Reading;
 pub use queries::Overview;
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
@@ -30,8 +37,7 @@ const APP_JS: &str = include_str!("../assets/app.js");
 const STYLE_CSS: &str = include_str!("../assets/style.css");
 
 struct AppState {
-    client: Client,
-    utc_offset_minutes: i32,
+    latest: watch::Receiver<Reading>,
 }
 
 /// Serves until shutdown is requested.
@@ -46,10 +52,8 @@ pub async fn run(
         reader.user = config.user.clone();
         reader.password = config.password.clone();
     }
-    let state = Arc::new(AppState {
-        client: vigil_runtime::clickhouse::client(&reader),
-        utc_offset_minutes,
-    });
+    let client = vigil_runtime::clickhouse::client(&reader);
+    let latest = live::start(client, utc_offset_minutes, config.refresh, shutdown.clone());
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -60,7 +64,7 @@ pub async fn run(
         .local_addr()
         .map_or_else(|_| config.listen.clone(), |a| a.to_string());
     info!(url = %format!("http://{address}/"), "Dashboard serving.");
-    axum::serve(listener, router(state))
+    axum::serve(listener, router(Arc::new(AppState { latest })))
         .with_graceful_shutdown(async move { shutdown.requested().await })
         .await
         .map_err(|source| ServeError::Serve { source })
@@ -82,6 +86,7 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/overview", get(overview))
+        .route("/api/v1/stream", get(stream))
         .with_state(state)
 }
 
@@ -90,13 +95,52 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 async fn overview(State(state): State<Arc<AppState>>) -> Response {
-    match queries::overview(&state.client, state.utc_offset_minutes).await {
-        Ok(overview) => Json(overview).into_response(),
-        Err(error) => {
-            warn!(%error, "The overview query failed.");
-            let body =
-                serde_json::json!({ "error": "the figures could not be read from ClickHouse" });
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    let reading = state.latest.borrow().clone();
+    match reading.json {
+        Some(json) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            json.to_string(),
+        )
+            .into_response(),
+        None => {
+            let body = r#"{"error":"the figures could not be read from ClickHouse yet"}"#;
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
         }
     }
+}
+
+/// Server-sent events: the current figures at once (unless the client's `Last-Event-ID` says it
+/// has them), then every new reading. Browsers reconnect by themselves and send that header.
+async fn stream(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let seen: Option<u64> = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let mut latest = state.latest.clone();
+    let current = latest.borrow_and_update().clone();
+    let first = (current.json.is_some() && seen != Some(current.version)).then_some(current);
+    let events =
+        futures_util::stream::unfold((first, latest), |(pending, mut latest)| async move {
+            let reading = match pending {
+                Some(reading) => reading,
+                None => {
+                    latest.changed().await.ok()?;
+                    latest.borrow_and_update().clone()
+                }
+            };
+            let event = Event::default()
+                .id(reading.version.to_string())
+                .event("overview")
+                .data(reading.json.as_deref().unwrap_or("{}"));
+            Some((Ok(event), (None, latest)))
+        });
+    Sse::new(events).keep_alive(KeepAlive::default())
 }

@@ -15,6 +15,7 @@ const HEADLINE: &str = include_str!("../sql/headline.sql");
 const TREND: &str = include_str!("../sql/trend.sql");
 const HOSPITALS: &str = include_str!("../sql/hospitals.sql");
 const ALERTS: &str = include_str!("../sql/alerts.sql");
+const LATEST_ALERTS: &str = include_str!("../sql/latest_alerts.sql");
 
 /// Everything the overview page shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,19 @@ pub struct Overview {
     pub conditions: Vec<ConditionFigures>,
     pub hospitals: Vec<HospitalFreshness>,
     pub alerts: AlertFigures,
+    /// The newest alert episodes raised, newest first.
+    pub latest_alerts: Vec<LatestAlert>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Row)]
+pub struct LatestAlert {
+    pub alert_id: String,
+    /// In the reporting time zone.
+    pub time: String,
+    pub hospital_id: String,
+    pub rule_id: String,
+    pub severity: String,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +119,12 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
         .fetch_all::<HospitalFreshness>()
         .await
         .map_err(failed("hospitals"))?;
+    let latest_alerts = client
+        .query(LATEST_ALERTS)
+        .bind(offset_s)
+        .fetch_all::<LatestAlert>()
+        .await
+        .map_err(failed("latest alerts"))?;
     let definition = client
         .query(DEFINITION)
         .fetch_optional::<String>()
@@ -116,6 +136,7 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
             conditions: Vec::new(),
             hospitals,
             alerts: AlertFigures::default(),
+            latest_alerts,
         });
     };
     let headline = client
@@ -178,5 +199,6 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
         conditions,
         hospitals,
         alerts,
+        latest_alerts,
     })
 }

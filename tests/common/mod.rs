@@ -7,6 +7,8 @@
 // Test helpers: a panic is how they report a broken environment.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod webdriver;
+
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use vigil_runtime::config::KafkaConfig;
 use vigil_runtime::kafka::DurableProducer;
-use vigil_schemas::{AvroCodec, WireRecord};
+use vigil_schemas::{AvroCodec, ClinicalEvent, Operation, Payload, VitalSign, WireRecord};
 
 const HOW_TO_START: &str = "start the local services first: `deploy/local/test.sh` runs the whole suite with them, \
 or `deploy/local/services.sh start && eval \"$(deploy/local/services.sh env)\"` before `cargo nextest run`";
@@ -796,4 +798,42 @@ pub fn assert_same(what: &str, expected: &[String], actual: &[String]) {
         expected.len(),
         actual.len()
     );
+}
+
+/// A canonical event of `patient` at H0001, as the edge would produce it, keyed for the topic.
+pub fn canonical(
+    patient: &str,
+    record: &str,
+    time_ms: i64,
+    payload: Payload,
+) -> (String, ClinicalEvent) {
+    let event = ClinicalEvent {
+        event_id: format!("event-{record}"),
+        hospital_id: "H0001".into(),
+        source_system: "e2e-test".into(),
+        operation: Operation::Create,
+        event_time_ms: time_ms,
+        ingest_time_ms: time_ms,
+        patient_pseudonym: patient.to_string(),
+        record_id: record.to_string(),
+        schema_version: 1,
+        payload,
+    };
+    (patient.to_string(), event)
+}
+
+/// A blood-pressure reading as a canonical event.
+pub fn vital_signs(
+    patient: &str,
+    record: &str,
+    time_ms: i64,
+    systolic: f64,
+    diastolic: f64,
+) -> (String, ClinicalEvent) {
+    let reading = Payload::VitalSign(VitalSign {
+        systolic_mmhg: Some(systolic),
+        diastolic_mmhg: Some(diastolic),
+        ..VitalSign::default()
+    });
+    canonical(patient, record, time_ms, reading)
 }
