@@ -45,12 +45,18 @@ fn get(port: u16, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// One patient-status row (the columns the figures use; the rest take their defaults).
-fn status_row(patient: usize, condition: &str, kind: &str, start: &str, flags: [u8; 4]) -> String {
-    let [managed, standardised, controlled, complication] = flags;
+/// Where a fixture row belongs: (patient, hospital, condition, period kind, period start).
+type RowAt<'a> = (usize, &'a str, &'a str, &'a str, &'a str);
+
+/// One patient-status row (the columns the figures use; the rest take their defaults): flags
+/// are managed, standardised, controlled, a new complication, at high risk.
+fn status_row((patient, hospital, condition, kind, start): RowAt<'_>, flags: [u8; 5]) -> String {
+    let [managed, standardised, controlled, complication, high] = flags;
+    let risk = if high == 1 { "VERY_HIGH" } else { "LOW" };
     format!(
-        "('s-{patient}-{condition}-{kind}-{start}', 2, 'cn-nbphs-2017/v1', 'p{patient}', 'H0001', \
-         '{condition}', '{kind}', '{start}', {managed}, {days}, {standardised}, {controlled}, {complication})",
+        "('s-{patient}-{condition}-{kind}-{start}', 2, 'cn-nbphs-2017/v1', 'p{patient}', \
+         '{hospital}', '{condition}', '{kind}', '{start}', {managed}, {days}, {standardised}, \
+         {controlled}, {complication}, '{risk}')",
         days = if managed == 1 { 365 } else { 0 }
     )
 }
@@ -83,27 +89,46 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
         let (y, m) = local_month(m);
         format!("{y}-{m:02}-01")
     };
-    // Hypertension this year: 8 managed, 3 standardised, 5 controlled, 1 new complication over
-    // 8 × 365 managed days; one row also has an older version that FINAL must not count.
-    // Diabetes: 2 patients, none managed: every rate is "—", never 0%.
+    // Hypertension this year at H0001: 8 managed, 3 standardised, 5 controlled, 1 new
+    // complication over 8 × 365 managed days; one row also has an older version that FINAL
+    // must not count. At H0002: 2 managed, both standardised, none controlled, one at very high
+    // risk. Together: 10 managed, 5 standardised (50%), 5 controlled (50%), 1 complication over
+    // 7.995 + 1.999 patient-years. Diabetes at H0001: 2 patients, none managed: every rate is
+    // "—", never 0%.
     let mut rows = Vec::new();
     for p in 0..8 {
-        let flags = [1, u8::from(p < 3), u8::from(p < 5), u8::from(p == 0)];
-        rows.push(status_row(p, "HYPERTENSION", "YEAR", &year_start, flags));
-        rows.push(status_row(p, "HYPERTENSION", "MONTH", &month(-1), flags));
+        let flags = [1, u8::from(p < 3), u8::from(p < 5), u8::from(p == 0), 0];
+        let current = [1, 0, u8::from(p < 2), 0, 0];
         rows.push(status_row(
-            p,
-            "HYPERTENSION",
-            "MONTH",
-            &month(0),
-            [1, 0, u8::from(p < 2), 0],
+            (p, "H0001", "HYPERTENSION", "YEAR", &year_start),
+            flags,
+        ));
+        rows.push(status_row(
+            (p, "H0001", "HYPERTENSION", "MONTH", &month(-1)),
+            flags,
+        ));
+        rows.push(status_row(
+            (p, "H0001", "HYPERTENSION", "MONTH", &month(0)),
+            current,
         ));
     }
     for p in 8..10 {
-        rows.push(status_row(p, "DIABETES", "YEAR", &year_start, [0, 0, 0, 0]));
+        let flags = [0, 0, 0, 0, 0];
+        rows.push(status_row(
+            (p, "H0001", "DIABETES", "YEAR", &year_start),
+            flags,
+        ));
+    }
+    for p in 10..12 {
+        let flags = [1, 1, 0, 0, u8::from(p == 10)];
+        rows.push(status_row(
+            (p, "H0002", "HYPERTENSION", "YEAR", &year_start),
+            flags,
+        ));
     }
     let columns = "status_id, version, definition, patient_pseudonym, hospital_id, condition, \
-        period_kind, period_start, managed, managed_days, standardised, controlled, new_complications";
+        period_kind, period_start, managed, managed_days, standardised, controlled, \
+        new_complications, risk_level";
     let database = env.scalar_config("clickhouse", "database");
     env.admin(&format!(
         "INSERT INTO {database}.patient_status ({columns}) VALUES {}",
@@ -112,7 +137,7 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
     env.admin(&format!(
         "INSERT INTO {database}.patient_status ({columns}) VALUES \
          ('s-7-HYPERTENSION-YEAR-{year_start}', 1, 'cn-nbphs-2017/v1', 'p7', 'H0001', \
-          'HYPERTENSION', 'YEAR', '{year_start}', 1, 365, 1, 1, 1)"
+          'HYPERTENSION', 'YEAR', '{year_start}', 1, 365, 1, 1, 1, 'LOW')"
     ));
     let newest = vigil_runtime::time::now_ms() - 2 * DAY_MS;
     env.admin(&format!(
@@ -151,11 +176,29 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
     let hypertension = &conditions[1];
     assert_eq!(diabetes["condition"], "DIABETES");
     assert_eq!(diabetes["managed"], 0);
-    assert_eq!(hypertension["managed"], 8);
-    assert_eq!(hypertension["standardised"], 3);
+    assert_eq!(hypertension["managed"], 10);
+    assert_eq!(hypertension["standardised"], 5);
     assert_eq!(hypertension["controlled"], 5);
     assert_eq!(hypertension["new_complications"], 1);
-    assert_eq!(hypertension["patient_years"], 7.995); // round(8 × 365 / 365.25, 3)
+    // round(8 × 365 / 365.25, 3) + round(2 × 365 / 365.25, 3), per hospital as the view rounds
+    let years = hypertension["patient_years"].as_f64().unwrap();
+    assert!((years - 9.994).abs() < 1e-9, "{years}");
+    // The hospitals' figures add up to the region's.
+    let rates = overview["hospital_rates"].as_array().unwrap();
+    let sum = |condition: &str, field: &str| -> u64 {
+        rates
+            .iter()
+            .filter(|r| r["condition"] == condition)
+            .map(|r| r[field].as_u64().unwrap())
+            .sum()
+    };
+    for field in ["managed", "standardised", "controlled"] {
+        assert_eq!(
+            sum("HYPERTENSION", field),
+            hypertension[field].as_u64().unwrap()
+        );
+    }
+    assert_eq!(sum("HYPERTENSION", "high_risk"), 1);
     assert_eq!(hypertension["period"]["start"], year_start.as_str());
     assert_eq!(
         hypertension["period"]["end"],
@@ -184,10 +227,10 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
         text_of(&browser, "title-text").contains("慢病管理试点"),
         "Chinese title"
     );
-    assert_eq!(text_of(&browser, "fig-HYPERTENSION-managed"), "8");
-    assert_eq!(text_of(&browser, "fig-HYPERTENSION-standardised"), "37.5%");
-    assert_eq!(text_of(&browser, "fig-HYPERTENSION-controlled"), "62.5%");
-    assert_eq!(text_of(&browser, "fig-HYPERTENSION-complications"), "125.1"); // 1000 × 1 / 7.995
+    assert_eq!(text_of(&browser, "fig-HYPERTENSION-managed"), "10");
+    assert_eq!(text_of(&browser, "fig-HYPERTENSION-standardised"), "50.0%");
+    assert_eq!(text_of(&browser, "fig-HYPERTENSION-controlled"), "50.0%");
+    assert_eq!(text_of(&browser, "fig-HYPERTENSION-complications"), "100.1"); // 1000 / 9.994
     assert_eq!(
         text_of(&browser, "fig-DIABETES-controlled"),
         "— （无在管患者）"
@@ -199,6 +242,39 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
         1,
         "the unfinished month is drawn dashed"
     );
+    // The comparison: each hospital's rates in its band, "—" for an empty denominator, and
+    // sorted by a click on a heading (control rate, best first; "—" last).
+    let cells = |row: &str| -> Vec<String> {
+        let script = format!(
+            "return [...document.querySelectorAll('#{row} td')].map(c => c.textContent + '|' + c.className)"
+        );
+        serde_json::from_value(browser.run(&script)).unwrap()
+    };
+    assert_eq!(
+        cells("compare-H0002-HYPERTENSION")[3..],
+        [
+            "100.0%|number band-good",
+            "0.0%|number band-low",
+            "0.0|number",
+            "50.0%|number"
+        ]
+    );
+    assert_eq!(
+        cells("compare-H0001-HYPERTENSION")[3..5],
+        ["37.5%|number band-low", "62.5%|number band-good"]
+    );
+    assert_eq!(cells("compare-H0001-DIABETES")[3], "—|number ");
+    browser.run("document.querySelector('#compare th[data-sort=controlRate]').click()");
+    let order =
+        browser.run("return [...document.querySelectorAll('#compare tbody tr')].map(r => r.id)");
+    assert_eq!(
+        order,
+        serde_json::json!([
+            "compare-H0001-HYPERTENSION",
+            "compare-H0002-HYPERTENSION",
+            "compare-H0001-DIABETES"
+        ])
+    );
     browser.screenshot(&common::repo_path("target").join("dashboard-zh.png"));
     // And in English by the switch.
     browser.run("document.getElementById('lang').click()");
@@ -206,7 +282,7 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
         text_of(&browser, "title-text"),
         "Chronic-disease pilot · Overview"
     );
-    assert_eq!(text_of(&browser, "fig-HYPERTENSION-controlled"), "62.5%");
+    assert_eq!(text_of(&browser, "fig-HYPERTENSION-controlled"), "50.0%");
     assert_eq!(
         text_of(&browser, "fig-DIABETES-standardised"),
         "— (no managed patients)"

@@ -9,6 +9,9 @@ const TEXT = {
     failed: "无法读取数据：", none: "尚无患者状态数据：流水线还没有产生指标。",
     hospitals: "医院接入与数据时效", hospital: "医院", events: "事件数", newest: "最新数据",
     latest: "最新预警", time: "时间", rule: "规则", message: "内容", noLatest: "尚无预警",
+    compare: "各医院对比", condition: "病种", managedShort: "在管", complicationsShort: "新发并发症/千患者年",
+    caseMix: "高危及以上占比",
+    thresholds: "颜色：控制率低于 40% 为红、40%–60% 为黄、60% 及以上为绿；规范管理率低于 50% 为红、50%–70% 为黄、70% 及以上为绿。点击表头排序。",
     HYPERTENSION: "高血压", DIABETES: "2型糖尿病",
     managed: "在管患者", standardised: "规范管理率", controlled: "控制率",
     complications: "新发并发症（每千患者年）", alerts: "预警确认率",
@@ -30,6 +33,9 @@ const TEXT = {
     failed: "Could not read the figures: ", none: "No patient status yet: the pipeline has produced no metrics.",
     hospitals: "Hospitals connected and how fresh their data is", hospital: "Hospital", events: "Events", newest: "Newest data",
     latest: "Latest alerts", time: "Time", rule: "Rule", message: "Message", noLatest: "No alerts yet",
+    compare: "Hospitals compared", condition: "Condition", managedShort: "Managed", complicationsShort: "New complications / 1,000 patient-years",
+    caseMix: "High or very high risk",
+    thresholds: "Colours: control rate below 40% red, 40–60% amber, 60% and above green; standardised management below 50% red, 50–70% amber, 70% and above green. Click a heading to sort.",
     HYPERTENSION: "Hypertension", DIABETES: "Type 2 diabetes",
     managed: "Patients under management", standardised: "Standardised management", controlled: "Control rate",
     complications: "New complications per 1,000 patient-years", alerts: "Alerts acknowledged",
@@ -47,6 +53,11 @@ const TEXT = {
     ago: (d) => `${d} days ago`,
   },
 };
+
+// Colour bands of the comparison, as the legend on the page states them: [red below, green from].
+const BANDS = { controlRate: [0.4, 0.6], standardisedRate: [0.5, 0.7] };
+let sortKey = "hospital_id";
+let sortDescending = false;
 
 let lang = new URLSearchParams(location.search).get("lang") || localStorage.getItem("vigil.lang") || "zh";
 if (!TEXT[lang]) lang = "zh";
@@ -130,6 +141,7 @@ function render() {
     cards.appendChild(card("alerts", t("alerts"), figure, t("alertWords")(number(a.acknowledged), number(a.raised)),
       overview.conditions.length ? t("period")(overview.conditions[0].period) : "", "", null));
   }
+  renderComparison();
   const latest = document.querySelector("#latest tbody");
   latest.replaceChildren();
   for (const a of overview.latest_alerts) {
@@ -153,6 +165,56 @@ function render() {
     row.appendChild(element("td", {}, `${day} · ${t("ago")(number(Math.floor((now - h.newest_event_ms) / 86400000)))}`));
     body.appendChild(row);
   }
+}
+
+// Each hospital and condition with its rates; an empty denominator is "—", never 0%.
+function renderComparison() {
+  document.getElementById("thresholds").textContent = t("thresholds");
+  const share = (n, m) => (m > 0 ? n / m : null);
+  const rows = overview.hospital_rates.map((h) => ({
+    ...h,
+    standardisedRate: share(h.standardised, h.managed),
+    controlRate: share(h.controlled, h.managed),
+    complicationRate: h.years > 0 ? (1000 * h.complications) / h.years : null,
+    highRiskShare: share(h.high_risk, h.managed),
+  }));
+  const order = (a, b) => {
+    const [x, y] = [a[sortKey], b[sortKey]];
+    if (x === y) return 0;
+    if (x === null) return 1; // "—" last whichever way
+    if (y === null) return -1;
+    return (x < y ? -1 : 1) * (sortDescending ? -1 : 1);
+  };
+  rows.sort(order);
+  const body = document.querySelector("#compare tbody");
+  body.replaceChildren();
+  const rate = (value) => (value === null ? "—" : `${number(100 * value, 1)}%`);
+  const band = (key, value) => {
+    if (value === null || !BANDS[key]) return "";
+    const [red, green] = BANDS[key];
+    return value < red ? "band-low" : value < green ? "band-mid" : "band-good";
+  };
+  for (const r of rows) {
+    const row = element("tr", { id: `compare-${r.hospital_id}-${r.condition}` });
+    row.appendChild(element("td", {}, r.hospital_id));
+    row.appendChild(element("td", {}, t(r.condition) || r.condition));
+    row.appendChild(element("td", { class: "number" }, number(r.managed)));
+    for (const key of ["standardisedRate", "controlRate"]) {
+      row.appendChild(element("td", { class: `number ${band(key, r[key])}`, "data-key": key }, rate(r[key])));
+    }
+    const complications = r.complicationRate === null ? "—" : number(r.complicationRate, 1);
+    row.appendChild(element("td", { class: "number" }, complications));
+    row.appendChild(element("td", { class: "number" }, rate(r.highRiskShare)));
+    body.appendChild(row);
+  }
+}
+
+for (const heading of document.querySelectorAll("#compare th[data-sort]")) {
+  heading.addEventListener("click", () => {
+    sortDescending = sortKey === heading.dataset.sort ? !sortDescending : heading.dataset.sort !== "hospital_id";
+    sortKey = heading.dataset.sort;
+    if (overview) renderComparison();
+  });
 }
 
 async function load() {

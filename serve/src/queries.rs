@@ -16,6 +16,7 @@ const TREND: &str = include_str!("../sql/trend.sql");
 const HOSPITALS: &str = include_str!("../sql/hospitals.sql");
 const ALERTS: &str = include_str!("../sql/alerts.sql");
 const LATEST_ALERTS: &str = include_str!("../sql/latest_alerts.sql");
+const HOSPITAL_RATES: &str = include_str!("../sql/hospital_rates.sql");
 
 /// Everything the overview page shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,10 +24,25 @@ pub struct Overview {
     /// The metric definition the figures follow; `None` before any status row exists.
     pub definition: Option<String>,
     pub conditions: Vec<ConditionFigures>,
+    /// Each hospital's figures for the same year, per condition: they sum to `conditions`.
+    pub hospital_rates: Vec<HospitalRates>,
     pub hospitals: Vec<HospitalFreshness>,
     pub alerts: AlertFigures,
     /// The newest alert episodes raised, newest first.
     pub latest_alerts: Vec<LatestAlert>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Row)]
+pub struct HospitalRates {
+    pub hospital_id: String,
+    pub condition: String,
+    pub managed: u64,
+    pub standardised: u64,
+    pub controlled: u64,
+    pub complications: u64,
+    pub years: f64,
+    /// Managed patients at high or very high cardiovascular risk (case mix).
+    pub high_risk: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Row)]
@@ -134,6 +150,7 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
         return Ok(Overview {
             definition: None,
             conditions: Vec::new(),
+            hospital_rates: Vec::new(),
             hospitals,
             alerts: AlertFigures::default(),
             latest_alerts,
@@ -147,14 +164,15 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
         .fetch_all::<HeadlineRow>()
         .await
         .map_err(failed("headline"))?;
-    let trend = client
-        .query(&TREND.replace("{today}", LOCAL_TODAY.trim()))
-        .bind(offset_s)
+    let hospital_rates = client
+        .query(HOSPITAL_RATES)
         .bind(&definition)
-        .bind(offset_s)
-        .fetch_all::<TrendRow>()
+        .bind(&definition)
+        .bind(&definition)
+        .bind(&definition)
+        .fetch_all::<HospitalRates>()
         .await
-        .map_err(failed("trend"))?;
+        .map_err(failed("hospital rates"))?;
     let year_start = headline.first().map(|h| h.start.clone());
     let alerts = match &year_start {
         Some(start) => client
@@ -166,20 +184,49 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
             .map_err(failed("alerts"))?,
         None => AlertFigures::default(),
     };
-    let conditions = headline
+    let conditions = conditions(client, offset_s, &definition, headline).await?;
+    Ok(Overview {
+        definition: Some(definition),
+        conditions,
+        hospital_rates,
+        hospitals,
+        alerts,
+        latest_alerts,
+    })
+}
+
+/// The headline figures per condition with their 18-month trends.
+async fn conditions(
+    client: &Client,
+    offset_s: i64,
+    definition: &str,
+    headline: Vec<HeadlineRow>,
+) -> Result<Vec<ConditionFigures>, ServeError> {
+    let trend = client
+        .query(&TREND.replace("{today}", LOCAL_TODAY.trim()))
+        .bind(offset_s)
+        .bind(definition)
+        .bind(offset_s)
+        .fetch_all::<TrendRow>()
+        .await
+        .map_err(failed("trend"))?;
+    let months = |condition: &str| -> Vec<MonthFigures> {
+        trend
+            .iter()
+            .filter(|t| t.condition == condition)
+            .map(|t| MonthFigures {
+                start: t.start.clone(),
+                finished: t.finished == 1,
+                managed: t.managed,
+                standardised: t.standardised,
+                controlled: t.controlled,
+            })
+            .collect()
+    };
+    Ok(headline
         .into_iter()
         .map(|h| ConditionFigures {
-            trend: trend
-                .iter()
-                .filter(|t| t.condition == h.condition)
-                .map(|t| MonthFigures {
-                    start: t.start.clone(),
-                    finished: t.finished == 1,
-                    managed: t.managed,
-                    standardised: t.standardised,
-                    controlled: t.controlled,
-                })
-                .collect(),
+            trend: months(&h.condition),
             condition: h.condition,
             period: Period {
                 kind: "YEAR".into(),
@@ -193,12 +240,5 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
             new_complications: h.complications,
             patient_years: h.years,
         })
-        .collect();
-    Ok(Overview {
-        definition: Some(definition),
-        conditions,
-        hospitals,
-        alerts,
-        latest_alerts,
-    })
+        .collect())
 }
