@@ -32,6 +32,14 @@ pub use error::ServeError;
 pub use live::Reading;
 pub use queries::Overview;
 
+/// One reading of every figure of the overview, as the refresh does it (benchmarks use it).
+pub async fn read_overview(
+    client: &clickhouse::Client,
+    utc_offset_minutes: i32,
+) -> Result<Overview, ServeError> {
+    queries::overview(client, utc_offset_minutes).await
+}
+
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const STYLE_CSS: &str = include_str!("../assets/style.css");

@@ -2,6 +2,7 @@
 //! baselines run in the same session (a plain rdkafka consumer, plain ClickHouse inserts).
 //! Prints one line per figure and, with --json, writes them all for BENCHMARKS.md.
 
+mod dashboard;
 mod engine;
 mod pipeline;
 mod receiver;
@@ -16,7 +17,8 @@ use crate::config::VigilConfig;
 #[derive(clap::Args, Clone)]
 pub struct BenchArgs {
     /// Which benchmarks: engine, stages (= consume, process, sink, ingest: each stage on a
-    /// pre-filled topic beside its baseline), e2e, latency, backfill, restore; comma-separated, or "all".
+    /// pre-filled topic beside its baseline), e2e, latency, backfill, restore, dashboard;
+    /// comma-separated, or "all".
     #[arg(long, default_value = "engine,stages,e2e,latency,restore")]
     pub only: String,
     /// Runs of each throughput figure; medians are reported.
@@ -40,6 +42,9 @@ pub struct BenchArgs {
     /// Patients held by the processor that is killed and restored.
     #[arg(long, default_value_t = 1_000_000)]
     pub restore_patients: u32,
+    /// Patients whose 18 months of status rows fill the dashboard benchmark's database.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub dashboard_patients: u64,
     /// Write the figures as JSON here as well.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -186,6 +191,16 @@ pub fn run(
     }
     if want("restore") {
         pipeline.restore(args.restore_patients, &mut report)?;
+    }
+    if want("dashboard") {
+        let runtime = tokio::runtime::Handle::current();
+        dashboard::run(
+            &config.clickhouse,
+            args.dashboard_patients,
+            args.runs.max(10),
+            &runtime,
+            &mut report,
+        )?;
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report.figures)?)?;
