@@ -652,6 +652,7 @@ mod v1 {
                 complications: p.complications,
                 episodes: p.episodes,
                 timers: p.timers,
+                recent_events: Vec::new(),
             }
         }
     }

@@ -45,6 +45,8 @@ pub struct ProcessSummary {
     pub status_rows: u64,
     pub rejected: u64,
     pub late: u64,
+    /// Events applied before, seen again (an edge's replay).
+    pub replayed: u64,
     pub checkpoints: u64,
     pub restores: u64,
 }
@@ -325,6 +327,7 @@ impl<'a> Processor<'a> {
                 counts.records_out += 1;
                 counts.event_age(now, event.event_time_ms);
             }
+            Disposition::Replayed => self.summary.replayed += 1,
             Disposition::Late => {
                 self.summary.late += 1;
                 counts.late += 1;

@@ -177,6 +177,37 @@ pub struct Patient {
     pub complications: Vec<ComplicationRecord>,
     pub episodes: Vec<Episode>,
     pub timers: Vec<(TimerKind, i64)>,
+    /// Hashes of the ids of the latest events applied ([`RECENT_EVENTS`] of them): an edge that
+    /// crashed before committing replays what it had sent, and applying a replayed older
+    /// version again (a record's create after its correction) would revert the patient for a
+    /// moment and raise alerts the uninterrupted run never raised.
+    pub recent_events: Vec<u64>,
+}
+
+/// How many applied events per patient are remembered to recognise replays: an edge replays at
+/// most what it produced since its last commit, a few events of any one patient.
+pub const RECENT_EVENTS: usize = 16;
+
+/// A stable 64-bit hash of an event id (FNV-1a): changelogs keep it across builds.
+pub fn event_hash(event_id: &str) -> u64 {
+    event_id.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+impl Patient {
+    /// Whether this exact event was applied already (a replay).
+    pub fn applied(&self, event: u64) -> bool {
+        self.recent_events.contains(&event)
+    }
+
+    /// Remembers an applied event, forgetting the oldest beyond [`RECENT_EVENTS`].
+    pub fn remember(&mut self, event: u64) {
+        if self.recent_events.len() >= RECENT_EVENTS {
+            self.recent_events.remove(0);
+        }
+        self.recent_events.push(event);
+    }
 }
 
 /// How many readings of each kind are kept (the rules need the latest and a baseline).
@@ -325,6 +356,7 @@ impl Patient {
             + self.complications.capacity() * size_of::<ComplicationRecord>()
             + self.episodes.capacity() * size_of::<Episode>()
             + self.timers.capacity() * size_of::<(TimerKind, i64)>()
+            + self.recent_events.capacity() * size_of::<u64>()
     }
 
     /// Age in whole years during `year`.

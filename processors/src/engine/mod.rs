@@ -24,7 +24,7 @@ use vigil_schemas::validate;
 use vigil_schemas::{Alert, AlertAck, ClinicalEvent, Operation, PatientStatus};
 
 use crate::rules::RuleSet;
-use crate::state::{patient_key, Evidence, Patient, PatientKey, TimerKind};
+use crate::state::{event_hash, patient_key, Evidence, Patient, PatientKey, TimerKind};
 
 pub use status::{period_bounds, PeriodRef};
 
@@ -110,6 +110,8 @@ pub enum Disposition {
     Applied,
     /// Older than the allowed lateness: not applied.
     Late,
+    /// The very event was applied before (an edge's replay after a crash): nothing changes.
+    Replayed,
     /// Not acceptable under the canonical event contract (`vigil_schemas::validate`).
     Rejected(validate::Invalid),
 }
@@ -306,6 +308,10 @@ impl Engine {
             });
         };
         let time = event.event_time_ms;
+        let id = event_hash(&event.event_id);
+        if state.patients.get(&key).is_some_and(|p| p.applied(id)) {
+            return Disposition::Replayed;
+        }
         let hospital = state.intern(&event.hospital_id);
         // A snapshot row (Debezium's initial load, op = r) states what the source already held,
         // not what just happened: it is applied by its clinical time, is never late, and never
@@ -338,6 +344,7 @@ impl Engine {
             ..Patient::default()
         });
         patient.version += 1;
+        patient.remember(id);
         let managed_by = patient.hospital.clone();
         let evidence = self.config.definition.evidence();
         let change = observe::apply(patient, event, evidence, &mut state.interner);

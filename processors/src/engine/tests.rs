@@ -1347,3 +1347,39 @@ fn a_diabetic_complication_code_is_a_qualifying_diagnosis_and_enrolment_still_co
     let patient = h.state.patient(&key).unwrap();
     assert_eq!(patient.managed_since(Condition::Diabetes), Some(day(1.0)));
 }
+
+#[test]
+fn an_edge_replay_of_events_already_applied_changes_nothing() {
+    // An edge that crashed before committing sends again what it had sent: here the create of a
+    // follow-up and, after it, the correction that made it controlled. Applying the replayed
+    // create again would revert the follow-up to uncontrolled and raise a referral the
+    // uninterrupted run never raised.
+    let form = |s: f64, d: f64| {
+        Payload::FollowUpVisit(FollowUpVisit {
+            condition: Condition::Hypertension,
+            visit_mode: VisitMode::Clinic,
+            systolic_mmhg: Some(s),
+            diastolic_mmhg: Some(d),
+            fasting_glucose_mmol_l: None,
+            hba1c_percent: None,
+            next_visit_time_ms: None,
+            clinician_id: "D-1".into(),
+        })
+    };
+    let run = |replay: bool| {
+        let mut h = Harness::new();
+        h.register(0.0, &[Condition::Hypertension]);
+        h.event_with("fu/1", 10.0, Operation::Create, form(152.0, 96.0));
+        h.event_with("fu/2", 20.0, Operation::Create, form(150.0, 95.0));
+        h.event_with("fu/2", 20.0, Operation::Update, form(130.0, 80.0));
+        let mut replayed = Vec::new();
+        if replay {
+            replayed.push(h.event_with("fu/2", 20.0, Operation::Create, form(150.0, 95.0)));
+            replayed.push(h.event_with("fu/2", 20.0, Operation::Update, form(130.0, 80.0)));
+        }
+        (h.take_full(), replayed)
+    };
+    let (alerts, replayed) = run(true);
+    assert_eq!(replayed, vec![Disposition::Replayed, Disposition::Replayed]);
+    assert_eq!(alerts, run(false).0);
+}
