@@ -124,7 +124,12 @@ fn zoned_text(text: &str) -> Option<i64> {
     };
     let (seconds, millis) = match wall.split_once('.') {
         Some((seconds, fraction)) => {
-            let digits: String = fraction.chars().take(3).collect();
+            // Only ASCII digits (so byte and character counts agree): anything else, multi-byte
+            // text included, is not a time.
+            if fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let digits = &fraction[..fraction.len().min(3)];
             let scale = 10i64.pow(3 - digits.len() as u32);
             (seconds, digits.parse::<i64>().ok()? * scale)
         }
@@ -233,6 +238,10 @@ mod tests {
             "2025-01-02T07:30:45",
             "2025-01-02T07:30:45+0800",
             "yesterday",
+            "2025-01-02T07:30:45.王王王Z",
+            "2025-01-02T07:30:45.éééZ",
+            "2025-01-02T07:30:45.Z",
+            "王王王王王王王王",
         ] {
             let value = Value::from(bad);
             assert_eq!(
