@@ -369,6 +369,8 @@ impl Patient {
 pub trait Timed: Copy {
     fn time_ms(&self) -> i64;
     fn record(&self) -> u32;
+    /// The same record with the same content, bit for bit (NaN equals NaN).
+    fn same_as(&self, other: &Self) -> bool;
 }
 
 impl Timed for Reading {
@@ -377,6 +379,11 @@ impl Timed for Reading {
     }
     fn record(&self) -> u32 {
         self.record
+    }
+    fn same_as(&self, other: &Self) -> bool {
+        self.time_ms == other.time_ms
+            && self.record == other.record
+            && self.value.to_bits() == other.value.to_bits()
     }
 }
 
@@ -387,6 +394,12 @@ impl Timed for BpReading {
     fn record(&self) -> u32 {
         self.record
     }
+    fn same_as(&self, other: &Self) -> bool {
+        self.time_ms == other.time_ms
+            && self.record == other.record
+            && self.systolic.to_bits() == other.systolic.to_bits()
+            && self.diastolic.to_bits() == other.diastolic.to_bits()
+    }
 }
 
 impl Timed for FollowUp {
@@ -396,11 +409,51 @@ impl Timed for FollowUp {
     fn record(&self) -> u32 {
         self.record
     }
+    fn same_as(&self, other: &Self) -> bool {
+        self.record == other.record && self.same_fact(other)
+    }
+}
+
+/// What storing or retracting an entry did to a history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// The entry is (upsert) or was (retract) the history's latest, and that changed the latest.
+    pub latest: bool,
+    /// The history is different now. An entry already held as it is, or one older than
+    /// everything a full history keeps, changes nothing: an edge's replay must not count.
+    pub changed: bool,
 }
 
 /// Inserts (or replaces, for the same record) an entry in event-time order and keeps the most
-/// recent `capacity`. Returns whether the entry is now the latest of the history.
-pub fn upsert<T: Timed>(history: &mut Vec<T>, entry: T, capacity: usize) -> bool {
+/// recent `capacity`.
+pub fn upsert<T: Timed>(history: &mut Vec<T>, entry: T, capacity: usize) -> Stored {
+    let held = history.iter().position(|e| e.record() == entry.record());
+    match held {
+        Some(i) if history[i].same_as(&entry) && history.len() <= capacity => {
+            // Replacing it would put it back where it is unless a later entry has its time.
+            let stays = history
+                .get(i + 1)
+                .is_none_or(|next| next.time_ms() > entry.time_ms());
+            if stays {
+                return Stored {
+                    latest: i + 1 == history.len(),
+                    changed: false,
+                };
+            }
+        }
+        None if history.len() == capacity
+            && history
+                .first()
+                .is_some_and(|first| entry.time_ms() < first.time_ms()) =>
+        {
+            // Older than everything a full history keeps: it would go at once.
+            return Stored {
+                latest: false,
+                changed: false,
+            };
+        }
+        _ => {}
+    }
     history.retain(|e| e.record() != entry.record());
     let at = history.partition_point(|e| e.time_ms() <= entry.time_ms());
     history.insert(at, entry);
@@ -408,17 +461,24 @@ pub fn upsert<T: Timed>(history: &mut Vec<T>, entry: T, capacity: usize) -> bool
         let excess = history.len() - capacity;
         history.drain(..excess);
     }
-    history
-        .last()
-        .is_some_and(|last| last.record() == entry.record())
+    Stored {
+        latest: history
+            .last()
+            .is_some_and(|last| last.record() == entry.record()),
+        changed: true,
+    }
 }
 
-/// Removes the entry of a record. Returns whether the history's latest entry changed.
-pub fn retract<T: Timed>(history: &mut Vec<T>, record: u32) -> bool {
+/// Removes the entry of a record.
+pub fn retract<T: Timed>(history: &mut Vec<T>, record: u32) -> Stored {
     let was_latest = history.last().is_some_and(|e| e.record() == record);
     let before = history.len();
     history.retain(|e| e.record() != record);
-    was_latest && history.len() != before
+    let changed = history.len() != before;
+    Stored {
+        latest: was_latest && changed,
+        changed,
+    }
 }
 
 #[cfg(test)]
@@ -433,19 +493,24 @@ mod tests {
         }
     }
 
+    fn latest(stored: Stored) -> bool {
+        assert!(stored.changed);
+        stored.latest
+    }
+
     #[test]
     fn late_readings_never_overwrite_newer_ones() {
         let mut h = Vec::new();
-        assert!(upsert(&mut h, r(100, 1.0, 1), 3));
-        assert!(upsert(&mut h, r(300, 3.0, 3), 3));
+        assert!(latest(upsert(&mut h, r(100, 1.0, 1), 3)));
+        assert!(latest(upsert(&mut h, r(300, 3.0, 3), 3)));
         // Arrives late: stored in order, not the latest.
-        assert!(!upsert(&mut h, r(200, 2.0, 2), 3));
+        assert!(!latest(upsert(&mut h, r(200, 2.0, 2), 3)));
         assert_eq!(
             h.iter().map(|x| x.value).collect::<Vec<_>>(),
             vec![1.0, 2.0, 3.0]
         );
         // Bounded: the oldest goes.
-        assert!(upsert(&mut h, r(400, 4.0, 4), 3));
+        assert!(latest(upsert(&mut h, r(400, 4.0, 4), 3)));
         assert_eq!(
             h.iter().map(|x| x.record).collect::<Vec<_>>(),
             vec![2, 3, 4]
@@ -456,14 +521,40 @@ mod tests {
     fn updates_replace_and_deletes_retract_by_record() {
         let mut h = vec![r(100, 1.0, 1), r(200, 2.0, 2)];
         // A correction of record 2 moves it in time and value.
-        assert!(!upsert(&mut h, r(50, 9.0, 2), 5));
+        assert!(!latest(upsert(&mut h, r(50, 9.0, 2), 5)));
         assert_eq!(h, vec![r(50, 9.0, 2), r(100, 1.0, 1)]);
-        assert!(retract(&mut h, 1));
+        assert!(latest(retract(&mut h, 1)));
         assert_eq!(h, vec![r(50, 9.0, 2)]);
-        assert!(!retract(&mut h, 77));
+        let absent = retract(&mut h, 77);
+        assert!(!absent.latest && !absent.changed);
         // A duplicate delivery of the same record is idempotent.
         upsert(&mut h, r(50, 9.0, 2), 5);
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn an_entry_held_as_it_is_or_older_than_a_full_history_changes_nothing() {
+        let mut h = vec![r(100, 1.0, 1), r(200, f32::NAN, 2), r(300, 3.0, 3)];
+        let kept = h.clone();
+        let same = |a: &[Reading], b: &[Reading]| a.iter().zip(b).all(|(x, y)| x.same_as(y));
+        // Held as it is, NaN included: not a change, and the latest is still the latest.
+        let again = upsert(&mut h, r(300, 3.0, 3), 3);
+        assert_eq!(
+            again,
+            Stored {
+                latest: true,
+                changed: false
+            }
+        );
+        assert!(!upsert(&mut h, r(200, f32::NAN, 2), 3).changed);
+        // Older than everything a full history keeps.
+        assert!(!upsert(&mut h, r(50, 7.0, 9), 3).changed);
+        assert!(same(&h, &kept) && h.len() == 3);
+        // Same record, other content: a change.
+        assert!(upsert(&mut h, r(200, 2.0, 2), 3).changed);
+        // Same content behind an entry of the same time: it moves, so it counts as a change.
+        let mut tied = vec![r(100, 1.0, 1), r(100, 2.0, 2)];
+        assert!(upsert(&mut tied, r(100, 1.0, 1), 3).changed);
     }
 
     #[test]

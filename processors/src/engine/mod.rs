@@ -337,19 +337,23 @@ impl Engine {
                 self.advance_clock(state, &hospital, watermark, alerts);
             }
         }
+        let known = state.patients.contains_key(&key);
         let patient = state.patients.entry(key).or_insert_with(|| Patient {
             hospital: hospital.clone(),
             region: Arc::from(""),
             first_seen_ms: time,
             ..Patient::default()
         });
-        patient.version += 1;
         patient.remember(id);
         let managed_by = patient.hospital.clone();
         let evidence = self.config.definition.evidence();
         let change = observe::apply(patient, event, evidence, &mut state.interner);
-        state.move_timers(key, &managed_by);
         state.changed.insert(key);
+        if change.no_effect && known {
+            return Disposition::Applied; // a replay, or a version older than the one held
+        }
+        patient.version += 1;
+        state.move_timers(key, &managed_by);
         alerts::on_change(self, state, key, event, &change, alerts);
         status::mark_dirty_for_event(self, state, key, time, change.follow_up.is_some());
         Disposition::Applied

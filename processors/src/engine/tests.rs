@@ -1383,3 +1383,112 @@ fn an_edge_replay_of_events_already_applied_changes_nothing() {
     assert_eq!(replayed, vec![Disposition::Replayed, Disposition::Replayed]);
     assert_eq!(alerts, run(false).0);
 }
+
+#[test]
+fn a_replay_longer_than_the_remembered_ids_changes_no_row_and_no_alert() {
+    // An edge killed in the middle of a large batch replays all of it: hundreds of a patient's
+    // events, far more than the ids a patient remembers. The replayed snapshot registration is
+    // never late and the last two months are within the allowed lateness, so they are applied
+    // again: they must change nothing, or the patient's closed periods would be stamped again
+    // with today's facts. (A replayed create behind its own correction is a change the engine
+    // cannot see as old: the runner recognises replays by their source position.)
+    let registration = Payload::PatientRegistration(PatientRegistration {
+        sex: Sex::Male,
+        birth_year: 1958,
+        region_code: "330106".into(),
+        programmes: vec![
+            ProgrammeEnrolment {
+                condition: Condition::Hypertension,
+                enrolled_time_ms: day(0.0),
+            },
+            ProgrammeEnrolment {
+                condition: Condition::Diabetes,
+                enrolled_time_ms: day(0.0),
+            },
+        ],
+        death_time_ms: None,
+    });
+    let form = |s: f64, glucose: Option<f64>| {
+        Payload::FollowUpVisit(FollowUpVisit {
+            condition: Condition::Hypertension,
+            visit_mode: VisitMode::Clinic,
+            systolic_mmhg: Some(s),
+            diastolic_mmhg: Some(s * 0.6),
+            fasting_glucose_mmol_l: glucose,
+            hba1c_percent: None,
+            next_visit_time_ms: None,
+            clinician_id: "D-1".into(),
+        })
+    };
+    let lab = |loinc: &str, value: f64, unit: &str| {
+        Payload::LabResult(LabResult {
+            loinc: loinc.into(),
+            value,
+            unit: unit.into(),
+            local_code: String::new(),
+            encounter_id: None,
+        })
+    };
+    let mut history: Vec<(String, f64, Operation, Payload)> =
+        vec![("patient/1".into(), 0.0, Operation::Snapshot, registration)];
+    let mut d = 5.0;
+    let mut n = 0;
+    while d < 480.0 {
+        n += 1;
+        let s = if n % 3 == 0 { 150.0 } else { 128.0 };
+        let glucose = (n % 2 == 0).then_some(7.4);
+        history.push((format!("fu/{n}"), d, Operation::Create, form(s, glucose)));
+        let vital = Payload::VitalSign(VitalSign {
+            systolic_mmhg: Some(s + 2.0),
+            diastolic_mmhg: Some(80.0),
+            ..VitalSign::default()
+        });
+        history.push((format!("vs/{n}"), d + 0.5, Operation::Create, vital));
+        let creatinine = lab("14682-9", 88.4 + n as f64, "umol/L");
+        history.push((format!("cr/{n}"), d + 0.6, Operation::Create, creatinine));
+        let hba1c = lab("4548-4", 6.5 + (n % 3) as f64 * 0.5, "%");
+        history.push((format!("a1c/{n}"), d + 0.7, Operation::Create, hba1c));
+        if n == 30 {
+            let stroke = Payload::Diagnosis(Diagnosis {
+                icd10: "I63.9".into(),
+                is_primary: true,
+                department_code: "NEURO".into(),
+                encounter_id: None,
+            });
+            history.push(("dx/1".into(), d + 0.8, Operation::Create, stroke));
+        }
+        d += 4.0;
+    }
+    let run = |replay: bool| {
+        let mut h = Harness::new();
+        let mut rows = Vec::new();
+        for (record, d, op, payload) in &history {
+            h.event_with(record, *d, *op, payload.clone());
+        }
+        rows.extend(h.status());
+        let mut dispositions = Vec::new();
+        if replay {
+            for (record, d, op, payload) in &history {
+                dispositions.push(h.event_with(record, *d, *op, payload.clone()));
+            }
+        }
+        rows.extend(h.status());
+        (latest_rows(rows), h.take_full(), dispositions)
+    };
+    let (rows, alerts, dispositions) = run(true);
+    let applied_again = dispositions
+        .iter()
+        .filter(|d| **d == Disposition::Applied)
+        .count();
+    assert!(
+        applied_again > crate::state::RECENT_EVENTS + 10,
+        "the replay reaches past the remembered ids: {applied_again} applied again"
+    );
+    let (clean_rows, clean_alerts, _) = run(false);
+    assert!(!clean_alerts.is_empty() && clean_rows.len() > 40);
+    assert_eq!(alerts, clean_alerts);
+    assert_eq!(rows.len(), clean_rows.len());
+    for (row, clean) in rows.iter().zip(&clean_rows) {
+        assert_eq!(row, clean, "a row the replay changed");
+    }
+}
