@@ -37,11 +37,10 @@ fn history(seed: &'static str) -> [&'static str; 15] {
 const ALERTS: &str = "SELECT alert_id, episode_id, rule_id, status, sequence, patient_pseudonym, \
     event_time_ms, hospital_id, ifNull(toString(value), ''), message FROM {db}.alerts FINAL ORDER BY alert_id";
 
-/// The substance of each status row. A change event the edge produced twice (it was killed
-/// between producing and committing) is applied twice, which leaves the patient's facts as they
-/// were but counts in the state's version: versions are compared by the processor's own
-/// determinism test, not here.
-const STATUS: &str = "SELECT status_id, argMax(tuple(patient_pseudonym, hospital_id, condition, period_kind, \
+/// Each status row as it stands, version included: a change event the edge produced twice (it
+/// was killed between producing and committing) is recognised by its source position and
+/// changes nothing, not even a version.
+const STATUS: &str = "SELECT status_id, max(version), argMax(tuple(patient_pseudonym, hospital_id, condition, period_kind, \
     toString(period_start), managed, managed_days, follow_ups, follow_ups_ytd, standardised, controlled, \
     ifNull(toString(last_follow_up), ''), ifNull(toString(last_systolic_mmhg), ''), new_complications, \
     has_complications, bp_grade, risk_level, age_band, toString(event_time)), version) \
@@ -60,12 +59,16 @@ const METRICS: &str =
     managed_patients, standardised_patients, controlled_patients, new_complications, patient_years \
     FROM {db}.pilot_metrics ORDER BY definition, hospital_id, condition, period_kind, period_start";
 
-const VIEWS: [(&str, &str); 5] = [
+/// An edge's replay after its crash is recognised, never taken for late data.
+const LATE: &str = "SELECT DISTINCT event_id FROM {db}.late_events ORDER BY event_id";
+
+const VIEWS: [(&str, &str); 6] = [
     ("alerts", ALERTS),
     ("patient status", STATUS),
     ("events", EVENTS),
     ("dead letters", LETTERS),
     ("pilot metrics", METRICS),
+    ("late events", LATE),
 ];
 
 fn prepare(env: &TestEnv) {

@@ -455,3 +455,86 @@ fn a_profile_of_a_hospital_before_go_live_finds_every_injected_defect() {
         assert!(!html.contains(id.as_str()) && !markdown.contains(id.as_str()));
     }
 }
+
+const REPLAY_ALERTS: &str = "SELECT alert_id, rule_id, status, sequence, event_time_ms \
+    FROM {db}.alerts FINAL ORDER BY alert_id";
+/// Versions included: an event recognised as sent before changes nothing, not even a version.
+const REPLAY_STATUS: &str = "SELECT status_id, max(version), argMax(tuple(managed, follow_ups, \
+    follow_ups_ytd, standardised, controlled, risk_level, toString(event_time)), version) \
+    FROM {db}.patient_status GROUP BY status_id ORDER BY status_id";
+const REPLAY_METRICS: &str = "SELECT hospital_id, condition, period_kind, toString(period_start), \
+    managed_patients, standardised_patients, controlled_patients, new_complications \
+    FROM {db}.pilot_metrics ORDER BY hospital_id, condition, period_kind, period_start";
+
+fn replayed_count(output: &str) -> u64 {
+    let at = output.find("replayed: ").expect("the processor's summary");
+    let digits: String = output[at + 10..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+#[test]
+fn an_edge_sending_everything_again_changes_no_figure_and_counts_nothing_late() {
+    // An edge killed before it commits sends again everything since its last commit: in a
+    // back-fill that is months of a patient's history, far more than a patient remembers of its
+    // events. Here the worst case: a second edge group over the same input sends all of it
+    // twice. Recognised by their source positions, the copies change no alert, no status row
+    // (not even its version), no metric, and none is taken for a late event.
+    let reference = TestEnv::new("replayref", 4, "");
+    let env = TestEnv::new("replay", 4, "");
+    let history = [
+        "simulate",
+        "--output",
+        "cdc",
+        "--patients",
+        "300",
+        "--hospitals",
+        "3",
+        "--days",
+        "500",
+        "--end-date",
+        "2026-06-30",
+        "--seed",
+        "41",
+        "--defects",
+        "0.01",
+    ];
+    for e in [&reference, &env] {
+        e.run_vigil(&["migrate"], Duration::from_secs(60));
+        e.run_vigil(&["topics"], Duration::from_secs(60));
+        e.run_vigil(&history, Duration::from_secs(300));
+    }
+    reference.run_vigil(&["up", "--until-idle", "3"], Duration::from_secs(600));
+    env.run_vigil(&["ingest", "--until-idle", "3"], Duration::from_secs(600));
+    let mut again = env.vigil(&["ingest", "--until-idle", "3"]);
+    again.env("VIGIL_INGEST__GROUP_ID", "replaying-edge");
+    env.run_command(again, Duration::from_secs(600));
+    let output = env.run_vigil(&["up", "--until-idle", "3"], Duration::from_secs(600));
+
+    let events: u64 = env
+        .scalar("SELECT uniqExact(event_id) FROM {db}.clinical_events")
+        .parse()
+        .unwrap();
+    assert!(events > 5_000, "a long history: {events} events");
+    assert!(
+        replayed_count(&output) >= events,
+        "every copy is recognised: {} replayed of {events} events",
+        replayed_count(&output)
+    );
+    assert_eq!(env.scalar("SELECT count() FROM {db}.late_events"), "0");
+    let alerts = reference.query(REPLAY_ALERTS);
+    assert!(alerts.len() > 100, "the history raises alerts");
+    common::assert_same("alerts", &alerts, &env.query(REPLAY_ALERTS));
+    common::assert_same(
+        "patient status",
+        &reference.query(REPLAY_STATUS),
+        &env.query(REPLAY_STATUS),
+    );
+    common::assert_same(
+        "pilot metrics",
+        &reference.query(REPLAY_METRICS),
+        &env.query(REPLAY_METRICS),
+    );
+}

@@ -130,6 +130,7 @@ fn canonical(n: u32, hospital: &str, payload: Payload) -> ClinicalEvent {
         record_id: format!("tz_jl/{n}"),
         schema_version: 1,
         payload,
+        source: None,
     }
 }
 

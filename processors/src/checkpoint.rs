@@ -20,16 +20,19 @@ use tracing::{debug, info};
 use vigil_runtime::config::KafkaConfig;
 use vigil_runtime::kafka::{DurableProducer, RangeReader};
 
-use crate::engine::{Clock, Definition, PartitionState};
+use crate::engine::{Clock, Definition, PartitionState, SourceProgress};
 use crate::error::ProcessorError;
 use crate::rules::RuleSet;
 use crate::state::{Patient, PatientKey, TimerKind};
 
 /// First byte of every changelog value; bump when the layout changes incompatibly.
-const FORMAT_VERSION: u8 = 2;
-/// The previous layout (patients without `registration_ms` and the evidence of management, one
-/// clock per partition), still read so that an upgrade
-/// restores what the previous build wrote; the next checkpoint writes the current layout.
+const FORMAT_VERSION: u8 = 3;
+/// The previous layout (commits without the sources' positions), still read: an upgrade
+/// restores it, and the sources' positions start again from the next records.
+const FORMAT_VERSION_2: u8 = 2;
+/// An earlier layout (patients without `registration_ms` and the evidence of management, one
+/// clock per partition), still read so that an upgrade restores it; the next checkpoint writes
+/// the current layout.
 const FORMAT_VERSION_1: u8 = 1;
 
 /// Identifies one checkpoint: the epoch is the changelog's end offset when the writer restored
@@ -49,6 +52,8 @@ pub struct CommitRecord {
     /// Next offset to read per input topic of this partition.
     pub inputs: Vec<(String, i64)>,
     pub clocks: Clocks,
+    /// The last input position applied per edge source: a replay is recognised after restore.
+    pub sources: Vec<SourceProgress>,
     /// Rule ids in index order when written: timers and episodes refer to rules by index.
     pub rule_ids: Vec<String>,
     pub patients: u64,
@@ -111,6 +116,9 @@ fn decode(partition: i32, offset: i64, bytes: &[u8]) -> Result<Record, Processor
         Some((&FORMAT_VERSION, body)) => {
             postcard::from_bytes(body).map_err(|e| unreadable(e.to_string()))
         }
+        Some((&FORMAT_VERSION_2, body)) => postcard::from_bytes::<v2::Record>(body)
+            .map(Record::from)
+            .map_err(|e| unreadable(e.to_string())),
         Some((&FORMAT_VERSION_1, body)) => postcard::from_bytes::<v1::Record>(body)
             .map(Record::from)
             .map_err(|e| unreadable(e.to_string())),
@@ -248,7 +256,7 @@ impl Changelog {
         stats.patients = patients.len();
         stats.elapsed = started.elapsed();
         let clocks = commit.clocks.clone().per_hospital(&patients);
-        let state = PartitionState::restore(patients, clocks);
+        let state = PartitionState::restore(patients, clocks, commit.sources.clone());
         info!(
             partition,
             patients = stats.patients,
@@ -338,6 +346,7 @@ impl Changelog {
             records_since_snapshot: records_before_commit,
             inputs,
             clocks: Clocks::PerHospital(state.clocks().map(|(h, c)| (h.to_string(), c)).collect()),
+            sources: state.sources().collect(),
             rule_ids: rules.rules().iter().map(|r| r.id.clone()).collect(),
             patients: state.patients.len() as u64,
             snapshot_bytes: progress.snapshot_bytes,
@@ -544,7 +553,65 @@ fn replay(
     Ok(patients)
 }
 
-/// Changelog layout 1, as the previous build wrote it.
+/// Changelog layout 2: patients as now, commits without the sources' positions.
+mod v2 {
+    use serde::{Deserialize, Serialize};
+
+    use super::{CheckpointId, Clocks};
+    use crate::state::{Patient, PatientKey};
+
+    #[derive(Debug, Serialize, Deserialize)]
+    pub enum Record {
+        SnapshotStart {
+            checkpoint: CheckpointId,
+        },
+        Chunk {
+            checkpoint: CheckpointId,
+            patients: Vec<(PatientKey, Option<Patient>)>,
+        },
+        Commit(CommitRecord),
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct CommitRecord {
+        pub checkpoint: CheckpointId,
+        pub records_since_snapshot: i64,
+        pub inputs: Vec<(String, i64)>,
+        pub clocks: Clocks,
+        pub rule_ids: Vec<String>,
+        pub patients: u64,
+        pub snapshot_bytes: u64,
+        pub delta_bytes: u64,
+    }
+
+    impl From<Record> for super::Record {
+        fn from(record: Record) -> Self {
+            match record {
+                Record::SnapshotStart { checkpoint } => super::Record::SnapshotStart { checkpoint },
+                Record::Chunk {
+                    checkpoint,
+                    patients,
+                } => super::Record::Chunk {
+                    checkpoint,
+                    patients,
+                },
+                Record::Commit(c) => super::Record::Commit(super::CommitRecord {
+                    checkpoint: c.checkpoint,
+                    records_since_snapshot: c.records_since_snapshot,
+                    inputs: c.inputs,
+                    clocks: c.clocks,
+                    sources: Vec::new(),
+                    rule_ids: c.rule_ids,
+                    patients: c.patients,
+                    snapshot_bytes: c.snapshot_bytes,
+                    delta_bytes: c.delta_bytes,
+                }),
+            }
+        }
+    }
+}
+
+/// Changelog layout 1, as an earlier build wrote it.
 mod v1 {
     use std::sync::Arc;
 
@@ -594,6 +661,7 @@ mod v1 {
                     max_event_ms: c.max_event_ms,
                     period_month: c.period_month,
                 }),
+                sources: Vec::new(),
                 rule_ids: c.rule_ids,
                 patients: c.patients,
                 snapshot_bytes: c.snapshot_bytes,
@@ -737,6 +805,50 @@ mod tests {
                 assert_eq!((patient.birth_year, patient.death_ms), (1961, Some(5)));
                 assert_eq!(patient.registration_ms, None);
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_commit_of_layout_2_restores_without_source_positions() {
+        let old = v2::Record::Commit(v2::CommitRecord {
+            checkpoint: CheckpointId { epoch: 4, seq: 1 },
+            records_since_snapshot: 3,
+            inputs: vec![("events".into(), 120)],
+            clocks: Clocks::PerHospital(vec![("H0001".into(), Clock::START)]),
+            rule_ids: vec!["hypertensive_crisis".into()],
+            patients: 2,
+            snapshot_bytes: 10,
+            delta_bytes: 0,
+        });
+        let bytes = postcard::to_extend(&old, vec![FORMAT_VERSION_2]).unwrap();
+        match decode(0, 0, &bytes).unwrap() {
+            Record::Commit(commit) => {
+                assert_eq!(commit.inputs, vec![("events".to_string(), 120)]);
+                assert!(commit.sources.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        // What this build writes keeps the positions.
+        let sources = vec![SourceProgress {
+            hospital: "H0001".into(),
+            topic: "vigil.his.changes".into(),
+            partition: 2,
+            offset: 77,
+        }];
+        let current = Record::Commit(CommitRecord {
+            checkpoint: CheckpointId { epoch: 4, seq: 2 },
+            records_since_snapshot: 0,
+            inputs: Vec::new(),
+            clocks: Clocks::PerHospital(Vec::new()),
+            sources: sources.clone(),
+            rule_ids: Vec::new(),
+            patients: 0,
+            snapshot_bytes: 0,
+            delta_bytes: 0,
+        });
+        match decode(0, 0, &encode(&current).unwrap()).unwrap() {
+            Record::Commit(commit) => assert_eq!(commit.sources, sources),
             other => panic!("{other:?}"),
         }
     }

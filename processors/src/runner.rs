@@ -59,6 +59,8 @@ struct Owned {
     /// Next offset per input (events, acks): what the checkpoint records.
     next_events: Option<i64>,
     next_acks: Option<i64>,
+    /// Inside a run of replayed events (logged once per run).
+    replaying: bool,
     /// When each hospital's events last arrived here (since the partition was assigned).
     heard_from: FxHashMap<String, Instant>,
     assigned_at: Instant,
@@ -301,9 +303,6 @@ impl<'a> Processor<'a> {
         let Some(part) = self.owned.get_mut(&message.partition()) else {
             return Ok(());
         };
-        let disposition = self
-            .engine
-            .apply_event(&mut part.state, &event, &mut self.alerts);
         // Counted under the event's hospital only when that is an id (a rejected event may hold
         // any text there).
         let hospital = if validate::is_hospital_id(&event.hospital_id) {
@@ -311,6 +310,14 @@ impl<'a> Processor<'a> {
         } else {
             ""
         };
+        let disposition = self
+            .engine
+            .apply_event(&mut part.state, &event, &mut self.alerts);
+        let replay = disposition == Disposition::Replayed;
+        if replay && !part.replaying {
+            info!(partition = message.partition(), hospital, "Events this partition has applied are arriving again (an edge's replay after a crash); they are recognised and skipped.");
+        }
+        part.replaying = replay;
         if !hospital.is_empty() {
             match part.heard_from.get_mut(hospital) {
                 Some(at) => *at = Instant::now(),
@@ -625,6 +632,7 @@ fn restore_all(
                             next_acks: next(&changelog.input_topics.1),
                             state: restored.state,
                             progress: restored.progress,
+                            replaying: false,
                             heard_from: FxHashMap::default(),
                             assigned_at: Instant::now(),
                             changelog_end: None,

@@ -98,7 +98,11 @@ macro_rules! wire_record {
     };
 }
 
-wire_record!(ClinicalEvent, "clinical_event.avsc", []);
+wire_record!(
+    ClinicalEvent,
+    "clinical_event.avsc",
+    ["clinical_event.v1.avsc"]
+);
 wire_record!(Alert, "alert.avsc", []);
 wire_record!(PatientStatus, "patient_status.avsc", []);
 wire_record!(DeadLetter, "dead_letter.avsc", []);

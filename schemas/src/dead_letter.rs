@@ -8,7 +8,7 @@
 
 use crate::ids::stable_id;
 use crate::validate::{is_hospital_id, truncate_to_boundary};
-use crate::DeadLetter;
+use crate::{DeadLetter, SourcePosition};
 
 /// Longest reason detail kept, in bytes.
 pub const MAX_DETAIL_BYTES: usize = 300;
@@ -23,6 +23,17 @@ pub struct InputPosition<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
+}
+
+impl InputPosition<'_> {
+    /// The position as a clinical event records it.
+    pub fn source(&self) -> SourcePosition {
+        SourcePosition {
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            offset: self.offset,
+        }
+    }
 }
 
 impl DeadLetter {

@@ -21,6 +21,20 @@ pub struct ClinicalEvent {
     #[serde(default = "schema_version_one")]
     pub schema_version: i32,
     pub payload: Payload,
+    /// Where the edge read the change (None from other producers): a replay is recognised by it.
+    #[serde(default)]
+    pub source: Option<SourcePosition>,
+}
+
+/// The schema version producers of this build write.
+pub const CLINICAL_EVENT_SCHEMA_VERSION: i32 = 2;
+
+/// An edge input record's position.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SourcePosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
 }
 
 fn schema_version_one() -> i32 {

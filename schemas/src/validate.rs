@@ -148,6 +148,15 @@ pub fn check_event(event: &ClinicalEvent) -> Check {
             "hospital_id is not 1 to 64 letters, digits, '-', '_' or '.'",
         ));
     }
+    if let Some(source) = &event.source {
+        bounded("source.topic", &source.topic, MAX_ID_CHARS)?;
+        if source.partition < 0 || source.offset < 0 {
+            return Err(invalid(
+                Reason::ValueOutOfRange,
+                "source.partition and source.offset must not be negative",
+            ));
+        }
+    }
     clinical_time("event_time", event.event_time_ms)?;
     clinical_time("ingest_time", event.ingest_time_ms)?;
     if event.event_time_ms > event.ingest_time_ms.saturating_add(FUTURE_TOLERANCE_MS) {
@@ -310,6 +319,7 @@ mod tests {
             record_id: "rx/1".into(),
             schema_version: 1,
             payload,
+            source: None,
         }
     }
 

@@ -818,6 +818,7 @@ pub fn canonical(
         record_id: record.to_string(),
         schema_version: 1,
         payload,
+        source: None,
     };
     (patient.to_string(), event)
 }

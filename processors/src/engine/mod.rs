@@ -21,7 +21,7 @@ use std::time::Duration;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use vigil_schemas::validate;
-use vigil_schemas::{Alert, AlertAck, ClinicalEvent, Operation, PatientStatus};
+use vigil_schemas::{Alert, AlertAck, ClinicalEvent, Operation, PatientStatus, SourcePosition};
 
 use crate::rules::RuleSet;
 use crate::state::{event_hash, patient_key, Evidence, Patient, PatientKey, TimerKind};
@@ -156,6 +156,26 @@ pub struct PartitionState {
     dirty_status: FxHashMap<PatientKey, Vec<status::DirtyPeriod>>,
     changed: FxHashSet<PatientKey>,
     interner: FxHashSet<Arc<str>>,
+    /// The last input position applied per source (an edge's input partition, per hospital).
+    sources: BTreeMap<SourceKey, i64>,
+}
+
+/// One edge input partition as seen by one hospital's events: an edge releases each in offset
+/// order, so a position at or below the last one applied is a replay.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct SourceKey {
+    hospital: Arc<str>,
+    topic: Arc<str>,
+    partition: i32,
+}
+
+/// How far a partition has applied one source: what a checkpoint records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceProgress {
+    pub hospital: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
 }
 
 impl PartitionState {
@@ -167,11 +187,20 @@ impl PartitionState {
     pub fn restore(
         patients: FxHashMap<PatientKey, Patient>,
         clocks: impl IntoIterator<Item = (String, Clock)>,
+        sources: impl IntoIterator<Item = SourceProgress>,
     ) -> Self {
         let mut state = PartitionState::default();
         for (hospital, clock) in clocks {
             let hospital = state.intern(&hospital);
             state.clocks.insert(hospital, clock);
+        }
+        for source in sources {
+            let key = SourceKey {
+                hospital: state.intern(&source.hospital),
+                topic: state.intern(&source.topic),
+                partition: source.partition,
+            };
+            state.sources.insert(key, source.offset);
         }
         for (key, mut patient) in patients {
             patient.hospital = state.intern(&patient.hospital);
@@ -223,6 +252,37 @@ impl PartitionState {
     /// Every hospital's clock, by hospital id: what a checkpoint records.
     pub fn clocks(&self) -> impl Iterator<Item = (&str, Clock)> {
         self.clocks.iter().map(|(h, c)| (&**h, *c))
+    }
+
+    /// Whether the input record at `source` was applied before (at or below the last position
+    /// applied from its source); otherwise it becomes the last position.
+    pub fn passed(&mut self, hospital: &str, source: &SourcePosition) -> bool {
+        let key = SourceKey {
+            hospital: self.intern(hospital),
+            topic: self.intern(&source.topic),
+            partition: source.partition,
+        };
+        match self.sources.get_mut(&key) {
+            Some(last) if source.offset <= *last => true,
+            Some(last) => {
+                *last = source.offset;
+                false
+            }
+            None => {
+                self.sources.insert(key, source.offset);
+                false
+            }
+        }
+    }
+
+    /// Every source's last position applied.
+    pub fn sources(&self) -> impl Iterator<Item = SourceProgress> + '_ {
+        self.sources.iter().map(|(key, offset)| SourceProgress {
+            hospital: key.hospital.to_string(),
+            topic: key.topic.to_string(),
+            partition: key.partition,
+            offset: *offset,
+        })
     }
 
     /// Patients changed since the last call: what the next changelog delta must carry.
@@ -307,6 +367,13 @@ impl Engine {
                 detail: "patient_pseudonym is not hex".into(),
             });
         };
+        // An edge killed before committing sends again what it had sent, any amount of it: its
+        // source position says so exactly; without one, the patient's recent event ids do.
+        if let Some(source) = &event.source {
+            if state.passed(&event.hospital_id, source) {
+                return Disposition::Replayed;
+            }
+        }
         let time = event.event_time_ms;
         let id = event_hash(&event.event_id);
         if state.patients.get(&key).is_some_and(|p| p.applied(id)) {

@@ -57,6 +57,7 @@ impl Harness {
             record_id: record_id.into(),
             schema_version: 1,
             payload,
+            source: None,
         };
         self.engine
             .apply_event(&mut self.state, &event, &mut self.alerts)
@@ -811,6 +812,7 @@ fn dispositions_for_late_future_and_invalid_input() {
         record_id: "x".into(),
         schema_version: 1,
         payload: Payload::VitalSign(VitalSign::default()),
+        source: None,
     };
     assert!(matches!(
         h.engine.apply_event(&mut h.state, &event, &mut h.alerts),
@@ -1491,4 +1493,68 @@ fn a_replay_longer_than_the_remembered_ids_changes_no_row_and_no_alert() {
     for (row, clean) in rows.iter().zip(&clean_rows) {
         assert_eq!(row, clean, "a row the replay changed");
     }
+}
+
+#[test]
+fn source_positions_tell_a_replay_per_hospital_and_partition_and_survive_restore() {
+    let at = |partition: i32, offset: i64| SourcePosition {
+        topic: "vigil.his.changes".into(),
+        partition,
+        offset,
+    };
+    let mut state = PartitionState::new();
+    assert!(!state.passed("H0001", &at(0, 10)));
+    assert!(!state.passed("H0001", &at(0, 11)));
+    assert!(state.passed("H0001", &at(0, 11)), "the same position again");
+    assert!(state.passed("H0001", &at(0, 3)), "an earlier one");
+    // Other partitions and other hospitals' edges count on their own.
+    assert!(!state.passed("H0001", &at(1, 3)));
+    assert!(!state.passed("H0002", &at(0, 3)));
+    let restored = PartitionState::restore(Default::default(), Vec::new(), state.sources());
+    let mut restored = restored;
+    assert!(restored.passed("H0001", &at(0, 11)));
+    assert!(restored.passed("H0002", &at(0, 3)));
+    assert!(!restored.passed("H0001", &at(0, 12)));
+}
+
+#[test]
+fn a_source_position_out_of_bounds_is_rejected_and_not_remembered() {
+    let mut h = Harness::new();
+    h.register(0.0, &[Condition::Hypertension]);
+    let mut event = ClinicalEvent {
+        event_id: "e-hostile".into(),
+        hospital_id: "H0001".into(),
+        source_system: "test".into(),
+        operation: Operation::Create,
+        event_time_ms: day(1.0),
+        ingest_time_ms: day(1.0),
+        patient_pseudonym: P.into(),
+        record_id: "vs/1".into(),
+        schema_version: 2,
+        payload: Payload::VitalSign(VitalSign {
+            systolic_mmhg: Some(120.0),
+            diastolic_mmhg: Some(80.0),
+            ..VitalSign::default()
+        }),
+        source: Some(SourcePosition {
+            topic: "t".repeat(1 << 20),
+            partition: 0,
+            offset: 5,
+        }),
+    };
+    let disposition = h.engine.apply_event(&mut h.state, &event, &mut h.alerts);
+    assert!(
+        matches!(disposition, Disposition::Rejected(_)),
+        "{disposition:?}"
+    );
+    assert_eq!(h.state.sources().count(), 0, "nothing of it is kept");
+    event.source = Some(SourcePosition {
+        topic: "vigil.his.changes".into(),
+        partition: 0,
+        offset: 5,
+    });
+    let applied = h.engine.apply_event(&mut h.state, &event, &mut h.alerts);
+    assert_eq!(applied, Disposition::Applied);
+    let again = h.engine.apply_event(&mut h.state, &event, &mut h.alerts);
+    assert_eq!(again, Disposition::Replayed);
 }

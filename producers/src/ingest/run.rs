@@ -158,7 +158,7 @@ impl Handler {
             partition,
             offset,
         };
-        let (event, unmapped) = match adapter.adapt(value) {
+        let (mut event, unmapped) = match adapter.adapt(value) {
             Outcome::Tombstone => {
                 self.summary.tombstones += 1;
                 self.stats.hospital("").records_in += 1;
@@ -174,6 +174,9 @@ impl Handler {
                 return self.reject(producer, &rejection, value, at, now);
             }
         };
+        // The source position lets the processor recognise this event if a crash before the
+        // commit makes the edge send it again.
+        event.source = Some(at.source());
         self.buffer.clear();
         self.event_codec.encode_into(&event, &mut self.buffer)?;
         match producer.send(

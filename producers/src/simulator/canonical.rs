@@ -6,7 +6,7 @@
 use vigil_schemas::ids::stable_id;
 use vigil_schemas::{
     ClinicalEvent, Diagnosis, Encounter, FollowUpVisit, LabResult, Operation, PatientRegistration,
-    Payload, Prescription, ProgrammeEnrolment, VitalSign,
+    Payload, Prescription, ProgrammeEnrolment, VitalSign, CLINICAL_EVENT_SCHEMA_VERSION,
 };
 
 use super::facts::{Fact, SimEvent};
@@ -62,8 +62,9 @@ impl CanonicalRenderer {
             ingest_time_ms,
             patient_pseudonym: self.pseudonym(sim, event.patient),
             record_id,
-            schema_version: 1,
+            schema_version: CLINICAL_EVENT_SCHEMA_VERSION,
             payload,
+            source: None,
         }
     }
 }

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use vigil_runtime::time::{local_day, local_day_start_ms};
 use vigil_schemas::ids::stable_id;
-use vigil_schemas::{validate, ClinicalEvent, Operation, Payload};
+use vigil_schemas::{validate, ClinicalEvent, Operation, Payload, CLINICAL_EVENT_SCHEMA_VERSION};
 
 use crate::edge::shapes::{DateFormat, TableKind, VendorShape};
 use crate::edge::time::{read_date, read_timestamp};
@@ -323,8 +323,9 @@ impl Adapter<'_> {
             ingest_time_ms: self.now_ms,
             patient_pseudonym: self.key.pseudonymise(&resident),
             record_id: format!("{table}/{record_key}"),
-            schema_version: 1,
+            schema_version: CLINICAL_EVENT_SCHEMA_VERSION,
             payload: fact.payload,
+            source: None,
         };
         // The edge produces nothing the processor would refuse: the same contract, checked here.
         validate::check_event(&event)?;
