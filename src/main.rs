@@ -85,9 +85,10 @@ enum Command {
 
 #[derive(Subcommand)]
 enum OnboardCommand {
-    /// Read a sample of a hospital's change events (JSON lines; "-" for stdin) through its
-    /// vendor shape and code table, producing nothing, and write a report (Markdown, HTML,
-    /// JSON) and a draft code table.
+    /// Read a sample of a hospital's change events (a JSON-lines file, "-" for stdin, or the
+    /// newest records of its change-event topic) through its vendor shape and code table,
+    /// producing and committing nothing, and write a report (Markdown, HTML, JSON) and a draft
+    /// code table.
     Profile {
         /// The hospital's id in the edge catalogue (hospitals.toml).
         #[arg(long)]
@@ -95,7 +96,13 @@ enum OnboardCommand {
         /// Where the report and the draft code table go.
         #[arg(long, default_value = ".")]
         out: PathBuf,
-        file: PathBuf,
+        /// Read this topic instead of a file (without a file: the configured change-event topic).
+        #[arg(long, conflicts_with = "file")]
+        topic: Option<String>,
+        /// How many of the topic's newest records to read.
+        #[arg(long, default_value_t = 10_000, conflicts_with = "file")]
+        records: u64,
+        file: Option<PathBuf>,
     },
 }
 
@@ -284,8 +291,19 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
         Command::Onboard(OnboardCommand::Profile {
             hospital,
             out,
+            topic,
+            records,
             file,
-        }) => profile(&config, &hospital, &out, &file, &shutdown)?,
+        }) => {
+            let sample = match file {
+                Some(file) => Sample::File(file),
+                None => Sample::Topic {
+                    topic: topic.unwrap_or_else(|| config.kafka.topics.his_changes.clone()),
+                    records,
+                },
+            };
+            profile(&config, &hospital, &out, sample, &shutdown)?
+        }
         Command::Migrate => migrate(&config).await?,
         Command::Publish => publish(&config).await?,
         Command::Topics => {
@@ -309,15 +327,26 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `vigil onboard profile` reads.
+enum Sample {
+    File(PathBuf),
+    Topic { topic: String, records: u64 },
+}
+
 fn profile(
     config: &VigilConfig,
     hospital: &str,
     out: &std::path::Path,
-    file: &std::path::Path,
+    sample: Sample,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
-    let (profile, files) =
-        vigil_producers::onboard::profile_file(file, hospital, &config.edge, out, shutdown)?;
+    use vigil_producers::onboard::{profile_file, profile_topic};
+    let (profile, files) = match sample {
+        Sample::File(file) => profile_file(&file, hospital, &config.edge, out, shutdown)?,
+        Sample::Topic { topic, records } => {
+            profile_topic(&config.kafka, &topic, records, hospital, &config.edge, out)?
+        }
+    };
     say!(
         "{hospital}: {} records, {:.1}% would be accepted, {} rejected, {} unknown lab codes",
         profile.records,

@@ -538,3 +538,79 @@ fn an_edge_sending_everything_again_changes_no_figure_and_counts_nothing_late() 
         &env.query(REPLAY_METRICS),
     );
 }
+
+/// The figures of `vigil onboard profile` (its last output line).
+fn run_profile(env: &TestEnv, out: &str, sample: &[&str]) -> serde_json::Value {
+    let mut args = vec!["onboard", "profile", "--hospital", "H0001", "--out", out];
+    args.extend_from_slice(sample);
+    let output = env.run_vigil(&args, Duration::from_secs(120));
+    let line = output.lines().rev().find(|l| l.starts_with('{')).unwrap();
+    serde_json::from_str(line).unwrap()
+}
+
+#[test]
+fn a_profile_read_from_the_topic_counts_what_the_file_profile_counts_and_commits_nothing() {
+    // Before go-live a hospital's connector may already write to the platform's change-event
+    // topic: the profile reads its newest records there, outside any consumer group.
+    let env = TestEnv::new("profiletopic", 2, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+    let (patients, hospitals, days, seed, defects) = ("100", "1", "150", "43", "0.03");
+    let manifest = simulate_to_file(&env, [patients, hospitals, days], seed, defects);
+    env.run_vigil(
+        &[
+            "simulate",
+            "--output",
+            "cdc",
+            "--patients",
+            patients,
+            "--hospitals",
+            hospitals,
+            "--days",
+            days,
+            "--end-date",
+            "2026-06-30",
+            "--seed",
+            seed,
+            "--defects",
+            defects,
+        ],
+        Duration::from_secs(300),
+    );
+    let file = env.path("changes.jsonl");
+    let from_file = run_profile(&env, "from-file", &[file.to_str().unwrap()]);
+    let from_topic = run_profile(&env, "from-topic", &["--records", "1000000"]);
+    assert_eq!(from_topic["records"].as_u64(), Some(manifest.records));
+    for figure in [
+        "records",
+        "tombstones",
+        "accepted",
+        "rejected",
+        "duplicate_records",
+        "operations",
+        "unit_differences",
+        "other_hospitals",
+    ] {
+        assert_eq!(from_topic[figure], from_file[figure], "{figure}");
+    }
+    let codes = |p: &serde_json::Value| {
+        p["unknown_lab_codes"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(!codes(&from_topic).is_empty());
+    assert_eq!(codes(&from_topic), codes(&from_file));
+    assert!(env.path("from-topic/profile-H0001.html").exists());
+    // A sample of the newest records only.
+    let sample = run_profile(&env, "sample", &["--records", "100"]);
+    let records = sample["records"].as_u64().unwrap() + sample["other_hospitals"].as_u64().unwrap();
+    assert_eq!(records, 100, "50 from each of the two partitions");
+    // The edge that reads the topic afterwards starts at its beginning: nothing was committed.
+    let output = env.run_vigil(&["ingest", "--until-idle", "3"], Duration::from_secs(300));
+    let line = output.lines().rev().find(|l| l.starts_with('{')).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(summary["accepted"].as_u64(), Some(manifest.accepted));
+}

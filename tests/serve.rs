@@ -146,13 +146,81 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
          ('e2', 'H0001', 'vital_sign', toDateTime({s}), {newest}, {newest})",
         s = newest / 1000
     ));
+    // Alerts: two crisis episodes, one acknowledged 12 minutes after it was raised and still
+    // open, the other resolved; one missed follow-up, open and not acknowledged.
     let now = vigil_runtime::time::now_ms() - DAY_MS;
+    let alert = |id: &str,
+                 episode: &str,
+                 rule: &str,
+                 severity: &str,
+                 status: &str,
+                 sequence: u32,
+                 at: i64| {
+        format!(
+            "('{id}', '{episode}', '{rule}', '{severity}', '{status}', {sequence}, 'H0001', toDateTime({s}), {at})",
+            s = at / 1000
+        )
+    };
+    let alerts = [
+        alert(
+            "a1",
+            "ep1",
+            "hypertensive_crisis",
+            "CRITICAL",
+            "RAISED",
+            0,
+            now,
+        ),
+        alert(
+            "a3",
+            "ep1",
+            "hypertensive_crisis",
+            "CRITICAL",
+            "ACKNOWLEDGED",
+            1,
+            now + 12 * 60_000,
+        ),
+        alert(
+            "a4",
+            "ep3",
+            "hypertensive_crisis",
+            "CRITICAL",
+            "RAISED",
+            0,
+            now,
+        ),
+        alert(
+            "a5",
+            "ep3",
+            "hypertensive_crisis",
+            "CRITICAL",
+            "RESOLVED",
+            1,
+            now + 30 * 60_000,
+        ),
+        alert("a2", "ep2", "missed_follow_up", "WARNING", "RAISED", 0, now),
+    ];
     env.admin(&format!(
-        "INSERT INTO {database}.alerts (alert_id, episode_id, status, hospital_id, event_time, event_time_ms) VALUES \
-         ('a1', 'ep1', 'RAISED', 'H0001', toDateTime({s}), {now}), \
-         ('a2', 'ep2', 'RAISED', 'H0001', toDateTime({s}), {now}), \
-         ('a3', 'ep1', 'ACKNOWLEDGED', 'H0001', toDateTime({s}), {now})",
-        s = now / 1000
+        "INSERT INTO {database}.alerts (alert_id, episode_id, rule_id, severity, status, sequence, \
+         hospital_id, event_time, event_time_ms) VALUES {}",
+        alerts.join(", ")
+    ));
+    env.admin(&format!(
+        "INSERT INTO {database}.alert_deliveries (alert_id, outcome, hospital_id, alert_time, version) VALUES \
+         ('a1', 'DELIVERED', 'H0001', now(), 1), ('a2', 'UNDELIVERABLE', 'H0001', now(), 1), \
+         ('a4', 'DELIVERED', 'H0001', now(), 1)"
+    ));
+    // Data quality: one late event and two refusals at H0001, one record of no known hospital.
+    env.admin(&format!(
+        "INSERT INTO {database}.late_events (event_id, hospital_id, kind, event_time, event_time_ms, \
+         landed_time_ms) VALUES ('e0', 'H0001', 'vital_sign', toDateTime({s}), {old}, {newest})",
+        s = newest / 1000 - 90 * 86_400,
+        old = newest - 90 * DAY_MS
+    ));
+    env.admin(&format!(
+        "INSERT INTO {database}.dead_letters (dead_letter_id, stage, hospital_id, reason_code, received_time) VALUES \
+         ('d1', 'ingest', 'H0001', 'unknown_lab_code', now()), ('d2', 'ingest', 'H0001', 'unknown_lab_code', now()), \
+         ('d3', 'ingest', '', 'malformed_json', now())"
     ));
 
     let port = common::free_port();
@@ -215,9 +283,42 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
         (Some(true), Some(false))
     );
     assert_eq!(trend[1]["controlled"], 2);
-    assert_eq!(overview["alerts"]["raised"], 2);
+    assert_eq!(overview["alerts"]["raised"], 3);
     assert_eq!(overview["alerts"]["acknowledged"], 1);
     assert_eq!(overview["hospitals"][0]["events"], 2);
+    let activity = &overview["alert_activity"];
+    assert_eq!(
+        activity["episodes"],
+        serde_json::json!([
+            {"rule_id": "hypertensive_crisis", "severity": "CRITICAL", "episodes": 2, "open": 1,
+             "acknowledged": 1, "median_minutes_to_acknowledge": 12.0},
+            {"rule_id": "missed_follow_up", "severity": "WARNING", "episodes": 1, "open": 1,
+             "acknowledged": 0, "median_minutes_to_acknowledge": null},
+        ])
+    );
+    let raised: u64 = activity["months"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["raised"].as_u64().unwrap())
+        .sum();
+    assert_eq!(raised, 3);
+    assert_eq!(
+        activity["deliveries"],
+        serde_json::json!([{"outcome": "DELIVERED", "alerts": 2}, {"outcome": "UNDELIVERABLE", "alerts": 1}])
+    );
+    assert_eq!(
+        overview["quality"],
+        serde_json::json!([{"hospital_id": "H0001", "events": 2, "late": 1,
+            "lag_p50_minutes": 0.0, "lag_p95_minutes": 0.0}])
+    );
+    assert_eq!(
+        overview["rejections"],
+        serde_json::json!([
+            {"hospital_id": "", "stage": "ingest", "reason_code": "malformed_json", "records": 1},
+            {"hospital_id": "H0001", "stage": "ingest", "reason_code": "unknown_lab_code", "records": 2},
+        ])
+    );
 
     // The page, in a real browser: the API's figures, in Chinese by default.
     let browser = Browser::start();
@@ -235,7 +336,36 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
         text_of(&browser, "fig-DIABETES-controlled"),
         "— （无在管患者）"
     );
-    assert_eq!(text_of(&browser, "fig-alerts"), "50.0%");
+    assert_eq!(text_of(&browser, "fig-alerts"), "33.3%");
+    // Alerts and their handling, and data quality, as the API says.
+    assert_eq!(
+        cells_of(&browser, "episodes-hypertensive_crisis-CRITICAL")[2..],
+        ["2", "1", "50.0%", "12 分钟"]
+    );
+    assert_eq!(
+        cells_of(&browser, "episodes-missed_follow_up-WARNING")[4..],
+        ["0.0%", "— （无确认）"]
+    );
+    let bars = "return [...document.querySelectorAll('#alert-months rect')].reduce((n, r) => n + Number(r.dataset.raised), 0)";
+    assert_eq!(browser.run(bars), 3);
+    let months = "return [...document.querySelectorAll('#alert-months rect')].map(r => r.dataset.month + '|' + r.getAttribute('class'))";
+    let months: Vec<String> = serde_json::from_value(browser.run(months)).unwrap();
+    assert_eq!(months.len(), 18, "eighteen months, empty ones too");
+    assert_eq!(
+        months.last().unwrap(),
+        &format!("{}|bar unfinished", month(0)),
+        "the current month, drawn dashed"
+    );
+    assert!(months[..17].iter().all(|m| m.ends_with("|bar")));
+    assert!(text_of(&browser, "deliveries").contains("DELIVERED 2"));
+    assert_eq!(
+        cells_of(&browser, "quality-H0001")[1..],
+        ["2", "2（unknown_lab_code 2）", "1", "0 分钟 / 0 分钟"]
+    );
+    assert_eq!(cells_of(&browser, "quality-unknown")[0], "（无法识别）");
+    browser.run("document.getElementById('alert-months').scrollIntoView()");
+    browser.screenshot(&common::repo_path("target").join("dashboard-alerts-zh.png"));
+    browser.run("window.scrollTo(0, 0)");
     let dashed = "return document.querySelectorAll('#card-HYPERTENSION-controlled polyline.unfinished').length";
     assert_eq!(
         browser.run(dashed),
@@ -288,6 +418,13 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
         "— (no managed patients)"
     );
     browser.screenshot(&common::repo_path("target").join("dashboard-en.png"));
+}
+
+/// The text of each cell of the row with this id.
+fn cells_of(browser: &Browser, row: &str) -> Vec<String> {
+    let script =
+        format!("return [...document.querySelectorAll('#{row} td')].map(c => c.textContent)");
+    serde_json::from_value(browser.run(&script)).unwrap()
 }
 
 /// A crisis reading of `patient` at H0001 an hour ago.

@@ -27,6 +27,13 @@ const TEXT = {
     defControlled: "分子：本期最近一次随访达标的在管患者（血压 <140/90，空腹血糖 <7.0）；分母：在管患者",
     defComplications: "分子：在管患者本期新发脑卒中、心梗及糖尿病并发症诊断；分母：在管患者年 / 1000",
     ago: (d) => `${d} 天前`,
+    alertActivity: "预警处置", alertMonths: "每月新发预警事件（近 18 个月，本月未结束）",
+    severity: "级别", episodes: "预警事件", open: "未结束", ackShare: "确认率", ackMedian: "确认用时中位数",
+    noEpisodes: "尚无预警事件", noAck: "— （无确认）", minutes: (m) => `${m} 分钟`,
+    deliveries: (list) => `通知送达情况：${list}`, noDeliveries: "通知送达情况：— （尚无通知记录）",
+    quality: "数据质量", received: "接收事件", rejected: "拒收记录（原因）", late: "迟到事件",
+    lag: "入库延迟（中位 / 95%）", noRejections: "0", unknownHospital: "（无法识别）",
+    duration: (m) => (m >= 1440 ? `${number(m / 1440, 1)} 天` : m >= 60 ? `${number(m / 60, 1)} 小时` : `${number(m, 0)} 分钟`),
   },
   en: {
     title: "Chronic-disease pilot · Overview", switch: "中文", loading: "Loading…",
@@ -51,6 +58,13 @@ const TEXT = {
     defControlled: "Numerator: managed patients whose latest follow-up in the period met the target (BP < 140/90, fasting glucose < 7.0); denominator: managed patients",
     defComplications: "Numerator: first stroke, MI or diabetic complication diagnoses of managed patients in the period; denominator: managed patient-years / 1000",
     ago: (d) => `${d} days ago`,
+    alertActivity: "Alerts and their handling", alertMonths: "Alert episodes raised per month (18 months, this month not finished)",
+    severity: "Severity", episodes: "Episodes", open: "Open", ackShare: "Acknowledged", ackMedian: "Median time to acknowledge",
+    noEpisodes: "No alert episodes yet", noAck: "— (none acknowledged)", minutes: (m) => `${m} min`,
+    deliveries: (list) => `Notifications to hospitals: ${list}`, noDeliveries: "Notifications to hospitals: — (none recorded)",
+    quality: "Data quality", received: "Events received", rejected: "Records refused (reason)", late: "Late events",
+    lag: "Time to land (median / 95%)", noRejections: "0", unknownHospital: "(not identifiable)",
+    duration: (m) => (m >= 1440 ? `${number(m / 1440, 1)} days` : m >= 60 ? `${number(m / 60, 1)} h` : `${number(m, 0)} min`),
   },
 };
 
@@ -154,6 +168,8 @@ function render() {
     row.appendChild(element("td", { colspan: "4" }, t("noLatest")));
     latest.appendChild(row);
   }
+  renderAlertActivity(overview.alert_activity);
+  renderQuality();
   const body = document.querySelector("#hospitals tbody");
   body.replaceChildren();
   const now = Date.now();
@@ -163,6 +179,91 @@ function render() {
     row.appendChild(element("td", { class: "number" }, number(h.events)));
     const day = new Date(h.newest_event_ms).toISOString().slice(0, 10);
     row.appendChild(element("td", {}, `${day} · ${t("ago")(number(Math.floor((now - h.newest_event_ms) / 86400000)))}`));
+    body.appendChild(row);
+  }
+}
+
+// Episodes per month as bars (the unfinished month dashed), per rule with acknowledgement, and
+// what became of the notifications.
+function renderAlertActivity(activity) {
+  const figure = document.getElementById("alert-months");
+  figure.querySelector("svg")?.remove();
+  const totals = new Map();
+  for (const m of activity.months) totals.set(m.month, (totals.get(m.month) || 0) + m.raised);
+  // Eighteen months ending with the server's current month (the months are dates, not clocks).
+  const [year, month] = activity.current_month.split("-").map(Number);
+  const months = [];
+  for (let back = 17; back >= 0; back--) {
+    const index = year * 12 + (month - 1) - back;
+    const start = `${Math.floor(index / 12)}-${String((index % 12) + 1).padStart(2, "0")}-01`;
+    months.push([start, totals.get(start) || 0]);
+  }
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 180 40");
+  svg.setAttribute("preserveAspectRatio", "none");
+  const max = Math.max(1, ...months.map(([, n]) => n));
+  const thisMonth = activity.current_month;
+  months.forEach(([month, n], i) => {
+    const bar = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+    const height = (38 * n) / max;
+    bar.setAttribute("x", (10 * i + 1).toString());
+    bar.setAttribute("y", (39 - height).toFixed(2));
+    bar.setAttribute("width", "8");
+    bar.setAttribute("height", height.toFixed(2));
+    bar.setAttribute("class", month === thisMonth ? "bar unfinished" : "bar");
+    bar.setAttribute("data-month", month);
+    bar.setAttribute("data-raised", n.toString());
+    const tip = document.createElementNS("http://www.w3.org/2000/svg", "title");
+    tip.textContent = `${month.slice(0, 7)}: ${number(n)}`;
+    bar.appendChild(tip);
+    svg.appendChild(bar);
+  });
+  figure.appendChild(svg);
+
+  const body = document.querySelector("#episodes tbody");
+  body.replaceChildren();
+  for (const e of activity.episodes) {
+    const row = element("tr", { id: `episodes-${e.rule_id}-${e.severity}`, class: `severity-${e.severity.toLowerCase()}` });
+    row.appendChild(element("td", {}, e.rule_id));
+    row.appendChild(element("td", {}, e.severity));
+    row.appendChild(element("td", { class: "number" }, number(e.episodes)));
+    row.appendChild(element("td", { class: "number" }, number(e.open)));
+    row.appendChild(element("td", { class: "number" }, e.episodes > 0 ? percent(e.acknowledged, e.episodes) : "—"));
+    const median = e.median_minutes_to_acknowledge;
+    row.appendChild(element("td", { class: "number" }, median === null ? t("noAck") : t("duration")(median)));
+    body.appendChild(row);
+  }
+  if (!activity.episodes.length) {
+    const row = element("tr");
+    row.appendChild(element("td", { colspan: "6" }, t("noEpisodes")));
+    body.appendChild(row);
+  }
+  const list = activity.deliveries.map((d) => `${d.outcome} ${number(d.alerts)}`).join(" · ");
+  document.getElementById("deliveries").textContent = list ? t("deliveries")(list) : t("noDeliveries");
+}
+
+// Per hospital: events received, records refused by reason, late events, time to land.
+function renderQuality() {
+  const body = document.querySelector("#quality tbody");
+  body.replaceChildren();
+  const byHospital = new Map();
+  for (const q of overview.quality) byHospital.set(q.hospital_id, { ...q, refused: [] });
+  for (const r of overview.rejections) {
+    if (!byHospital.has(r.hospital_id)) byHospital.set(r.hospital_id, { hospital_id: r.hospital_id, events: 0, late: 0, lag_p50_minutes: null, lag_p95_minutes: null, refused: [] });
+    byHospital.get(r.hospital_id).refused.push(r);
+  }
+  const ids = [...byHospital.keys()].sort();
+  for (const id of ids) {
+    const q = byHospital.get(id);
+    const row = element("tr", { id: `quality-${id || "unknown"}` });
+    row.appendChild(element("td", {}, id || t("unknownHospital")));
+    row.appendChild(element("td", { class: "number" }, number(q.events)));
+    const total = q.refused.reduce((sum, r) => sum + r.records, 0);
+    const reasons = q.refused.map((r) => `${r.reason_code} ${number(r.records)}`).join("，");
+    row.appendChild(element("td", { class: "number", "data-refused": total.toString() }, total ? `${number(total)}（${reasons}）` : t("noRejections")));
+    row.appendChild(element("td", { class: "number" }, number(q.late)));
+    const lag = q.lag_p50_minutes === null ? "—" : `${t("duration")(q.lag_p50_minutes)} / ${t("duration")(q.lag_p95_minutes)}`;
+    row.appendChild(element("td", { class: "number" }, lag));
     body.appendChild(row);
   }
 }

@@ -17,6 +17,12 @@ const HOSPITALS: &str = include_str!("../sql/hospitals.sql");
 const ALERTS: &str = include_str!("../sql/alerts.sql");
 const LATEST_ALERTS: &str = include_str!("../sql/latest_alerts.sql");
 const HOSPITAL_RATES: &str = include_str!("../sql/hospital_rates.sql");
+const ALERT_MONTHS: &str = include_str!("../sql/alert_months.sql");
+const CURRENT_MONTH: &str = include_str!("../sql/current_month.sql");
+const ALERT_EPISODES: &str = include_str!("../sql/alert_episodes.sql");
+const DELIVERIES: &str = include_str!("../sql/deliveries.sql");
+const QUALITY: &str = include_str!("../sql/quality.sql");
+const REJECTIONS: &str = include_str!("../sql/rejections.sql");
 
 /// Everything the overview page shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +36,66 @@ pub struct Overview {
     pub alerts: AlertFigures,
     /// The newest alert episodes raised, newest first.
     pub latest_alerts: Vec<LatestAlert>,
+    pub alert_activity: AlertActivity,
+    /// Per hospital: what arrived, what was late, how long data took to land.
+    pub quality: Vec<HospitalQuality>,
+    /// Records refused per hospital, stage and reason.
+    pub rejections: Vec<Rejections>,
+}
+
+/// What the alerts did: episodes per month, per rule, and the notifications' outcomes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertActivity {
+    /// The reporting time zone's current month (its first day): the last, unfinished one.
+    pub current_month: String,
+    /// Episodes raised per month (reporting time zone), rule and severity; 18 months.
+    pub months: Vec<AlertMonth>,
+    pub episodes: Vec<EpisodeFigures>,
+    pub deliveries: Vec<DeliveryOutcome>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Row)]
+pub struct AlertMonth {
+    pub month: String,
+    pub rule_id: String,
+    pub severity: String,
+    pub raised: u64,
+}
+
+/// One rule and severity: episodes, still open, acknowledged, and how fast.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Row)]
+pub struct EpisodeFigures {
+    pub rule_id: String,
+    pub severity: String,
+    pub episodes: u64,
+    pub open: u64,
+    pub acknowledged: u64,
+    /// None when no episode was acknowledged.
+    pub median_minutes_to_acknowledge: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Row)]
+pub struct DeliveryOutcome {
+    pub outcome: String,
+    pub alerts: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Row)]
+pub struct HospitalQuality {
+    pub hospital_id: String,
+    pub events: u64,
+    pub late: u64,
+    /// From clinical time to landing, over the events of the hospital's newest day of landings.
+    pub lag_p50_minutes: f64,
+    pub lag_p95_minutes: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Row)]
+pub struct Rejections {
+    pub hospital_id: String,
+    pub stage: String,
+    pub reason_code: String,
+    pub records: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Row)]
@@ -141,6 +207,8 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
         .fetch_all::<LatestAlert>()
         .await
         .map_err(failed("latest alerts"))?;
+    let alert_activity = alert_activity(client, offset_s).await?;
+    let (quality, rejections) = quality(client).await?;
     let definition = client
         .query(DEFINITION)
         .fetch_optional::<String>()
@@ -154,6 +222,9 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
             hospitals,
             alerts: AlertFigures::default(),
             latest_alerts,
+            alert_activity,
+            quality,
+            rejections,
         });
     };
     let headline = client
@@ -192,7 +263,59 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
         hospitals,
         alerts,
         latest_alerts,
+        alert_activity,
+        quality,
+        rejections,
     })
+}
+
+/// Alert episodes by month and by rule, and the notifications' outcomes.
+async fn alert_activity(client: &Client, offset_s: i64) -> Result<AlertActivity, ServeError> {
+    let months = client
+        .query(&ALERT_MONTHS.replace("{today}", LOCAL_TODAY.trim()))
+        .bind(offset_s)
+        .bind(offset_s)
+        .bind(offset_s)
+        .fetch_all::<AlertMonth>()
+        .await
+        .map_err(failed("alert months"))?;
+    let current_month = client
+        .query(&CURRENT_MONTH.replace("{today}", LOCAL_TODAY.trim()))
+        .bind(offset_s)
+        .fetch_one::<String>()
+        .await
+        .map_err(failed("current month"))?;
+    let episodes = client
+        .query(ALERT_EPISODES)
+        .fetch_all::<EpisodeFigures>()
+        .await
+        .map_err(failed("alert episodes"))?;
+    let deliveries = client
+        .query(DELIVERIES)
+        .fetch_all::<DeliveryOutcome>()
+        .await
+        .map_err(failed("deliveries"))?;
+    Ok(AlertActivity {
+        current_month,
+        months,
+        episodes,
+        deliveries,
+    })
+}
+
+/// Data quality per hospital, and refusals by reason.
+async fn quality(client: &Client) -> Result<(Vec<HospitalQuality>, Vec<Rejections>), ServeError> {
+    let quality = client
+        .query(QUALITY)
+        .fetch_all::<HospitalQuality>()
+        .await
+        .map_err(failed("data quality"))?;
+    let rejections = client
+        .query(REJECTIONS)
+        .fetch_all::<Rejections>()
+        .await
+        .map_err(failed("rejections"))?;
+    Ok((quality, rejections))
 }
 
 /// The headline figures per condition with their 18-month trends.

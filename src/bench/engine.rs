@@ -7,7 +7,7 @@ use vigil_processors::engine::{Engine, PartitionState};
 use vigil_producers::pseudonym::PseudonymKey;
 use vigil_producers::simulator::{CanonicalRenderer, Simulation};
 use vigil_runtime::time::now_ms;
-use vigil_schemas::{AvroCodec, ClinicalEvent};
+use vigil_schemas::{AvroCodec, ClinicalEvent, SourcePosition};
 
 use super::{median, peak_rss_kib, Report};
 use crate::config::VigilConfig;
@@ -38,7 +38,15 @@ pub fn run(
         if encoded.len() as u64 >= events {
             break;
         }
-        encoded.push(codec.encode(&renderer.render(&simulation, &event, ingest))?);
+        let mut canonical = renderer.render(&simulation, &event, ingest);
+        // As the edge sends it: with its input position (four input partitions, offsets rising).
+        let n = encoded.len() as i64;
+        canonical.source = Some(SourcePosition {
+            topic: "vigil.his.changes".into(),
+            partition: (n % 4) as i32,
+            offset: n / 4,
+        });
+        encoded.push(codec.encode(&canonical)?);
     }
     let count = encoded.len() as f64;
     let bytes: usize = encoded.iter().map(Vec::len).sum();

@@ -1,5 +1,5 @@
-//! `vigil onboard profile`: a hospital's change events read through its vendor shape and code
-//! table before go-live, producing nothing. What an IT department and the platform's operator
+//! `vigil onboard profile`: a hospital's change events (a file, or the newest records of its
+//! topic) read through its vendor shape and code table before go-live, producing nothing. What an IT department and the platform's operator
 //! need to agree on first: which tables and columns arrive, which local codes have no mapping
 //! (with a suggestion from the bundled terminology), which units differ from the code table,
 //! what the edge would reject and why, and what the clocks say.
@@ -14,7 +14,10 @@ pub use profile::{DataProfile, Profiler, UnknownCode};
 pub use report::{draft_code_table, render_html, render_markdown};
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use vigil_runtime::config::KafkaConfig;
+use vigil_runtime::kafka::RangeReader;
 use vigil_runtime::Shutdown;
 
 use crate::edge::{Catalog, EdgeConfig};
@@ -40,6 +43,51 @@ pub fn profile_file(
     out_dir: &Path,
     shutdown: &Shutdown,
 ) -> Result<(DataProfile, ProfileFiles), ProducerError> {
+    let source = path.display().to_string();
+    profile_with(hospital_id, edge, out_dir, &source, |profiler| {
+        for_each_line(path, shutdown, |_, value| {
+            profiler.observe(value);
+            Ok(())
+        })
+    })
+}
+
+/// Profiles the newest `records` change events of `topic` (spread evenly over its partitions),
+/// outside any consumer group: nothing is committed or produced, so the edge that will read the
+/// topic later starts where it would have.
+pub fn profile_topic(
+    kafka: &KafkaConfig,
+    topic: &str,
+    records: u64,
+    hospital_id: &str,
+    edge: &EdgeConfig,
+    out_dir: &Path,
+) -> Result<(DataProfile, ProfileFiles), ProducerError> {
+    let source = format!("topic {topic}, newest {records} records");
+    profile_with(hospital_id, edge, out_dir, &source, |profiler| {
+        let partitions = RangeReader::new(kafka, "vigil-onboard", topic, 0)?.partition_count()?;
+        let per_partition = records.div_ceil(partitions.max(1) as u64) as i64;
+        for partition in 0..partitions {
+            let reader = RangeReader::new(kafka, "vigil-onboard", topic, partition)?;
+            let (low, high) = reader.watermarks()?;
+            let from = low.max(high - per_partition);
+            reader.read(from, high, Duration::from_secs(30), |_, value| {
+                profiler.observe(value);
+                Ok::<(), ProducerError>(())
+            })?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs the profiler of `hospital_id` over what `feed` gives it and writes the report files.
+fn profile_with(
+    hospital_id: &str,
+    edge: &EdgeConfig,
+    out_dir: &Path,
+    source: &str,
+    feed: impl FnOnce(&mut Profiler) -> Result<(), ProducerError>,
+) -> Result<(DataProfile, ProfileFiles), ProducerError> {
     let catalog = Catalog::load(&edge.catalog_dir)?;
     let hospital = catalog.by_id(hospital_id).cloned().ok_or_else(|| {
         ProducerError::Config(format!(
@@ -57,12 +105,8 @@ pub fn profile_file(
         edge.hospital_utc_offset_minutes,
         now,
     );
-    for_each_line(path, shutdown, |_, value| {
-        profiler.observe(value);
-        Ok(())
-    })?;
+    feed(&mut profiler)?;
     let profile = profiler.finish();
-    let source = path.display().to_string();
     let files = ProfileFiles {
         markdown: out_dir.join(format!("profile-{hospital_id}.md")),
         html: out_dir.join(format!("profile-{hospital_id}.html")),
@@ -72,8 +116,8 @@ pub fn profile_file(
     let json = serde_json::to_string_pretty(&profile)
         .map_err(|e| ProducerError::Config(format!("cannot serialise the profile: {e}")))?;
     let outputs = [
-        (&files.markdown, render_markdown(&profile, &source)),
-        (&files.html, render_html(&profile, &source)),
+        (&files.markdown, render_markdown(&profile, source)),
+        (&files.html, render_html(&profile, source)),
         (&files.json, json),
         (
             &files.draft_codes,

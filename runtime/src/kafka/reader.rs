@@ -56,6 +56,11 @@ impl RangeReader {
         })
     }
 
+    /// How many partitions the reader's topic has.
+    pub fn partition_count(&self) -> Result<i32, RuntimeError> {
+        super::partition_count(&self.consumer, &self.topic)
+    }
+
     /// (low, high) watermarks: the first offset present and the next offset to be written.
     pub fn watermarks(&self) -> Result<(i64, i64), RuntimeError> {
         self.consumer
