@@ -1,4 +1,4 @@
-//! Every migration and every dashboard query on a current ClickHouse engine too (chDB,
+//! Every migration, every dashboard query and every Grafana panel on a current ClickHouse engine too (chDB,
 //! ClickHouse 26.x in-process), not only on the 18.16 test server the other tests use:
 //! `deploy/clickhouse/check_current.py`.
 
@@ -20,8 +20,21 @@ fn every_migration_runs_on_a_current_clickhouse_engine() {
         .unwrap()
         .filter(|e| e.as_ref().unwrap().file_name() != "local_today.sql")
         .count();
+    // Every Grafana panel and variable statement too (none skipped).
+    let mut grafana = 0;
+    for entry in std::fs::read_dir(common::repo_path("deploy/grafana/dashboards")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+        grafana += dashboard["templating"]["list"].as_array().unwrap().len();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            grafana += panel["targets"].as_array().unwrap().len();
+        }
+    }
+    assert!(grafana > 5);
     assert!(
-        text.contains(&format!("{queries} dashboard queries run")),
+        text.contains(&format!(
+            "{queries} dashboard queries and {grafana} Grafana statements run"
+        )),
         "{text}"
     );
 }

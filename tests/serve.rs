@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -320,6 +321,8 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
         ])
     );
 
+    grafana_shows_the_same_figures(&env);
+
     // The page, in a real browser: the API's figures, in Chinese by default.
     let browser = Browser::start();
     browser.open(&format!("http://127.0.0.1:{port}/"));
@@ -418,6 +421,74 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
         "— (no managed patients)"
     );
     browser.screenshot(&common::repo_path("target").join("dashboard-en.png"));
+}
+
+/// Every statement of the provisioned Grafana dashboards runs on this ClickHouse (18.16; the
+/// current engine is `tests/current_clickhouse.rs`), against the data source the provisioning
+/// names, and shows the figures the API shows for the fixture rows.
+fn grafana_shows_the_same_figures(env: &TestEnv) {
+    let provisioning = std::fs::read_to_string(common::repo_path(
+        "deploy/grafana/provisioning/datasources/vigil-clickhouse.yaml",
+    ))
+    .unwrap();
+    assert!(
+        provisioning.contains("uid: vigil-clickhouse")
+            && provisioning.contains("username: commission")
+    );
+    let text = std::fs::read_to_string(common::repo_path(
+        "deploy/grafana/dashboards/vigil-overview.json",
+    ))
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let variable = &dashboard["templating"]["list"][0];
+    assert_eq!(variable["name"], "definition");
+    assert_eq!(
+        env.query(variable["query"].as_str().unwrap()),
+        ["cn-nbphs-2017/v1"]
+    );
+    let mut results = BTreeMap::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        assert_eq!(panel["datasource"]["uid"], "vigil-clickhouse");
+        let sql = panel["targets"][0]["rawSql"].as_str().unwrap();
+        let sql = sql.replace("${definition}", "cn-nbphs-2017/v1");
+        results.insert(panel["id"].as_u64().unwrap(), env.query(&sql));
+    }
+    // Managed patients (newest year): the cards' figures.
+    assert_eq!(results[&1], ["DIABETES\t0", "HYPERTENSION\t10"]);
+    // Rates per hospital: the comparison's, an empty denominator empty (\N), never 0.
+    assert_eq!(
+        results[&2],
+        [
+            "H0001\tDIABETES\t0\t\\N\t\\N\t\\N",
+            "H0001\tHYPERTENSION\t8\t0.375\t0.625\t125.1",
+            "H0002\tHYPERTENSION\t2\t1\t0\t0"
+        ]
+    );
+    // Control rate by month: last month and this one, flat (time, hospital, value).
+    assert_eq!(results[&3].len(), 2);
+    assert!(
+        results[&3][1].ends_with("\tH0001\t0.25"),
+        "{:?}",
+        results[&3]
+    );
+    // Alert episodes raised: three, refusals and freshness per hospital.
+    let raised: u64 = results[&4]
+        .iter()
+        .map(|l| l.rsplit('\t').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(raised, 3);
+    assert_eq!(
+        results[&5],
+        [
+            "\tingest\tmalformed_json\t1",
+            "H0001\tingest\tunknown_lab_code\t2"
+        ]
+    );
+    assert!(
+        results[&6][0].starts_with("H0001\t2\t"),
+        "{:?}",
+        results[&6]
+    );
 }
 
 /// The text of each cell of the row with this id.

@@ -3,9 +3,11 @@
 (chDB, ClickHouse in-process: `pip install chdb`), statement by statement as `vigil migrate`
 splits them, and fails naming each statement the engine refuses. The test server is 18.16;
 this proves the same SQL on a current release (the production issue asks for both). Then runs
-every query of the dashboard (serve/sql/*.sql) with its example binds, the same way."""
+every query of the dashboard (serve/sql/*.sql) with its example binds, and every statement of
+the Grafana dashboards (deploy/grafana/dashboards/*.json), the same way."""
 
 import glob
+import json
 import os
 import sys
 
@@ -61,6 +63,34 @@ def dashboard_queries(db, directory):
     return run, refused
 
 
+def grafana_statements(directory):
+    """(where, SQL) of every panel and variable of the Grafana dashboards, variables bound."""
+    for path in sorted(glob.glob(os.path.join(directory, "*.json"))):
+        with open(path, encoding="utf-8") as file:
+            dashboard = json.load(file)
+        name = os.path.basename(path)
+        for variable in dashboard.get("templating", {}).get("list", []):
+            yield f"{name}: variable {variable['name']}", variable["query"]
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                sql = target["rawSql"].replace("${definition}", "cn-nbphs-2017/v1")
+                yield f"{name}: {panel['title']}", sql
+
+
+def grafana_queries(db, directory):
+    """Runs every statement of the Grafana dashboards; returns (run, refused)."""
+    db.query("USE vigil")
+    run, refused = 0, 0
+    for where, sql in grafana_statements(directory):
+        try:
+            db.query(sql)
+            run += 1
+        except Exception as error:  # chDB raises its own error type per release
+            refused += 1
+            print(f"{where}\n    {str(error)[:500]}")
+    return run, refused
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     db = session.Session()
@@ -81,8 +111,10 @@ def main():
                 print(f"{os.path.basename(path)}: {first}\n    {str(error)[:500]}")
     queries, refused = dashboard_queries(db, os.path.join(here, "..", "..", "serve", "sql"))
     failures += refused
-    print(f"ClickHouse {version}: {applied} statements applied, {queries} dashboard queries run, "
-          f"{failures} refused")
+    panels, refused = grafana_queries(db, os.path.join(here, "..", "grafana", "dashboards"))
+    failures += refused
+    print(f"ClickHouse {version}: {applied} statements applied, {queries} dashboard queries and "
+          f"{panels} Grafana statements run, {failures} refused")
     return 1 if failures else 0
 
 
