@@ -466,13 +466,19 @@ const REPLAY_METRICS: &str = "SELECT hospital_id, condition, period_kind, toStri
     managed_patients, standardised_patients, controlled_patients, new_complications \
     FROM {db}.pilot_metrics ORDER BY hospital_id, condition, period_kind, period_start";
 
-fn replayed_count(output: &str) -> u64 {
-    let at = output.find("replayed: ").expect("the processor's summary");
-    let digits: String = output[at + 10..]
+/// A count of the processor's summary (`name: N`) in a run's output.
+fn summary_count(output: &str, name: &str) -> u64 {
+    let label = format!(" {name}: ");
+    let at = output.find(&label).expect("the processor's summary");
+    let digits: String = output[at + label.len()..]
         .chars()
         .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().unwrap()
+}
+
+fn replayed_count(output: &str) -> u64 {
+    summary_count(output, "replayed")
 }
 
 #[test]
@@ -613,4 +619,55 @@ fn a_profile_read_from_the_topic_counts_what_the_file_profile_counts_and_commits
     let line = output.lines().rev().find(|l| l.starts_with('{')).unwrap();
     let summary: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(summary["accepted"].as_u64(), Some(manifest.accepted));
+}
+
+#[test]
+fn two_exports_fed_from_files_of_one_name_both_land() {
+    // A file's line numbers start again with every run: an edge reading files stamps no source
+    // position, or a hospital's second export under the same name (or anything on stdin after
+    // the first) would pass for a replay of the first and be skipped.
+    let env = TestEnv::new("twofiles", 2, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+    let file = env.path("export.jsonl");
+    let mut accepted = 0;
+    for (seed, end) in [("51", "2026-03-31"), ("52", "2026-06-30")] {
+        let manifest_path = env.path("manifest.json");
+        env.run_vigil(
+            &[
+                "simulate",
+                "--output",
+                "cdc",
+                "--patients",
+                "60",
+                "--hospitals",
+                "1",
+                "--days",
+                "90",
+                "--end-date",
+                end,
+                "--seed",
+                seed,
+                "--defects",
+                "0",
+                "--manifest",
+                manifest_path.to_str().unwrap(),
+                "--output-file",
+                file.to_str().unwrap(),
+            ],
+            Duration::from_secs(120),
+        );
+        let manifest: Manifest =
+            serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+        accepted += manifest.accepted;
+        env.run_vigil(
+            &["ingest", "--file", file.to_str().unwrap()],
+            Duration::from_secs(300),
+        );
+    }
+    let output = env.run_vigil(&["process", "--until-idle", "3"], Duration::from_secs(300));
+    assert!(accepted > 500, "{accepted} events");
+    assert_eq!(summary_count(&output, "replayed"), 0, "{output}");
+    assert_eq!(summary_count(&output, "late"), 0, "{output}");
+    assert_eq!(summary_count(&output, "events"), accepted, "{output}");
 }

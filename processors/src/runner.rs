@@ -315,7 +315,15 @@ impl<'a> Processor<'a> {
             .apply_event(&mut part.state, &event, &mut self.alerts);
         let replay = disposition == Disposition::Replayed;
         if replay && !part.replaying {
-            info!(partition = message.partition(), hospital, "Events this partition has applied are arriving again (an edge's replay after a crash); they are recognised and skipped.");
+            let source = event.source.as_ref();
+            info!(
+                partition = message.partition(),
+                hospital,
+                source_topic = source.map(|s| s.topic.as_str()),
+                source_partition = source.map(|s| s.partition),
+                source_offset = source.map(|s| s.offset),
+                "Events this partition has applied are arriving again (an edge's replay after a crash); they are recognised and skipped."
+            );
         }
         part.replaying = replay;
         if !hospital.is_empty() {

@@ -101,6 +101,10 @@ struct Handler {
     unmapped: BTreeMap<(String, &'static str), u64>,
     /// Counts per hospital for the pipeline-stats topic.
     stats: StageStats,
+    /// Whether events carry their input position: only a topic's, where a crash before the
+    /// commit replays from the committed offset. A file's line numbers start again with every
+    /// run (another export under the same name, or stdin), so they would pass for a replay.
+    stamp_source: bool,
 }
 
 impl Handler {
@@ -122,6 +126,7 @@ impl Handler {
             letters: BTreeMap::new(),
             unmapped: BTreeMap::new(),
             stats: StageStats::new("ingest", kafka)?,
+            stamp_source: true,
         })
     }
 
@@ -176,7 +181,9 @@ impl Handler {
         };
         // The source position lets the processor recognise this event if a crash before the
         // commit makes the edge send it again.
-        event.source = Some(at.source());
+        if self.stamp_source {
+            event.source = Some(at.source());
+        }
         self.buffer.clear();
         self.event_codec.encode_into(&event, &mut self.buffer)?;
         match producer.send(
@@ -394,6 +401,7 @@ pub fn run_file(
     kafka.validate()?;
     let catalog = Catalog::load(&edge.catalog_dir)?;
     let mut handler = Handler::new(kafka, edge, key)?;
+    handler.stamp_source = false;
     let producer = DurableProducer::new(kafka, "vigil-ingest-file")?;
     let source = format!("file:{}", path.display());
     for_each_line(path, shutdown, |number, value| {
