@@ -4,7 +4,9 @@
 splits them, and fails naming each statement the engine refuses. The test server is 18.16;
 this proves the same SQL on a current release (the production issue asks for both). Then runs
 every query of the dashboard (serve/sql/*.sql) with its example binds, and every statement of
-the Grafana dashboards (deploy/grafana/dashboards/*.json), the same way."""
+the Grafana dashboards (deploy/grafana/dashboards/*.json), the same way. With `--compare FILE NOW`,
+then loads fixtures/compare.sql dated at NOW (epoch seconds) and prints what each statement of FILE returns (JSON), for the
+test that compares the two engines' answers."""
 
 import glob
 import json
@@ -91,6 +93,25 @@ def grafana_queries(db, directory):
     return run, refused
 
 
+def compare(db, here, path, now):
+    """Loads the comparison fixture dated at `now` (epoch seconds), runs the statements of the
+    JSON file at `path` (a list of {"name", "sql"}, `{db}` for the database) and prints their
+    results as one JSON line."""
+    with open(os.path.join(here, "fixtures", "compare.sql"), encoding="utf-8") as file:
+        for statement in statements(file.read(), "vigil"):
+            db.query(statement.replace("{now}", now))
+    with open(path, encoding="utf-8") as file:
+        wanted = json.load(file)
+    db.query("USE vigil")
+    results = {}
+    for item in wanted:
+        try:
+            results[item["name"]] = db.query(item["sql"].replace("{db}", "vigil"), "TSV").data()
+        except Exception as error:  # chDB raises its own error type per release
+            results[item["name"]] = {"error": str(error)[:500]}
+    print("RESULTS " + json.dumps(results, ensure_ascii=False))
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     db = session.Session()
@@ -115,6 +136,8 @@ def main():
     failures += refused
     print(f"ClickHouse {version}: {applied} statements applied, {queries} dashboard queries and "
           f"{panels} Grafana statements run, {failures} refused")
+    if len(sys.argv) == 4 and sys.argv[1] == "--compare":
+        compare(db, here, sys.argv[2], sys.argv[3])
     return 1 if failures else 0
 
 

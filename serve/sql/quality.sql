@@ -12,7 +12,9 @@ FROM
         quantileExactIf(0.95)((landed_time_ms - event_time_ms) / 60000,
             landed_time_ms >= newest - 86400000) AS lag_p95_minutes
     FROM clinical_events
-    ANY INNER JOIN
+    -- ALL: every event meets its hospital's newest landing (ANY would keep one event per
+    -- hospital on current engines, where ANY INNER JOIN takes one row per key from both sides).
+    ALL INNER JOIN
     (
         SELECT hospital_id, max(landed_time_ms) AS newest FROM clinical_events GROUP BY hospital_id
     ) AS n USING (hospital_id)
