@@ -14,7 +14,7 @@ use crate::config::VigilConfig;
 
 /// The engine alone: Avro decode, then rules and status on decoded events, then both, over the
 /// same pre-encoded history, `runs` times for medians.
-// Long by design (~120 lines): the three measurements share their inputs and must run in the
+// Long by design (~110 lines): the three measurements share their inputs and must run in the
 // same order each time; their figures are reported together.
 pub fn run(
     config: &VigilConfig,
@@ -23,38 +23,15 @@ pub fn run(
     runs: usize,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let mut simulate = config.simulate.clone();
-    simulate.max_events = events;
-    // About 40 events per patient-year: size the region so the run covers a realistic history.
-    simulate.patients = ((events / 60).max(100)).min(u32::MAX as u64) as u32;
-    simulate.span = std::time::Duration::from_secs(540 * 86_400);
-    simulate.validate()?;
-    let renderer = CanonicalRenderer::new(key, simulate.seed);
+    let encoded = pre_encoded(config, key, events)?;
     let codec = AvroCodec::<ClinicalEvent>::new()?;
-    let ingest = now_ms();
-    let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(events as usize);
-    let mut simulation = Simulation::new(&simulate);
-    while let Some(event) = simulation.next() {
-        if encoded.len() as u64 >= events {
-            break;
-        }
-        let mut canonical = renderer.render(&simulation, &event, ingest);
-        // As the edge sends it: with its input position (four input partitions, offsets rising).
-        let n = encoded.len() as i64;
-        canonical.source = Some(SourcePosition {
-            topic: "vigil.his.changes".into(),
-            partition: (n % 4) as i32,
-            offset: n / 4,
-        });
-        encoded.push(codec.encode(&canonical)?);
-    }
     let count = encoded.len() as f64;
     let bytes: usize = encoded.iter().map(Vec::len).sum();
     say!(
         "engine: {} pre-encoded events ({:.1} MB, {} patients)",
         encoded.len(),
         bytes as f64 / 1e6,
-        simulate.patients
+        patients_for(events)
     );
 
     let rules = config.process.validate()?;
@@ -148,4 +125,42 @@ pub fn run(
         "MiB",
     );
     Ok(())
+}
+
+/// About 40 events per patient-year: the region is sized so the run covers a realistic history.
+fn patients_for(events: u64) -> u32 {
+    ((events / 60).max(100)).min(u32::MAX as u64) as u32
+}
+
+/// A simulated region's history of `events` canonical events, encoded as the edge sends them:
+/// with their input positions (four input partitions, offsets rising).
+fn pre_encoded(
+    config: &VigilConfig,
+    key: PseudonymKey,
+    events: u64,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut simulate = config.simulate.clone();
+    simulate.max_events = events;
+    simulate.patients = patients_for(events);
+    simulate.span = std::time::Duration::from_secs(540 * 86_400);
+    simulate.validate()?;
+    let renderer = CanonicalRenderer::new(key, simulate.seed);
+    let codec = AvroCodec::<ClinicalEvent>::new()?;
+    let ingest = now_ms();
+    let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(events as usize);
+    let mut simulation = Simulation::new(&simulate);
+    while let Some(event) = simulation.next() {
+        if encoded.len() as u64 >= events {
+            break;
+        }
+        let mut canonical = renderer.render(&simulation, &event, ingest);
+        let n = encoded.len() as i64;
+        canonical.source = Some(SourcePosition {
+            topic: "vigil.his.changes".into(),
+            partition: (n % 4) as i32,
+            offset: n / 4,
+        });
+        encoded.push(codec.encode(&canonical)?);
+    }
+    Ok(encoded)
 }
