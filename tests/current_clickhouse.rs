@@ -133,23 +133,9 @@ fn the_same_rows_give_the_same_answers_on_both_engines() {
         std::fs::read_to_string(common::repo_path("deploy/clickhouse/fixtures/compare.sql"))
             .unwrap();
     let instant = (vigil_runtime::time::now_ms() / 1000).to_string();
-    let mut statement = String::new();
-    for line in fixture.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with("--") || trimmed.is_empty() {
-            continue;
-        }
-        statement.push_str(line);
-        statement.push('\n');
-        if trimmed.ends_with(';') {
-            let sql = statement
-                .trim()
-                .trim_end_matches(';')
-                .replace("{db}", &database)
-                .replace("{now}", &instant);
-            env.admin(&sql);
-            statement.clear();
-        }
+    // Split as `vigil migrate` splits migrations.
+    for sql in vigil_sinks::clickhouse::migrate::statements(&fixture, &database) {
+        env.admin(&sql.replace("{now}", &instant));
     }
     let statements = statements();
     let mut old = std::collections::BTreeMap::new();

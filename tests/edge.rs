@@ -299,36 +299,58 @@ fn the_edge_metrics_count_what_it_accepted_and_dead_lettered() {
     assert_eq!(landed, manifest.rejected);
 }
 
+/// `vigil simulate` of a small region's change events: (patients, hospitals, days) ending on
+/// `end`, with a seed and a defect rate.
+fn simulation<'a>(
+    region: [&'a str; 3],
+    end: &'a str,
+    seed: &'a str,
+    defects: &'a str,
+) -> Vec<&'a str> {
+    let [patients, hospitals, days] = region;
+    vec![
+        "simulate",
+        "--output",
+        "cdc",
+        "--patients",
+        patients,
+        "--hospitals",
+        hospitals,
+        "--days",
+        days,
+        "--end-date",
+        end,
+        "--seed",
+        seed,
+        "--defects",
+        defects,
+    ]
+}
+
 /// A small region's change events with defects simulated into a file, and the manifest of what
 /// the edge should make of them: (region size as patients, hospitals, days; seed).
 fn simulate_to_file(env: &TestEnv, region: [&str; 3], seed: &str, defects: &str) -> Manifest {
+    simulate_to_file_ending(env, region, "2026-06-30", seed, defects)
+}
+
+/// As [`simulate_to_file`], for a history ending on `end`.
+fn simulate_to_file_ending(
+    env: &TestEnv,
+    region: [&str; 3],
+    end: &str,
+    seed: &str,
+    defects: &str,
+) -> Manifest {
     let file = env.path("changes.jsonl");
     let manifest_path = env.path("manifest.json");
-    let [patients, hospitals, days] = region;
-    env.run_vigil(
-        &[
-            "simulate",
-            "--output",
-            "cdc",
-            "--patients",
-            patients,
-            "--hospitals",
-            hospitals,
-            "--days",
-            days,
-            "--end-date",
-            "2026-06-30",
-            "--seed",
-            seed,
-            "--defects",
-            defects,
-            "--manifest",
-            manifest_path.to_str().unwrap(),
-            "--output-file",
-            file.to_str().unwrap(),
-        ],
-        Duration::from_secs(300),
-    );
+    let mut args = simulation(region, end, seed, defects);
+    args.extend([
+        "--manifest",
+        manifest_path.to_str().unwrap(),
+        "--output-file",
+        file.to_str().unwrap(),
+    ]);
+    env.run_vigil(&args, Duration::from_secs(300));
     serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap()
 }
 
@@ -490,23 +512,7 @@ fn an_edge_sending_everything_again_changes_no_figure_and_counts_nothing_late() 
     // (not even its version), no metric, and none is taken for a late event.
     let reference = TestEnv::new("replayref", 4, "");
     let env = TestEnv::new("replay", 4, "");
-    let history = [
-        "simulate",
-        "--output",
-        "cdc",
-        "--patients",
-        "300",
-        "--hospitals",
-        "3",
-        "--days",
-        "500",
-        "--end-date",
-        "2026-06-30",
-        "--seed",
-        "41",
-        "--defects",
-        "0.01",
-    ];
+    let history = simulation(["300", "3", "500"], "2026-06-30", "41", "0.01");
     for e in [&reference, &env] {
         e.run_vigil(&["migrate"], Duration::from_secs(60));
         e.run_vigil(&["topics"], Duration::from_secs(60));
@@ -562,31 +568,19 @@ fn a_profile_read_from_the_topic_counts_what_the_file_profile_counts_and_commits
     env.run_vigil(&["migrate"], Duration::from_secs(60));
     env.run_vigil(&["topics"], Duration::from_secs(60));
     let (patients, hospitals, days, seed, defects) = ("100", "1", "150", "43", "0.03");
-    let manifest = simulate_to_file(&env, [patients, hospitals, days], seed, defects);
+    let region = [patients, hospitals, days];
+    let manifest = simulate_to_file(&env, region, seed, defects);
     env.run_vigil(
-        &[
-            "simulate",
-            "--output",
-            "cdc",
-            "--patients",
-            patients,
-            "--hospitals",
-            hospitals,
-            "--days",
-            days,
-            "--end-date",
-            "2026-06-30",
-            "--seed",
-            seed,
-            "--defects",
-            defects,
-        ],
+        &simulation(region, "2026-06-30", seed, defects),
         Duration::from_secs(300),
     );
     let file = env.path("changes.jsonl");
     let from_file = run_profile(&env, "from-file", &[file.to_str().unwrap()]);
     let from_topic = run_profile(&env, "from-topic", &["--records", "1000000"]);
     assert_eq!(from_topic["records"].as_u64(), Some(manifest.records));
+    // Asking for more than any topic holds reads all of it.
+    let everything = run_profile(&env, "everything", &["--records", &u64::MAX.to_string()]);
+    assert_eq!(everything["records"], from_topic["records"]);
     for figure in [
         "records",
         "tombstones",
@@ -629,36 +623,11 @@ fn two_exports_fed_from_files_of_one_name_both_land() {
     let env = TestEnv::new("twofiles", 2, "");
     env.run_vigil(&["migrate"], Duration::from_secs(60));
     env.run_vigil(&["topics"], Duration::from_secs(60));
-    let file = env.path("export.jsonl");
+    let file = env.path("changes.jsonl");
     let mut accepted = 0;
     for (seed, end) in [("51", "2026-03-31"), ("52", "2026-06-30")] {
-        let manifest_path = env.path("manifest.json");
-        env.run_vigil(
-            &[
-                "simulate",
-                "--output",
-                "cdc",
-                "--patients",
-                "60",
-                "--hospitals",
-                "1",
-                "--days",
-                "90",
-                "--end-date",
-                end,
-                "--seed",
-                seed,
-                "--defects",
-                "0",
-                "--manifest",
-                manifest_path.to_str().unwrap(),
-                "--output-file",
-                file.to_str().unwrap(),
-            ],
-            Duration::from_secs(120),
-        );
-        let manifest: Manifest =
-            serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+        // Written to the same file each time: one name, two exports.
+        let manifest = simulate_to_file_ending(&env, ["60", "1", "90"], end, seed, "0");
         accepted += manifest.accepted;
         env.run_vigil(
             &["ingest", "--file", file.to_str().unwrap()],

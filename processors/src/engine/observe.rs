@@ -155,18 +155,23 @@ fn apply_payload(
             if retraction {
                 change.bp = effect.note(retract(&mut patient.bp, record));
             } else if let (Some(s), Some(d)) = (v.systolic_mmhg, v.diastolic_mmhg) {
-                let reading = BpReading {
-                    time_ms: time,
-                    systolic: s as f32,
-                    diastolic: d as f32,
-                    record,
-                };
-                change.bp = effect.note(upsert(&mut patient.bp, reading, BP_HISTORY));
+                change.bp = effect.note(store_bp(patient, (time, record), (s, d)));
             }
             effect.0
         }
         Payload::FollowUpVisit(f) => apply_follow_up(patient, f, time, record, retraction, change),
     }
+}
+
+/// Stores a blood-pressure reading (vital signs or a follow-up form) taken at `time`.
+fn store_bp(patient: &mut Patient, (time, record): (i64, u32), (s, d): (f64, f64)) -> Stored {
+    let reading = BpReading {
+        time_ms: time,
+        systolic: s as f32,
+        diastolic: d as f32,
+        record,
+    };
+    upsert(&mut patient.bp, reading, BP_HISTORY)
 }
 
 /// A registration version: applied only if not older than the one held.
@@ -261,13 +266,7 @@ fn apply_follow_up(
             .retain(|f| f.time_ms >= newest - FOLLOW_UP_RETENTION_MS);
     }
     if let (Some(s), Some(d)) = (f.systolic_mmhg, f.diastolic_mmhg) {
-        let reading = BpReading {
-            time_ms: time,
-            systolic: s as f32,
-            diastolic: d as f32,
-            record,
-        };
-        change.bp = effect.note(upsert(&mut patient.bp, reading, BP_HISTORY));
+        change.bp = effect.note(store_bp(patient, (time, record), (s, d)));
     }
     let reading = |value: f64| Reading {
         time_ms: time,

@@ -102,16 +102,7 @@ impl Harness {
     }
 
     fn lab(&mut self, d: f64, loinc: &str, value: f64, unit: &str) -> Disposition {
-        self.event(
-            d,
-            Payload::LabResult(LabResult {
-                loinc: loinc.into(),
-                value,
-                unit: unit.into(),
-                local_code: String::new(),
-                encounter_id: None,
-            }),
-        )
+        self.event(d, lab_result(loinc, value, unit))
     }
 
     fn follow_up(
@@ -171,6 +162,17 @@ impl Harness {
         self.engine.drain_status(&mut self.state, &mut out);
         out
     }
+}
+
+/// A laboratory result already coded in LOINC.
+fn lab_result(loinc: &str, value: f64, unit: &str) -> Payload {
+    Payload::LabResult(LabResult {
+        loinc: loinc.into(),
+        value,
+        unit: unit.into(),
+        local_code: String::new(),
+        encounter_id: None,
+    })
 }
 
 fn raised(rule: &str) -> Vec<(String, AlertStatus)> {
@@ -1422,15 +1424,6 @@ fn a_replay_longer_than_the_remembered_ids_changes_no_row_and_no_alert() {
             clinician_id: "D-1".into(),
         })
     };
-    let lab = |loinc: &str, value: f64, unit: &str| {
-        Payload::LabResult(LabResult {
-            loinc: loinc.into(),
-            value,
-            unit: unit.into(),
-            local_code: String::new(),
-            encounter_id: None,
-        })
-    };
     let mut history: Vec<(String, f64, Operation, Payload)> =
         vec![("patient/1".into(), 0.0, Operation::Snapshot, registration)];
     let mut d = 5.0;
@@ -1446,9 +1439,9 @@ fn a_replay_longer_than_the_remembered_ids_changes_no_row_and_no_alert() {
             ..VitalSign::default()
         });
         history.push((format!("vs/{n}"), d + 0.5, Operation::Create, vital));
-        let creatinine = lab("14682-9", 88.4 + n as f64, "umol/L");
+        let creatinine = lab_result("14682-9", 88.4 + n as f64, "umol/L");
         history.push((format!("cr/{n}"), d + 0.6, Operation::Create, creatinine));
-        let hba1c = lab("4548-4", 6.5 + (n % 3) as f64 * 0.5, "%");
+        let hba1c = lab_result("4548-4", 6.5 + (n % 3) as f64 * 0.5, "%");
         history.push((format!("a1c/{n}"), d + 0.7, Operation::Create, hba1c));
         if n == 30 {
             let stroke = Payload::Diagnosis(Diagnosis {

@@ -66,11 +66,12 @@ pub fn profile_topic(
     let source = format!("topic {topic}, newest {records} records");
     profile_with(hospital_id, edge, out_dir, &source, |profiler| {
         let partitions = RangeReader::new(kafka, "vigil-onboard", topic, 0)?.partition_count()?;
-        let per_partition = records.div_ceil(partitions.max(1) as u64) as i64;
+        let per_partition =
+            i64::try_from(records.div_ceil(partitions.max(1) as u64)).unwrap_or(i64::MAX);
         for partition in 0..partitions {
             let reader = RangeReader::new(kafka, "vigil-onboard", topic, partition)?;
             let (low, high) = reader.watermarks()?;
-            let from = low.max(high - per_partition);
+            let from = low.max(high.saturating_sub(per_partition));
             reader.read(from, high, Duration::from_secs(30), |_, value| {
                 profiler.observe(value);
                 Ok::<(), ProducerError>(())
