@@ -168,6 +168,10 @@ struct SimulateArgs {
     /// the broker.
     #[arg(long)]
     output_file: Option<String>,
+    /// Send the history up to the end of this day (YYYY-MM-DD, UTC) as each hospital's initial
+    /// snapshot (op = r, table by table, one stamp), and stream what follows.
+    #[arg(long)]
+    snapshot_at: Option<String>,
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -233,6 +237,9 @@ fn apply_simulate_args(config: &mut VigilConfig, args: &SimulateArgs) -> anyhow:
     }
     if let Some(v) = &args.manifest {
         sim.manifest = v.clone();
+    }
+    if let Some(v) = &args.snapshot_at {
+        sim.snapshot_at = v.clone();
     }
     sim.validate()?;
     Ok(())
@@ -446,6 +453,7 @@ async fn ingest(config: VigilConfig, args: IngestArgs, shutdown: Shutdown) -> an
             supervise("ingest", shutdown, move |token| {
                 vigil_producers::ingest::run_file(
                     &path,
+                    &config.ingest,
                     &config.edge,
                     &config.kafka,
                     key.clone(),

@@ -640,3 +640,115 @@ fn two_exports_fed_from_files_of_one_name_both_land() {
     assert_eq!(summary_count(&output, "late"), 0, "{output}");
     assert_eq!(summary_count(&output, "events"), accepted, "{output}");
 }
+
+/// Alerts as a clinician sees them: what was raised, for which patient and subject, when.
+const SNAPSHOT_ALERTS: &str = "SELECT rule_id, patient_pseudonym, status, sequence, event_time_ms, \
+    severity, value, department_code FROM {db}.alerts FINAL ORDER BY patient_pseudonym, rule_id, event_time_ms, sequence, status";
+/// Every status row's figures (versions count applications, which differ by design).
+const SNAPSHOT_STATUS: &str =
+    "SELECT status_id, argMax(tuple(managed, follow_ups, follow_ups_ytd, \
+    standardised, controlled, risk_level), version) FROM {db}.patient_status \
+    GROUP BY status_id ORDER BY status_id";
+
+#[test]
+fn a_history_sent_as_an_initial_snapshot_in_table_order_lands_as_when_streamed() {
+    // Debezium starts a connector with a snapshot of the tables as they stand: table by table,
+    // every row stamped with the snapshot's time. One hospital's 500 days three ways: streamed
+    // as they happened; as one snapshot taken at the end; as a snapshot taken a year in,
+    // followed by live changes. The edge holds each snapshot until its last row and releases it
+    // in clinical-time order, so every alert (raised, re-notified, resolved, at the same event
+    // times), every status row and every metric is the same.
+    let region = ["300", "1", "500"];
+    // The stream in time order: one partition, read in the order written (with more, the edge
+    // would merge them by change time, and a row entered minutes after its clinical time would
+    // come after a later one). One partition for the others too: a hospital's clock, and the
+    // months it opens, are per processor partition.
+    let ways = [
+        ("snapstream", None),
+        ("snapwhole", Some("2026-06-30")),
+        ("snaphalf", Some("2025-12-31")),
+    ];
+    let mut outputs = Vec::new();
+    let mut envs = Vec::new();
+    for (name, snapshot_at) in ways {
+        envs.push(TestEnv::new(name, 1, ""));
+        let env = &envs[envs.len() - 1];
+        env.run_vigil(&["migrate"], Duration::from_secs(60));
+        env.run_vigil(&["topics"], Duration::from_secs(60));
+        let mut args = simulation(region, "2026-06-30", "43", "0");
+        if let Some(day) = snapshot_at {
+            args.extend(["--snapshot-at", day]);
+        }
+        env.run_vigil(&args, Duration::from_secs(300));
+        let output = env.run_vigil(&["up", "--until-idle", "3"], Duration::from_secs(600));
+        assert_eq!(summary_count(&output, "late"), 0, "{name}: {output}");
+        assert_eq!(
+            env.scalar("SELECT count() FROM {db}.late_events"),
+            "0",
+            "{name}"
+        );
+        let snapshot_rows =
+            env.scalar("SELECT count() FROM {db}.clinical_events WHERE operation = 'SNAPSHOT'");
+        outputs.push((
+            name,
+            snapshot_rows.parse::<u64>().unwrap(),
+            env.query(SNAPSHOT_ALERTS),
+            env.query(SNAPSHOT_STATUS),
+            env.query(REPLAY_METRICS),
+        ));
+    }
+    // One difference is by design: a patient registered during the streamed history has a live
+    // registration, which dates its first record; a snapshot's registration carries only the
+    // snapshot's stamp, so there a missed follow-up counts from the patient's first clinical
+    // record (ARCHITECTURE.md, "Event time"). Those patients' missed-follow-up alerts are left
+    // out of the comparison, and they are few.
+    let registered_live: std::collections::BTreeSet<String> = envs[0]
+        .query(
+            "SELECT DISTINCT patient_pseudonym FROM {db}.clinical_events \
+             WHERE kind = 'patient_registration' AND operation = 'CREATE'",
+        )
+        .into_iter()
+        .collect();
+    assert!(
+        !registered_live.is_empty(),
+        "the history registers patients live"
+    );
+    let comparable = |alerts: &[String]| -> Vec<String> {
+        alerts
+            .iter()
+            .filter(|row| {
+                let mut columns = row.split('\t');
+                let (rule, patient) = (columns.next(), columns.next().unwrap_or_default());
+                rule != Some("missed_quarterly_follow_up") || !registered_live.contains(patient)
+            })
+            .cloned()
+            .collect()
+    };
+    let (_, streamed_rows, streamed_alerts, status, metrics) = &outputs[0];
+    let alerts = &comparable(streamed_alerts);
+    assert!(
+        alerts.len() * 100 >= streamed_alerts.len() * 95,
+        "{} of {} alerts compared",
+        alerts.len(),
+        streamed_alerts.len()
+    );
+    assert!(
+        alerts.len() > 100,
+        "the history raises alerts: {}",
+        alerts.len()
+    );
+    assert!(status.len() > 1_000, "status rows: {}", status.len());
+    for (name, snapshot_rows, their_alerts, their_status, their_metrics) in &outputs[1..] {
+        assert!(
+            snapshot_rows > streamed_rows,
+            "{name} came as a snapshot: {snapshot_rows} rows"
+        );
+        common::assert_same(
+            &format!("{name}: alerts"),
+            alerts,
+            &comparable(their_alerts),
+        );
+        common::assert_same(&format!("{name}: patient status"), status, their_status);
+        common::assert_same(&format!("{name}: pilot metrics"), metrics, their_metrics);
+    }
+}

@@ -164,6 +164,8 @@ pub struct Patient {
     /// edge replaying after a crash, a snapshot row re-read) must not undo a newer one.
     pub registration_ms: Option<i64>,
     pub death_ms: Option<i64>,
+    /// The earliest time of the patient's facts (a snapshot's registration has none of its
+    /// own); i64::MAX before the first.
     pub first_seen_ms: i64,
     /// Event time of the latest event applied (stamps patient-status rows).
     pub last_event_ms: i64,
@@ -276,6 +278,15 @@ impl Patient {
     }
 
     /// Under management for the condition at some point in [from, to).
+    /// Since when a missed follow-up is counted when none is held: management's start, or the
+    /// patient's first fact if later (a programme joined years before the patient's records
+    /// reach back is not years overdue). None before any fact: a snapshot's registrations come
+    /// before its facts, and carry no time of their own.
+    pub fn watched_since(&self, condition: Condition) -> Option<i64> {
+        let managed = self.managed_since(condition)?;
+        (self.first_seen_ms != i64::MAX).then(|| managed.max(self.first_seen_ms))
+    }
+
     pub fn managed_during(&self, condition: Condition, from_ms: i64, to_ms: i64) -> bool {
         match self.managed_since(condition) {
             Some(enrolled) => enrolled < to_ms && self.death_ms.is_none_or(|d| d >= from_ms),

@@ -37,6 +37,19 @@ pub struct SourcePosition {
     pub offset: i64,
 }
 
+/// The topic of a source position that an edge gave an initial snapshot it released in
+/// clinical-time order starts with this; the offset is the row's place in that order. Such
+/// rows move their hospital's clock like live changes; other snapshot rows (a file's, an
+/// incremental snapshot's, another producer's) come in no order anything vouches for.
+pub const ORDERED_SNAPSHOT_PREFIX: &str = "snapshot:";
+
+impl SourcePosition {
+    /// Whether this names a row of an initial snapshot released in clinical-time order.
+    pub fn is_ordered_snapshot(&self) -> bool {
+        self.topic.starts_with(ORDERED_SNAPSHOT_PREFIX)
+    }
+}
+
 fn schema_version_one() -> i32 {
     1
 }

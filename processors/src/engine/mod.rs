@@ -21,7 +21,9 @@ use std::time::Duration;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use vigil_schemas::validate;
-use vigil_schemas::{Alert, AlertAck, ClinicalEvent, Operation, PatientStatus, SourcePosition};
+use vigil_schemas::{
+    Alert, AlertAck, ClinicalEvent, Operation, PatientStatus, Payload, SourcePosition,
+};
 
 use crate::rules::RuleSet;
 use crate::state::{event_hash, patient_key, Evidence, Patient, PatientKey, TimerKind};
@@ -341,6 +343,22 @@ impl PartitionState {
     }
 }
 
+/// Whether a snapshot row moves its hospital's clock: released by an edge in clinical-time
+/// order, and stamped with a clinical time (every payload but the patient master's).
+fn moves_clock_as_snapshot(event: &ClinicalEvent) -> bool {
+    event
+        .source
+        .as_ref()
+        .is_some_and(|source| source.is_ordered_snapshot())
+        && !stamped_only(event)
+}
+
+/// A snapshot's registration: its time is the snapshot's stamp, not when anything happened.
+fn stamped_only(event: &ClinicalEvent) -> bool {
+    event.operation == Operation::Snapshot
+        && matches!(event.payload, Payload::PatientRegistration(_))
+}
+
 impl Engine {
     pub fn new(rules: RuleSet, config: EngineConfig) -> Self {
         let index = alerts::RuleIndex::new(&rules);
@@ -381,16 +399,19 @@ impl Engine {
         }
         let hospital = state.intern(&event.hospital_id);
         // A snapshot row (Debezium's initial load, op = r) states what the source already held,
-        // not what just happened: it is applied by its clinical time, is never late, and never
-        // moves the live watermark (one stamped "now" would make all history after it late).
+        // not what just happened: it is applied by its clinical time and is never late. Only
+        // the rows an edge released in clinical-time order move the clock (so the history's
+        // timers fire as they would have streamed); a registration among them carries the
+        // snapshot's stamp, not a clinical time, and other snapshot rows come in no order.
         let snapshot = event.operation == Operation::Snapshot;
-        if !snapshot {
+        if !snapshot || moves_clock_as_snapshot(event) {
             let allowed_ms = self.config.allowed_lateness.as_millis() as i64;
             let clock = match state.clocks.get_mut(&hospital) {
                 Some(clock) => clock,
                 None => state.clocks.entry(hospital.clone()).or_insert(Clock::START),
             };
-            if clock.watermark_ms != i64::MIN && time < clock.watermark_ms - allowed_ms {
+            if !snapshot && clock.watermark_ms != i64::MIN && time < clock.watermark_ms - allowed_ms
+            {
                 return Disposition::Late;
             }
             // The watermark moves with every event, and timers it passes fire before the event
@@ -405,24 +426,36 @@ impl Engine {
             }
         }
         let known = state.patients.contains_key(&key);
+        // When the patient's records start: its earliest fact (a snapshot's registration
+        // carries the snapshot's stamp, not a fact's time).
+        let seen = if stamped_only(event) { i64::MAX } else { time };
         let patient = state.patients.entry(key).or_insert_with(|| Patient {
             hospital: hospital.clone(),
             region: Arc::from(""),
-            first_seen_ms: time,
+            first_seen_ms: seen,
             ..Patient::default()
         });
+        let records_reach_back = seen < patient.first_seen_ms;
+        patient.first_seen_ms = patient.first_seen_ms.min(seen);
         patient.remember(id);
         let managed_by = patient.hospital.clone();
         let evidence = self.config.definition.evidence();
         let change = observe::apply(patient, event, evidence, &mut state.interner);
         state.changed.insert(key);
-        if change.no_effect && known {
-            return Disposition::Applied; // a replay, or a version older than the one held
+        // A replay, or a version older than the one held, changes nothing.
+        if !(change.no_effect && known) {
+            patient.version += 1;
+            state.move_timers(key, &managed_by);
+            alerts::on_change(self, state, key, event, &change, alerts);
+            // A snapshot's registration has no period of its own (its stamp is not a clinical
+            // time): its patient's rows open with the hospital's periods and its facts.
+            if !stamped_only(event) {
+                status::mark_dirty_for_event(self, state, key, time, change.follow_up.is_some());
+            }
         }
-        patient.version += 1;
-        state.move_timers(key, &managed_by);
-        alerts::on_change(self, state, key, event, &change, alerts);
-        status::mark_dirty_for_event(self, state, key, time, change.follow_up.is_some());
+        if records_reach_back {
+            alerts::watch_from_first_fact(self, state, key, event, alerts);
+        }
         Disposition::Applied
     }
 

@@ -204,42 +204,50 @@ pub fn advance_periods(engine: &Engine, state: &mut PartitionState, hospital: &A
         return;
     }
     let offset = engine.config.reporting_utc_offset_minutes;
-    let current = month_index(local_day(clock.watermark_ms, offset));
-    let Some(previous) = clock.period_month else {
-        clock.period_month = Some(current);
-        return;
-    };
-    if current <= previous {
+    let day = local_day(clock.watermark_ms, offset);
+    let current = month_index(day);
+    let previous = clock.period_month;
+    if previous.is_some_and(|previous| current <= previous) {
         return;
     }
     clock.period_month = Some(current);
-    let first = (previous + 1).max(current - MAX_MONTHS_OPENED + 1);
-    for month in first..=current {
-        let start = month_start(month);
-        let mut kinds = vec![PeriodKind::Month];
-        if period_bounds(start, PeriodKind::Quarter).0 == start {
-            kinds.push(PeriodKind::Quarter);
+    // The periods to open: the first watermark opens the month, quarter and year it is in (the
+    // patients registered before it, a snapshot's all, get their rows); a later one each month
+    // it passed, with the quarter and year that start there.
+    let mut opened: Vec<(i32, PeriodKind)> = Vec::new();
+    match previous {
+        None => {
+            for kind in PeriodKind::ALL {
+                opened.push((period_bounds(day, kind).0, kind));
+            }
         }
-        if period_bounds(start, PeriodKind::Year).0 == start {
-            kinds.push(PeriodKind::Year);
-        }
-        let managed_here = state
-            .patients
-            .iter()
-            .filter(|(_, p)| p.hospital == *hospital);
-        for (key, patient) in managed_here {
-            for (condition, _) in patient.programmes() {
-                for &kind in &kinds {
-                    let (start_ms, end_ms) = period_ms(start, kind, offset);
-                    if patient.managed_during(condition, start_ms, end_ms) {
-                        let entry = state.dirty_status.entry(*key).or_default();
-                        let period = PeriodRef {
-                            condition,
-                            kind,
-                            start_day: start,
-                        };
-                        mark(engine, entry, patient, period);
+        Some(previous) => {
+            for month in (previous + 1).max(current - MAX_MONTHS_OPENED + 1)..=current {
+                let start = month_start(month);
+                for kind in PeriodKind::ALL {
+                    if period_bounds(start, kind).0 == start {
+                        opened.push((start, kind));
                     }
+                }
+            }
+        }
+    }
+    let managed_here = state
+        .patients
+        .iter()
+        .filter(|(_, p)| p.hospital == *hospital);
+    for (key, patient) in managed_here {
+        for (condition, _) in patient.programmes() {
+            for &(start, kind) in &opened {
+                let (start_ms, end_ms) = period_ms(start, kind, offset);
+                if patient.managed_during(condition, start_ms, end_ms) {
+                    let entry = state.dirty_status.entry(*key).or_default();
+                    let period = PeriodRef {
+                        condition,
+                        kind,
+                        start_day: start,
+                    };
+                    mark(engine, entry, patient, period);
                 }
             }
         }
@@ -281,9 +289,7 @@ pub fn facts(engine: &Engine, patient: &Patient, period: PeriodRef) -> StatusFac
     let year_start_ms = local_day_start_ms(period_bounds(start_day, PeriodKind::Year).0, offset);
     let condition = period.condition;
     let managed = patient.managed_during(condition, start_ms, end_ms);
-    let enrolled = patient
-        .managed_since(condition)
-        .unwrap_or(patient.first_seen_ms);
+    let enrolled = patient.managed_since(condition).unwrap_or(start_ms);
     let managed_from = enrolled.max(start_ms);
     let managed_to = patient.death_ms.map_or(end_ms, |d| d.min(end_ms));
     let managed_days = if managed {

@@ -46,6 +46,17 @@ impl Harness {
         op: Operation,
         payload: Payload,
     ) -> Disposition {
+        self.event_from(record_id, d, op, payload, None)
+    }
+
+    fn event_from(
+        &mut self,
+        record_id: &str,
+        d: f64,
+        op: Operation,
+        payload: Payload,
+        source: Option<SourcePosition>,
+    ) -> Disposition {
         let event = ClinicalEvent {
             event_id: format!("e-{record_id}-{op:?}-{d}"),
             hospital_id: self.hospital.clone(),
@@ -57,7 +68,7 @@ impl Harness {
             record_id: record_id.into(),
             schema_version: 1,
             payload,
-            source: None,
+            source,
         };
         self.engine
             .apply_event(&mut self.state, &event, &mut self.alerts)
@@ -707,11 +718,19 @@ fn death_closes_episodes_and_stops_timers() {
         }],
         death_time_ms: Some(day(5.0)),
     });
+    // Recorded on day 6, the death (day 5) closes the episode at the death, once the hospital's
+    // clock passes it: what a snapshot holding the death from the start closes too.
     h.event_with("patient/1", 6.0, Operation::Update, death);
+    h.advance(7.0);
+    let closed = h.take_full();
     assert_eq!(
-        h.take(),
-        vec![("hypertensive_crisis".into(), AlertStatus::Resolved)]
+        closed
+            .iter()
+            .map(|a| (a.rule_id.as_str(), a.status, a.event_time_ms))
+            .collect::<Vec<_>>(),
+        vec![("hypertensive_crisis", AlertStatus::Resolved, day(5.0))]
     );
+    assert!(closed[0].message.contains("The patient died."));
     h.advance(400.0);
     assert_eq!(h.take(), vec![]);
     assert_eq!(h.state.timer_count(), 0);
@@ -1165,6 +1184,106 @@ fn a_snapshot_stamped_now_neither_moves_the_watermark_nor_makes_history_late() {
     // A live change, by contrast, moves the watermark as before.
     h.bp(300.0, 130.0, 80.0);
     assert!(h.state.clock("H0001").watermark_ms > day(299.0));
+}
+
+#[test]
+fn a_snapshot_released_in_clinical_time_order_raises_what_the_stream_raised() {
+    // A year of a patient's history with a long gap between follow-ups (the missed-follow-up
+    // timer fires in it, and the next follow-up resolves it) and a crisis reading in between.
+    // Streamed, or as an initial snapshot the edge released in clinical-time order (the
+    // registration first, stamped with the snapshot's time), it raises the same alerts. The same
+    // snapshot rows without that order (no ordered position) move no clock: the gap's timer
+    // never fires in the history.
+    let visits = [10.0, 100.0, 280.0, 370.0];
+    let registration = Payload::PatientRegistration(PatientRegistration {
+        sex: Sex::Male,
+        birth_year: 1960,
+        region_code: "330106".into(),
+        programmes: vec![ProgrammeEnrolment {
+            condition: Condition::Hypertension,
+            enrolled_time_ms: day(0.0),
+        }],
+        death_time_ms: None,
+    });
+    let follow_up = |bp: (f64, f64)| {
+        Payload::FollowUpVisit(FollowUpVisit {
+            condition: Condition::Hypertension,
+            visit_mode: VisitMode::Clinic,
+            systolic_mmhg: Some(bp.0),
+            diastolic_mmhg: Some(bp.1),
+            fasting_glucose_mmol_l: None,
+            hba1c_percent: None,
+            next_visit_time_ms: None,
+            clinician_id: String::new(),
+        })
+    };
+    let streamed = {
+        let mut h = Harness::new();
+        h.event_with("patient/1", 0.0, Operation::Create, registration.clone());
+        for (n, d) in visits.iter().enumerate() {
+            h.event_with(
+                &format!("fu/{n}"),
+                *d,
+                Operation::Create,
+                follow_up((130.0, 80.0)),
+            );
+            if n == 1 {
+                h.bp(150.0, 190.0, 100.0);
+            }
+        }
+        h.advance(400.0);
+        h.take()
+    };
+    assert!(
+        streamed.contains(&("missed_quarterly_follow_up".into(), AlertStatus::Raised)),
+        "the gap raises: {streamed:?}"
+    );
+    let snapshot = |ordered: bool| {
+        let mut h = Harness::new();
+        let mut place = 0;
+        let mut source = || {
+            place += 1;
+            ordered.then(|| SourcePosition {
+                topic: format!("{}0123456789abcdef", vigil_schemas::ORDERED_SNAPSHOT_PREFIX),
+                partition: 0,
+                offset: place,
+            })
+        };
+        let s = source();
+        h.event_from(
+            "patient/1",
+            400.0,
+            Operation::Snapshot,
+            registration.clone(),
+            s,
+        );
+        for (n, d) in visits.iter().enumerate() {
+            let s = source();
+            h.event_from(
+                &format!("fu/{n}"),
+                *d,
+                Operation::Snapshot,
+                follow_up((130.0, 80.0)),
+                s,
+            );
+            if n == 1 {
+                let s = source();
+                let reading = Payload::VitalSign(VitalSign {
+                    systolic_mmhg: Some(190.0),
+                    diastolic_mmhg: Some(100.0),
+                    ..VitalSign::default()
+                });
+                h.event_from("vitals/1", 150.0, Operation::Snapshot, reading, s);
+            }
+        }
+        h.advance(400.0);
+        h.take()
+    };
+    assert_eq!(snapshot(true), streamed);
+    assert!(
+        !snapshot(false).contains(&("missed_quarterly_follow_up".into(), AlertStatus::Raised)),
+        "unordered snapshot rows move no clock"
+    );
 }
 
 #[test]

@@ -21,6 +21,15 @@ pub struct IngestConfig {
     /// How often the edge catalogue is checked for changed files.
     #[serde(default = "default_reload_interval", with = "humantime_serde")]
     pub reload_interval: Duration,
+    /// Where a hospital's initial snapshot waits until it ends, to be released in clinical-time
+    /// order (unnamed temporary files: nothing is left behind); empty: the system's temporary
+    /// directory.
+    #[serde(default)]
+    pub snapshot_spool_dir: String,
+    /// A snapshot from which nothing has come for this long is released as it stands (a
+    /// connector stopped mid-snapshot starts it again when it returns).
+    #[serde(default = "default_snapshot_quiet", with = "humantime_serde")]
+    pub snapshot_quiet: Duration,
 }
 
 fn default_group_id() -> String {
@@ -36,6 +45,10 @@ fn default_batch_max_wait() -> Duration {
 fn default_reload_interval() -> Duration {
     Duration::from_secs(10)
 }
+/// Longer than a connector's pauses between tables, short enough that a stopped one is noticed.
+fn default_snapshot_quiet() -> Duration {
+    Duration::from_secs(120)
+}
 
 impl Default for IngestConfig {
     fn default() -> Self {
@@ -44,6 +57,8 @@ impl Default for IngestConfig {
             batch_max_records: default_batch_max_records(),
             batch_max_wait: default_batch_max_wait(),
             reload_interval: default_reload_interval(),
+            snapshot_spool_dir: String::new(),
+            snapshot_quiet: default_snapshot_quiet(),
         }
     }
 }
@@ -58,6 +73,20 @@ impl IngestConfig {
                 "ingest.batch_max_records must be at least 1".into(),
             ));
         }
+        if self.snapshot_quiet.is_zero() {
+            return Err(ProducerError::Config(
+                "ingest.snapshot_quiet must be longer than zero".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The directory snapshot spools are created in.
+    pub fn spool_dir(&self) -> std::path::PathBuf {
+        if self.snapshot_spool_dir.is_empty() {
+            std::env::temp_dir()
+        } else {
+            std::path::PathBuf::from(&self.snapshot_spool_dir)
+        }
     }
 }

@@ -7,7 +7,8 @@ pub mod adapter;
 mod config;
 pub mod redact;
 mod run;
+pub mod spool;
 
-pub use adapter::{Adapter, Outcome, Rejection};
+pub use adapter::{Adapted, Adapter, Outcome, Rejection, SnapshotMark};
 pub use config::IngestConfig;
 pub use run::{for_each_line, run, run_file, IngestSummary};

@@ -14,11 +14,12 @@ use vigil_runtime::kafka::{Aligner, ConsumerTuning, DurableProducer, GroupConsum
 use vigil_runtime::stats::StageStats;
 use vigil_runtime::time::now_ms;
 use vigil_runtime::{RuntimeError, Shutdown, StopWhen};
-use vigil_schemas::{AvroCodec, ClinicalEvent, DeadLetter, InputPosition};
+use vigil_schemas::{AvroCodec, ClinicalEvent, DeadLetter, InputPosition, SourcePosition};
 
-use super::adapter::{Adapter, Outcome, Reason, Rejection};
+use super::adapter::{Adapted, Adapter, Outcome, Reason, Rejection, SnapshotMark};
 use super::config::IngestConfig;
 use super::redact::{safe_copy, withheld};
+use super::spool::{Released, SnapshotSpool};
 use crate::edge::catalog::newest_change;
 use crate::edge::{Catalog, EdgeConfig};
 use crate::error::ProducerError;
@@ -143,10 +144,13 @@ impl Handler {
         }
     }
 
+    /// One input record: a tombstone, a dead letter, a live change produced at once, or a
+    /// snapshot row held until its snapshot ends.
     fn handle(
         &mut self,
         catalog: &Catalog,
         producer: &DurableProducer,
+        spool: &mut SnapshotSpool,
         value: Option<&[u8]>,
         (topic, partition, offset): (&str, i32, i64),
     ) -> Result<(), ProducerError> {
@@ -163,7 +167,8 @@ impl Handler {
             partition,
             offset,
         };
-        let (mut event, unmapped) = match adapter.adapt(value) {
+        let Adapted { outcome, mark } = adapter.adapt_marked(value);
+        let (mut event, unmapped) = match outcome {
             Outcome::Tombstone => {
                 self.summary.tombstones += 1;
                 self.stats.hospital("").records_in += 1;
@@ -176,14 +181,68 @@ impl Handler {
             Outcome::Accepted(event) => (event, None),
             Outcome::AcceptedUnmapped(event, what) => (event, Some(what)),
             Outcome::Rejected(rejection) => {
-                return self.reject(producer, &rejection, value, at, now);
+                self.reject(producer, &rejection, value, at, now)?;
+                if mark == SnapshotMark::Last {
+                    self.release(producer, spool, &rejection.hospital)?;
+                }
+                return Ok(());
             }
         };
-        // The source position lets the processor recognise this event if a crash before the
-        // commit makes the edge send it again.
-        if self.stamp_source {
-            event.source = Some(at.source());
+        match mark {
+            SnapshotMark::Live => {
+                // A hospital's first live change ends its snapshot: what it held goes first.
+                if spool.is_holding(&event.hospital_id) {
+                    self.release(producer, spool, &event.hospital_id)?;
+                }
+                // The source position lets the processor recognise this event if a crash
+                // before the commit makes the edge send it again.
+                if self.stamp_source {
+                    event.source = Some(at.source());
+                }
+                self.produce(producer, *event, unmapped, value, at, now)
+            }
+            SnapshotMark::Row => spool.hold(&event, unmapped, at),
+            SnapshotMark::Last => {
+                spool.hold(&event, unmapped, at)?;
+                self.release(producer, spool, &event.hospital_id)
+            }
         }
+    }
+
+    /// Ends a hospital's snapshot: its rows go on in clinical-time order (see `spool`).
+    fn release(
+        &mut self,
+        producer: &DurableProducer,
+        spool: &mut SnapshotSpool,
+        hospital: &str,
+    ) -> Result<(), ProducerError> {
+        let now = now_ms();
+        for Released { event, unmapped } in spool.release(hospital)? {
+            let place = event.source.clone().unwrap_or(SourcePosition {
+                topic: String::new(),
+                partition: 0,
+                offset: 0,
+            });
+            let at = InputPosition {
+                topic: &place.topic,
+                partition: place.partition,
+                offset: place.offset,
+            };
+            self.produce(producer, event, unmapped, None, at, now)?;
+        }
+        Ok(())
+    }
+
+    /// Sends an accepted event and counts it.
+    fn produce(
+        &mut self,
+        producer: &DurableProducer,
+        event: ClinicalEvent,
+        unmapped: Option<&'static str>,
+        value: Option<&[u8]>,
+        at: InputPosition<'_>,
+        now: i64,
+    ) -> Result<(), ProducerError> {
         self.buffer.clear();
         self.event_codec.encode_into(&event, &mut self.buffer)?;
         match producer.send(
@@ -287,6 +346,8 @@ pub fn run(
         &[&kafka.topics.his_changes],
         &ConsumerTuning::default(),
     )?;
+    let mut spool = SnapshotSpool::new(&config.spool_dir(), config.snapshot_quiet, String::new())?;
+    // Every partition's next offset to read; commits hold at a snapshot still held.
     let mut positions = Positions::default();
     // Change events of several partitions merge into per-patient streams: release them in the
     // order they were written, whatever order the broker serves partitions in (see Aligner).
@@ -300,8 +361,19 @@ pub fn run(
                 && aligner.buffered() == 0
                 && consumer.caught_up().unwrap_or(false));
         if stopping {
+            if shutdown.is_requested() {
+                if spool.rows() > 0 {
+                    info!(rows = spool.rows(), "Stopping with a snapshot unfinished; its rows are read again on restart (nothing of it was committed).");
+                }
+            } else {
+                // The input is exhausted: a snapshot still held has ended.
+                for hospital in spool.hospitals() {
+                    handler.release(&producer, &mut spool, &hospital)?;
+                }
+            }
             handler.stats.publish_due(&producer, true)?;
             producer.flush()?;
+            commit_done(&consumer, &positions, &spool, CommitMode::Sync);
             info!(summary = ?handler.summary, "Ingest stopped; everything read was produced and committed.");
             return Ok(handler.summary);
         }
@@ -314,21 +386,35 @@ pub fn run(
             aligner.push(message.detach());
         }
         drop(batch);
+        let mut released = false;
         for change in consumer.take_assignment_changes() {
             if let vigil_runtime::kafka::AssignmentChange::Revoked(list) = change {
+                // Another member reads these partitions from the last commit, which held at
+                // any snapshot held here: release it as it stands (what both send twice changes
+                // nothing downstream), never leave rows of other partitions behind.
+                for hospital in spool.hospitals() {
+                    handler.release(&producer, &mut spool, &hospital)?;
+                    released = true;
+                }
                 aligner.forget(&list);
                 positions.forget(&list);
             }
         }
+        for hospital in spool.quiet_hospitals() {
+            info!(%hospital, "A snapshot sent nothing for a while; releasing what it sent.");
+            handler.release(&producer, &mut spool, &hospital)?;
+            released = true;
+        }
         ready.clear();
         aligner.release(&consumer, &consumer.assigned(), &mut ready);
-        if ready.is_empty() {
+        if ready.is_empty() && !released {
             continue;
         }
         for message in &ready {
             handler.handle(
                 &catalog.catalog,
                 &producer,
+                &mut spool,
                 message.payload(),
                 (message.topic(), message.partition(), message.offset()),
             )?;
@@ -337,8 +423,7 @@ pub fn run(
         handler.stats.publish_due(&producer, false)?;
         // Offsets move only once every event and dead letter released is acknowledged.
         producer.flush()?;
-        consumer.commit(&positions, CommitMode::Async);
-        positions.clear();
+        commit_done(&consumer, &positions, &spool, CommitMode::Async);
         handler.publish_metrics();
         if last_report.elapsed() >= Duration::from_secs(10) {
             last_report = Instant::now();
@@ -349,10 +434,25 @@ pub fn run(
                 accepted = s.accepted,
                 rejected = s.rejected_total(),
                 held = aligner.buffered(),
+                snapshot_rows_held = spool.rows(),
                 "Ingest progress."
             );
         }
     }
+}
+
+/// Commits what is done: everything read, except from the first row of a snapshot still held.
+fn commit_done(
+    consumer: &GroupConsumer,
+    positions: &Positions,
+    spool: &SnapshotSpool,
+    mode: CommitMode,
+) {
+    let mut done = positions.clone();
+    for (topic, partition, offset) in spool.fences() {
+        done.hold_at(topic, partition, offset);
+    }
+    consumer.commit(&done, mode);
 }
 
 /// Calls `each` with the line number and value of every record of a JSON-lines file (stdin for
@@ -393,6 +493,7 @@ pub fn for_each_line(
 /// file, or from stdin when `path` is "-". Returns once everything is acknowledged.
 pub fn run_file(
     path: &Path,
+    config: &IngestConfig,
     edge: &EdgeConfig,
     kafka: &KafkaConfig,
     key: PseudonymKey,
@@ -404,13 +505,29 @@ pub fn run_file(
     handler.stamp_source = false;
     let producer = DurableProducer::new(kafka, "vigil-ingest-file")?;
     let source = format!("file:{}", path.display());
+    // A file's snapshot is named by this run too: another export may start at the same line.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_nanos().to_string())
+        .unwrap_or_default();
+    let mut spool = SnapshotSpool::new(&config.spool_dir(), config.snapshot_quiet, run)?;
     for_each_line(path, shutdown, |number, value| {
-        handler.handle(&catalog, &producer, value, (&source, 0, number))?;
+        handler.handle(&catalog, &producer, &mut spool, value, (&source, 0, number))?;
         if handler.summary.records % 10_000 == 0 {
             producer.flush()?;
         }
         Ok(())
     })?;
+    if shutdown.is_requested() {
+        info!(
+            rows = spool.rows(),
+            "Stopped before the end of the file; a snapshot it began is not sent."
+        );
+    } else {
+        for hospital in spool.hospitals() {
+            handler.release(&producer, &mut spool, &hospital)?;
+        }
+    }
     handler.stats.publish_due(&producer, true)?;
     producer.flush()?;
     handler.publish_metrics();

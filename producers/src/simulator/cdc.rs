@@ -107,6 +107,7 @@ pub struct CdcRecord {
 }
 
 /// A rendered row, before it becomes a Debezium event.
+#[derive(Clone)]
 struct Row {
     kind: TableKind,
     table: String,
@@ -129,7 +130,18 @@ pub struct CdcRenderer {
     held_order: u64,
     /// Change sequence per hospital (binlog position, LSN, SCN).
     positions: Vec<u64>,
+    /// The initial snapshot being gathered, until the first change after it.
+    snapshot: Option<SnapshotGather>,
+    /// Debezium's `source.snapshot` of the snapshot row being written.
+    snapshot_marker: &'static str,
     pub manifest: Manifest,
+}
+
+/// Every row as it stands when the snapshot is taken, by hospital, table and key: a snapshot
+/// reads tables one after another, and holds a row's last version only.
+struct SnapshotGather {
+    at_ms: i64,
+    rows: BTreeMap<(usize, String, u64), Row>,
 }
 
 const HOUR_MS: i64 = 3_600_000;
@@ -165,14 +177,67 @@ impl CdcRenderer {
             held: BinaryHeap::new(),
             held_records: HashMap::new(),
             held_order: 0,
+            snapshot: None,
+            snapshot_marker: "true",
             manifest: Manifest::default(),
         })
+    }
+
+    /// Sends the history up to `at_ms` as each hospital's initial snapshot (see
+    /// `SimulateConfig::snapshot_at`).
+    pub fn with_snapshot_at(mut self, at_ms: Option<i64>) -> Self {
+        self.snapshot = at_ms.map(|at_ms| SnapshotGather {
+            at_ms,
+            rows: BTreeMap::new(),
+        });
+        self
+    }
+
+    /// Keeps a row of the history before the snapshot (its latest version); true if it was.
+    fn gather(&mut self, hospital: usize, row: &Row) -> bool {
+        let Some(snapshot) = self.snapshot.as_mut() else {
+            return false;
+        };
+        if row.clinical_ms >= snapshot.at_ms {
+            return false;
+        }
+        let key = (hospital, row.table.clone(), row.key);
+        snapshot.rows.insert(key, row.clone());
+        true
+    }
+
+    /// The snapshot, once the history reaches its time: each hospital's rows table by table,
+    /// marked `first` … `last`, all stamped with the snapshot's time.
+    fn send_snapshot(&mut self, now_ms: i64, out: &mut Vec<CdcRecord>) {
+        if self.snapshot.as_ref().is_none_or(|s| now_ms < s.at_ms) {
+            return;
+        }
+        let Some(snapshot) = self.snapshot.take() else {
+            return;
+        };
+        let rows: Vec<_> = snapshot.rows.into_iter().collect();
+        for (n, ((hospital, _, _), row)) in rows.iter().enumerate() {
+            let Some(profile) = self.hospitals.get(*hospital).cloned() else {
+                continue;
+            };
+            let first = n == 0 || rows[n - 1].0 .0 != *hospital;
+            let last = rows.get(n + 1).is_none_or(|next| next.0 .0 != *hospital);
+            self.snapshot_marker = match (first, last) {
+                (_, true) => "last",
+                (true, false) => "first",
+                _ => "true",
+            };
+            let record = self.event(&profile, row, None, Some(&row.after), "r", snapshot.at_ms);
+            self.emit(record, None, out);
+        }
+        self.snapshot_marker = "true";
     }
 
     /// The records for one simulated fact, plus any held records now due, in release order.
     // Long by design (~120 lines): one arm per injected defect kind, each a few lines that
     // change the row and say which rejection the edge must give (the manifest).
     pub fn render(&mut self, sim: &Simulation, event: &SimEvent, out: &mut Vec<CdcRecord>) {
+        self.send_snapshot(event.time_ms, out);
         self.release_due(event.time_ms, out);
         let Some(profile) = self.hospitals.get(event.hospital as usize).cloned() else {
             return;
@@ -180,6 +245,9 @@ impl CdcRenderer {
         let Some(row) = self.row(sim, &profile, event) else {
             return;
         };
+        if self.gather(event.hospital as usize, &row) {
+            return;
+        }
         let change_ms = if row.op == "r" {
             sim.start_ms
         } else {
@@ -298,6 +366,7 @@ impl CdcRenderer {
 
     /// Everything still held back, in release order (the end of the simulation).
     pub fn finish(&mut self, out: &mut Vec<CdcRecord>) {
+        self.send_snapshot(i64::MAX, out);
         self.release_due(i64::MAX, out);
     }
 
@@ -392,7 +461,7 @@ impl CdcRenderer {
             "connector": vendor.connector,
             "name": profile.server_name,
             "ts_ms": change_ms,
-            "snapshot": if op == "r" { "true" } else { "false" },
+            "snapshot": if op == "r" { self.snapshot_marker } else { "false" },
             "db": "his",
             "table": row.table,
         });

@@ -56,6 +56,13 @@ pub struct SimulateConfig {
     /// empty: to the topic.
     #[serde(default)]
     pub output_file: String,
+    /// Send each hospital's history up to the end of this day (`YYYY-MM-DD`, UTC) as its
+    /// connector's initial snapshot: op = r, the rows as they then stood, table by table, all
+    /// stamped with the snapshot's time; what follows streams. Empty: no snapshot (patients
+    /// registered before the span still come as snapshot rows, as a connector started then
+    /// would send them). Change events only.
+    #[serde(default)]
+    pub snapshot_at: String,
     /// How often progress is logged on long runs.
     #[serde(default = "default_progress_every", with = "humantime_serde")]
     pub progress_every: Duration,
@@ -119,6 +126,7 @@ impl Default for SimulateConfig {
             defects: DefectRates::default(),
             manifest: String::new(),
             output_file: String::new(),
+            snapshot_at: String::new(),
             progress_every: default_progress_every(),
         }
     }
@@ -145,6 +153,20 @@ impl SimulateConfig {
                 self.end_date
             ));
         }
+        if !self.snapshot_at.is_empty() {
+            if vigil_runtime::time::parse_date(&self.snapshot_at).is_none() {
+                return fail(format!(
+                    "simulate.snapshot_at '{}' is not a date (YYYY-MM-DD)",
+                    self.snapshot_at
+                ));
+            }
+            if self.output != Output::Cdc {
+                return fail(
+                    "simulate.snapshot_at takes change events: set simulate.output = \"cdc\""
+                        .into(),
+                );
+            }
+        }
         if matches!(self.pace, Pace::Rate | Pace::Live) && self.rate == 0 {
             return fail("simulate.rate must be at least 1 event/s".into());
         }
@@ -158,6 +180,12 @@ impl SimulateConfig {
             return fail("simulate.compress_into must be longer than zero".into());
         }
         Ok(())
+    }
+
+    /// When the initial snapshot is taken (the end of `snapshot_at`), if one is.
+    pub fn snapshot_ms(&self) -> Option<i64> {
+        vigil_runtime::time::parse_date(&self.snapshot_at)
+            .map(|day| (day as i64 + 1) * vigil_runtime::time::MS_PER_DAY)
     }
 
     /// The simulated span as (start, end) in ms since the epoch.

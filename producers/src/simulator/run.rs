@@ -148,7 +148,8 @@ pub fn run(
                 config.seed,
                 edge.hospital_utc_offset_minutes,
                 config.defects.clone(),
-            )?;
+            )?
+            .with_snapshot_at(config.snapshot_ms());
             Sink::Cdc {
                 renderer: Box::new(renderer),
                 topic: kafka.topics.his_changes.clone(),

@@ -500,6 +500,16 @@ impl Positions {
             .retain(|(t, p, _)| !revoked.iter().any(|r| r.partition == *p && &r.topic == t));
     }
 
+    /// Keeps the commit of (topic, partition) at or below `offset`: records from there on are
+    /// not done yet (held back, e.g. a snapshot waiting to be released in order).
+    pub fn hold_at(&mut self, topic: &str, partition: i32, offset: i64) {
+        for (t, p, next) in &mut self.next {
+            if *p == partition && t == topic {
+                *next = (*next).min(offset);
+            }
+        }
+    }
+
     pub fn get(&self, topic: &str, partition: i32) -> Option<i64> {
         self.next
             .iter()

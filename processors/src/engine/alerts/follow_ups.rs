@@ -3,7 +3,7 @@
 
 use vigil_schemas::Condition;
 
-use super::{triggers, Cause, Episodes, DAY_MS};
+use super::{timers, triggers, Cause, Episodes, DAY_MS};
 use crate::rules::Trigger;
 use crate::state::{condition_index, TimerKind};
 
@@ -58,6 +58,7 @@ fn await_revisit(
             episodes.resolve(rule, subject, cause, "The patient was seen again.");
         }
     }
+    close_at_death(episodes, rule, subject);
     let still_open = episodes.is_open(rule, subject);
     let due = latest.filter(|_| !still_open).and_then(|f| {
         let (s, d) = f.bp()?;
@@ -70,6 +71,26 @@ fn await_revisit(
         },
         due,
     );
+}
+
+/// An open timer episode of a patient whose death is known closes at the death: its next
+/// reminder moves there (see `timers::schedule_renotify`).
+fn close_at_death(episodes: &mut Episodes<'_>, rule: usize, subject: u8) {
+    let notified = episodes
+        .patient()
+        .filter(|p| p.death_ms.is_some())
+        .and_then(|p| p.episode(rule as u16, subject))
+        .map(|e| e.last_notified_ms);
+    if let Some(from) = notified {
+        timers::schedule_renotify(
+            episodes.engine,
+            episodes.state,
+            episodes.key,
+            rule,
+            subject,
+            from,
+        );
+    }
 }
 
 /// The deadline of the next face-to-face follow-up for a condition; resolves an open missed
@@ -92,25 +113,25 @@ pub(super) fn reschedule_missed(
         let Some(patient) = episodes.patient() else {
             return;
         };
-        let due = patient
-            .managed_since(condition)
-            .filter(|_| patient.death_ms.is_none())
-            .map(|enrolled| {
-                let last = patient
-                    .follow_ups_for(condition)
-                    .filter(|f| f.face_to_face)
-                    .map(|f| f.time_ms)
-                    .next_back()
-                    .unwrap_or(enrolled.max(patient.first_seen_ms));
-                // "More than N days": due the day after the threshold, not on it.
-                last + after.as_millis() as i64 + DAY_MS
-            });
+        let deadline = patient.watched_since(condition).map(|watched| {
+            let last = patient
+                .follow_ups_for(condition)
+                .filter(|f| f.face_to_face)
+                .map(|f| f.time_ms)
+                .next_back()
+                .unwrap_or(watched);
+            // "More than N days": due the day after the threshold, not on it.
+            last + after.as_millis() as i64 + DAY_MS
+        });
+        // Nothing is due after the patient's death; an episode open then closes at the death.
+        let due = deadline.filter(|d| patient.alive_at(*d));
         let overdue_since = patient.episode(rule as u16, subject).map(|e| e.opened_ms);
         if let Some(opened) = overdue_since {
-            if due.is_none_or(|d| d > opened) {
+            if deadline.is_none_or(|d| d > opened) {
                 episodes.resolve(rule, subject, cause, "A face-to-face follow-up took place.");
             }
         }
+        close_at_death(episodes, rule, subject);
         let still_open = episodes.is_open(rule, subject);
         episodes.set_timer(
             TimerKind::Due {

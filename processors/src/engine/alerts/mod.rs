@@ -313,6 +313,15 @@ impl Episodes<'_> {
                     "",
                 ));
                 patient.episodes.push(episode);
+                // A death already known (a snapshot holds it from the start) closes the
+                // episode when it comes, as it would have when recorded.
+                if let Some(death) = patient.death_ms {
+                    let kind = TimerKind::Renotify {
+                        rule: rule_index as u16,
+                        subject,
+                    };
+                    self.set_timer(kind, Some(death.max(opened_ms)));
+                }
             }
             (Some(facts), Some(episode)) => {
                 let interval = rule.renotify_after.as_millis() as i64;
@@ -380,22 +389,74 @@ impl Episodes<'_> {
         );
     }
 
-    /// A death closes every open episode and stops every timer.
-    fn close_all_for_death(&mut self, cause: &Cause<'_>) {
-        let open: Vec<(u16, u8)> = self
-            .patient()
-            .map(|p| p.episodes.iter().map(|e| (e.rule, e.subject)).collect())
-            .unwrap_or_default();
-        for (rule, subject) in open {
-            self.resolve(rule as usize, subject, cause, "The patient died.");
-        }
-        let timers: Vec<TimerKind> = self
-            .patient()
-            .map(|p| p.timers.iter().map(|(k, _)| *k).collect())
-            .unwrap_or_default();
-        for kind in timers {
+    /// A death closes every open episode at the death (its next reminder moves there; the
+    /// reminder finds the patient dead) and cancels every deadline after it. At the death, not when
+    /// it was recorded: a snapshot holds the death but not when it was entered, and must close
+    /// what a stream of the same history closes.
+    fn close_all_at_death(&mut self) {
+        let Some(patient) = self.patient() else {
+            return;
+        };
+        let Some(death) = patient.death_ms else {
+            return;
+        };
+        // Each open episode's next reminder (a timer episode's) or none (a value episode's
+        // renotifies on readings) moves to the death at the latest.
+        let closes: Vec<(TimerKind, i64)> = patient
+            .episodes
+            .iter()
+            .map(|e| {
+                let kind = TimerKind::Renotify {
+                    rule: e.rule,
+                    subject: e.subject,
+                };
+                let at_death = death.max(e.last_notified_ms);
+                let next = patient
+                    .timers
+                    .iter()
+                    .find(|(k, _)| *k == kind)
+                    .map_or(at_death, |(_, due)| (*due).min(at_death));
+                (kind, next)
+            })
+            .collect();
+        let after_death: Vec<TimerKind> = patient
+            .timers
+            .iter()
+            .filter(|(kind, due)| matches!(kind, TimerKind::Due { .. }) && *due > death)
+            .map(|(kind, _)| *kind)
+            .collect();
+        for kind in after_death {
             self.set_timer(kind, None);
         }
+        for (kind, due) in closes {
+            self.set_timer(kind, Some(due));
+        }
+    }
+}
+
+/// The patient's records reach further back than known (its first fact, or an earlier one):
+/// the follow-up deadlines count from there.
+pub fn watch_from_first_fact(
+    engine: &Engine,
+    state: &mut PartitionState,
+    key: PatientKey,
+    event: &ClinicalEvent,
+    alerts: &mut Vec<Alert>,
+) {
+    let cause = Cause {
+        time_ms: event.event_time_ms,
+        trigger_id: &event.event_id,
+        hospital: &event.hospital_id,
+        department: "",
+    };
+    let mut episodes = Episodes {
+        engine,
+        state,
+        key,
+        alerts,
+    };
+    for condition in Condition::ALL {
+        follow_ups::reschedule_missed(&mut episodes, condition, &cause);
     }
 }
 
@@ -427,8 +488,7 @@ pub fn on_change(
         alerts,
     };
     if change.died {
-        episodes.close_all_for_death(&cause);
-        return;
+        episodes.close_all_at_death();
     }
     if change.bp {
         // The reading's own time: a re-evaluation after a retraction reports the reading now

@@ -59,6 +59,17 @@ pub fn on_timer(
             schedule_renotify(engine, state, key, rule_index, subject, due);
         }
         TimerKind::Renotify { .. } => {
+            // The reminder due at or after the patient's death closes the episode instead.
+            if !patient.alive_at(due) {
+                let mut episodes = Episodes {
+                    engine,
+                    state,
+                    key,
+                    alerts,
+                };
+                episodes.resolve(rule_index, subject, &cause, "The patient died.");
+                return;
+            }
             let Some(episode) = patient.episode(rule_index as u16, subject) else {
                 return;
             };
@@ -103,7 +114,10 @@ pub fn on_timer(
     }
 }
 
-fn schedule_renotify(
+/// The next reminder of an open timer episode, notified last at `from`: after the rule's
+/// interval, or at the patient's death if that comes first (which closes the episode then,
+/// whenever the death becomes known).
+pub(super) fn schedule_renotify(
     engine: &Engine,
     state: &mut PartitionState,
     key: PatientKey,
@@ -115,12 +129,17 @@ fn schedule_renotify(
         .rules
         .get(rule)
         .map_or(0, |r| r.renotify_after.as_millis() as i64);
-    let open = state
-        .patients
-        .get(&key)
-        .and_then(|p| p.episode(rule as u16, subject))
-        .is_some();
-    let due = (interval > 0 && open).then_some(from + interval);
+    let Some(patient) = state.patients.get(&key) else {
+        return;
+    };
+    let open = patient.episode(rule as u16, subject).is_some();
+    let renotify = (interval > 0).then_some(from + interval);
+    let at_death = patient.death_ms.map(|death| death.max(from));
+    let due = if open {
+        renotify.into_iter().chain(at_death).min()
+    } else {
+        None
+    };
     state.set_timer(
         key,
         TimerKind::Renotify {
@@ -135,13 +154,13 @@ fn missed_facts(patient: &Patient, condition: Condition, due: i64) -> Option<Fac
     if !patient.alive_at(due) {
         return None;
     }
-    let enrolled = patient.managed_since(condition)?;
+    let watched = patient.watched_since(condition)?;
     let last = patient
         .follow_ups_for(condition)
         .filter(|f| f.face_to_face && f.time_ms <= due)
         .map(|f| f.time_ms)
         .next_back()
-        .unwrap_or(enrolled.max(patient.first_seen_ms));
+        .unwrap_or(watched);
     Some(Facts {
         days: Some((due - last) / DAY_MS),
         condition: Some(condition),

@@ -59,6 +59,40 @@ pub enum Outcome {
     Tombstone,
 }
 
+/// Where a record stands in its connector's initial snapshot (Debezium `source.snapshot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotMark {
+    /// A change as it happened (`c`, `u`, `d`), or a row of an incremental snapshot, which
+    /// interleaves with live changes and has no end to wait for.
+    Live,
+    /// A row of the initial snapshot (`op = r`; marked `true`, `first` or `*_in_data_collection`).
+    Row,
+    /// The initial snapshot's last row (`last`): what the database held has all been read.
+    Last,
+}
+
+impl SnapshotMark {
+    /// Reads the mark of a change event's payload; anything unreadable is `Live` (the adapter
+    /// rejects it with its reason).
+    fn of(payload: &Value) -> SnapshotMark {
+        if payload.get("op").and_then(Value::as_str) != Some("r") {
+            return SnapshotMark::Live;
+        }
+        match payload.pointer("/source/snapshot") {
+            Some(Value::String(marker)) if marker == "last" => SnapshotMark::Last,
+            Some(Value::String(marker)) if marker == "incremental" => SnapshotMark::Live,
+            _ => SnapshotMark::Row,
+        }
+    }
+}
+
+/// An input record's outcome, and where it stands in a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adapted {
+    pub outcome: Outcome,
+    pub mark: SnapshotMark,
+}
+
 /// Settings the adapter needs besides the catalogue.
 pub struct Adapter<'a> {
     pub catalog: &'a Catalog,
@@ -188,8 +222,17 @@ fn rejected(hospital: &str, reason: Reason, detail: String) -> Outcome {
 impl Adapter<'_> {
     /// Adapts one Kafka record value (`None`: a tombstone).
     pub fn adapt(&self, value: Option<&[u8]>) -> Outcome {
+        self.adapt_marked(value).outcome
+    }
+
+    /// Adapts one Kafka record value, and says where it stands in an initial snapshot.
+    pub fn adapt_marked(&self, value: Option<&[u8]>) -> Adapted {
+        let live = |outcome| Adapted {
+            outcome,
+            mark: SnapshotMark::Live,
+        };
         let Some(bytes) = value else {
-            return Outcome::Tombstone;
+            return live(Outcome::Tombstone);
         };
         let parsed: Value = match serde_json::from_slice(bytes) {
             Ok(v) => v,
@@ -200,7 +243,7 @@ impl Adapter<'_> {
                     e.line(),
                     e.column()
                 );
-                return rejected("", Reason::MalformedRecord, detail);
+                return live(rejected("", Reason::MalformedRecord, detail));
             }
         };
         // With Kafka Connect's schemas enabled the event sits under "payload".
@@ -209,12 +252,20 @@ impl Adapter<'_> {
             _ => &parsed,
         };
         if payload.is_null() {
-            return Outcome::Tombstone;
+            return live(Outcome::Tombstone);
         }
         if !payload.is_object() {
             let detail = "a change event must be a JSON object".to_string();
-            return rejected("", Reason::MalformedRecord, detail);
+            return live(rejected("", Reason::MalformedRecord, detail));
         }
+        Adapted {
+            outcome: self.adapt_payload(&parsed, payload),
+            mark: SnapshotMark::of(payload),
+        }
+    }
+
+    /// A change event's payload (the object with `op`, `source` and the row images).
+    fn adapt_payload(&self, parsed: &Value, payload: &Value) -> Outcome {
         let server = payload
             .pointer("/source/name")
             .and_then(Value::as_str)
@@ -226,7 +277,7 @@ impl Adapter<'_> {
             );
             return rejected("", Reason::UnknownHospital, detail);
         };
-        match self.adapt_event(profile, &parsed, payload) {
+        match self.adapt_event(profile, parsed, payload) {
             Ok((event, Some(what))) => Outcome::AcceptedUnmapped(Box::new(event), what),
             Ok((event, None)) => Outcome::Accepted(Box::new(event)),
             Err(Reject { reason, detail }) => Outcome::Rejected(Rejection {
