@@ -33,6 +33,10 @@ fn adapt(value: &Value) -> Outcome {
 }
 
 fn adapt_bytes(bytes: &[u8]) -> Outcome {
+    adapt_marked(bytes).outcome
+}
+
+fn adapt_marked(bytes: &[u8]) -> Adapted {
     let catalog = catalog();
     let key = PseudonymKey::from_bytes(&[3u8; 32]).unwrap();
     let adapter = Adapter {
@@ -41,7 +45,7 @@ fn adapt_bytes(bytes: &[u8]) -> Outcome {
         utc_offset_minutes: 480,
         now_ms: 1_760_000_000_000,
     };
-    adapter.adapt(Some(bytes))
+    adapter.adapt_marked(Some(bytes))
 }
 
 fn accepted(value: &Value) -> ClinicalEvent {
@@ -436,4 +440,42 @@ fn snapshot_markers_of_every_connector_version_read_as_snapshot_rows() {
     let mut live = lab_a("GLU", json!(6.1), "mmol/L");
     live["source"]["snapshot"] = json!("false");
     assert_eq!(accepted(&live).operation, Operation::Create);
+}
+
+#[test]
+fn the_initial_snapshot_is_told_apart_from_incremental_ones_and_its_end_is_seen() {
+    // The edge holds an initial snapshot until it ends; an incremental snapshot interleaves
+    // with live changes and has no end to wait for. The mark is read even from a row the edge
+    // rejects, so a last row with a defect still ends the snapshot.
+    let mark = |op: &str, marker: Value, value: Value| {
+        let mut event = lab_a("GLU", value, "mmol/L");
+        event["op"] = json!(op);
+        event["source"]["snapshot"] = marker;
+        adapt_marked(event.to_string().as_bytes()).mark
+    };
+    for marker in [
+        json!("true"),
+        json!("first"),
+        json!("first_in_data_collection"),
+        json!("last_in_data_collection"),
+        json!(true),
+    ] {
+        assert_eq!(
+            mark("r", marker.clone(), json!(6.1)),
+            SnapshotMark::Row,
+            "{marker}"
+        );
+    }
+    assert_eq!(mark("r", json!("last"), json!(6.1)), SnapshotMark::Last);
+    assert_eq!(
+        mark("r", json!("last"), json!(99_999)),
+        SnapshotMark::Last,
+        "rejected, still the end"
+    );
+    assert_eq!(
+        mark("r", json!("incremental"), json!(6.1)),
+        SnapshotMark::Live
+    );
+    assert_eq!(mark("c", json!("false"), json!(6.1)), SnapshotMark::Live);
+    assert_eq!(adapt_marked(b"{not json").mark, SnapshotMark::Live);
 }
