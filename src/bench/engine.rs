@@ -134,7 +134,7 @@ fn patients_for(events: u64) -> u32 {
 
 /// A simulated region's history of `events` canonical events, encoded as the edge sends them:
 /// with their input positions (four input partitions, offsets rising).
-fn pre_encoded(
+pub(super) fn pre_encoded(
     config: &VigilConfig,
     key: PseudonymKey,
     events: u64,

@@ -6,6 +6,7 @@ mod dashboard;
 mod engine;
 mod pipeline;
 mod receiver;
+mod spool;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use crate::config::VigilConfig;
 
 #[derive(clap::Args, Clone)]
 pub struct BenchArgs {
-    /// Which benchmarks: engine, stages (= consume, process, sink, ingest: each stage on a
+    /// Which benchmarks: engine, spool (an initial snapshot held and released), stages (= consume, process, sink, ingest: each stage on a
     /// pre-filled topic beside its baseline), e2e, latency, backfill, restore, dashboard;
     /// comma-separated, or "all".
     #[arg(long, default_value = "engine,stages,e2e,latency,restore")]
@@ -157,7 +158,11 @@ pub fn run(
         config.clickhouse.url
     );
     if want("engine") {
-        engine::run(config, key, args.events, args.runs, &mut report)?;
+        engine::run(config, key.clone(), args.events, args.runs, &mut report)?;
+    }
+    if want("spool") {
+        let history = engine::pre_encoded(config, key, args.events)?;
+        spool::run(&history, args.runs, &mut report)?;
     }
     let session = format!("bench{}", stamp());
     let dir = std::env::temp_dir().join(format!("vigil-{session}"));

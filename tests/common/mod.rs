@@ -325,7 +325,7 @@ impl TestEnv {
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| {
-                    "warn,vigil_processors=info,vigil_sinks=info,vigil_runtime=info".into()
+                    "warn,vigil_processors=info,vigil_producers=info,vigil_sinks=info,vigil_runtime=info".into()
                 }),
             )
             // The configuration file names this test's services; the shell's may name others.

@@ -217,7 +217,8 @@ impl Handler {
         hospital: &str,
     ) -> Result<(), ProducerError> {
         let now = now_ms();
-        for Released { event, unmapped } in spool.release(hospital)? {
+        for released in spool.release(hospital)? {
+            let Released { event, unmapped } = released?;
             let place = event.source.clone().unwrap_or(SourcePosition {
                 topic: String::new(),
                 partition: 0,

@@ -173,10 +173,24 @@ impl SnapshotSpool {
             .flat_map(|h| h.fences.iter().map(|(t, p, o)| (t.as_str(), *p, *o)))
     }
 
-    /// Ends a hospital's snapshot: its rows in release order, each with its place in it.
-    pub fn release(&mut self, hospital: &str) -> Result<Vec<Released>, ProducerError> {
+    /// Spool file bytes written for the snapshots held.
+    pub fn file_bytes(&self) -> u64 {
+        self.held.values().map(|h| h.written).sum()
+    }
+
+    /// Memory the index of the snapshots held takes.
+    pub fn index_bytes(&self) -> usize {
+        self.held
+            .values()
+            .map(|h| h.entries.capacity() * std::mem::size_of::<Entry>())
+            .sum()
+    }
+
+    /// Ends a hospital's snapshot: its rows in release order, each with its place in it, read
+    /// one at a time (a snapshot may be far larger than memory).
+    pub fn release(&mut self, hospital: &str) -> Result<Release, ProducerError> {
         let Some(mut held) = self.held.remove(hospital) else {
-            return Ok(Vec::new());
+            return Ok(Release::empty(&self.dir)?);
         };
         held.entries.sort_by_key(|e| (e.order, e.seq));
         let (topic, partition, offset) = &held.first;
@@ -186,31 +200,81 @@ impl SnapshotSpool {
             &offset.to_le_bytes(),
             self.salt.as_bytes(),
         ]);
-        let release_topic = format!("{ORDERED_SNAPSHOT_PREFIX}{}", &name[..16]);
-        let mut released = Vec::with_capacity(held.entries.len());
-        let mut bytes = Vec::new();
-        for (place, entry) in held.entries.iter().enumerate() {
-            bytes.resize(entry.len as usize, 0);
-            if let Err(source) = held.file.read_exact_at(&mut bytes, entry.at) {
-                return Err(ProducerError::Io {
-                    path: self.dir.display().to_string(),
-                    source,
-                });
-            }
-            let mut event = self.codec.decode(&bytes)?;
-            event.source = Some(SourcePosition {
-                topic: release_topic.clone(),
-                partition: *partition,
-                offset: place as i64,
-            });
-            released.push(Released {
-                event,
-                unmapped: entry.unmapped,
-            });
-        }
-        tracing::info!(%hospital, rows = released.len(),
+        tracing::info!(%hospital, rows = held.entries.len(),
             "An initial snapshot ended; its rows go on in clinical-time order.");
-        Ok(released)
+        Ok(Release {
+            topic: format!("{ORDERED_SNAPSHOT_PREFIX}{}", &name[..16]),
+            partition: *partition,
+            place: 0,
+            held: Some(held),
+            codec: AvroCodec::new()?,
+            bytes: Vec::new(),
+            dir: self.dir.clone(),
+        })
+    }
+}
+
+/// A snapshot being released: its rows in clinical-time order, read from the spool file.
+pub struct Release {
+    topic: String,
+    partition: i32,
+    place: usize,
+    held: Option<Held>,
+    codec: AvroCodec<ClinicalEvent>,
+    bytes: Vec<u8>,
+    dir: PathBuf,
+}
+
+impl Release {
+    fn empty(dir: &Path) -> Result<Release, ProducerError> {
+        Ok(Release {
+            topic: String::new(),
+            partition: 0,
+            place: 0,
+            held: None,
+            codec: AvroCodec::new()?,
+            bytes: Vec::new(),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Rows not released yet.
+    pub fn remaining(&self) -> usize {
+        self.held
+            .as_ref()
+            .map_or(0, |h| h.entries.len() - self.place)
+    }
+
+    fn read(&mut self) -> Option<Result<Released, ProducerError>> {
+        let held = self.held.as_ref()?;
+        let entry = held.entries.get(self.place)?;
+        self.bytes.resize(entry.len as usize, 0);
+        if let Err(source) = held.file.read_exact_at(&mut self.bytes, entry.at) {
+            return Some(Err(ProducerError::Io {
+                path: self.dir.display().to_string(),
+                source,
+            }));
+        }
+        let unmapped = entry.unmapped;
+        let mut event = match self.codec.decode(&self.bytes) {
+            Ok(event) => event,
+            Err(error) => return Some(Err(error.into())),
+        };
+        event.source = Some(SourcePosition {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.place as i64,
+        });
+        self.place += 1;
+        Some(Ok(Released { event, unmapped }))
+    }
+}
+
+impl Iterator for Release {
+    type Item = Result<Released, ProducerError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.read()
     }
 }
 
@@ -287,7 +351,7 @@ mod tests {
                 ("his.changes", 1, 15)
             ]
         );
-        let released = spool.release("H1").unwrap();
+        let released: Vec<Released> = spool.release("H1").unwrap().map(Result::unwrap).collect();
         let order: Vec<_> = released
             .iter()
             .map(|r| (r.event.event_time_ms, r.event.record_id.clone()))
@@ -331,11 +395,8 @@ mod tests {
         let name = |salt: &str| {
             let mut spool = spool(salt);
             spool.hold(&event("H1", 1, false), None, at(7)).unwrap();
-            spool.release("H1").unwrap()[0]
-                .event
-                .source
-                .clone()
-                .unwrap()
+            let first = spool.release("H1").unwrap().next().unwrap().unwrap();
+            first.event.source.unwrap()
         };
         assert_eq!(name(""), name(""), "a restart reading the topic again");
         assert_ne!(name("run 1"), name("run 2"), "two runs over files");
@@ -349,6 +410,6 @@ mod tests {
         assert!(spool.quiet_hospitals().is_empty());
         spool.hold(&event("H1", 1, false), None, at(1)).unwrap();
         assert_eq!(spool.quiet_hospitals(), ["H1"]);
-        assert!(spool.release("nobody").unwrap().is_empty());
+        assert_eq!(spool.release("nobody").unwrap().remaining(), 0);
     }
 }
