@@ -190,7 +190,7 @@ impl SnapshotSpool {
     /// one at a time (a snapshot may be far larger than memory).
     pub fn release(&mut self, hospital: &str) -> Result<Release, ProducerError> {
         let Some(mut held) = self.held.remove(hospital) else {
-            return Ok(Release::empty(&self.dir)?);
+            return Release::empty(&self.dir);
         };
         held.entries.sort_by_key(|e| (e.order, e.seq));
         let (topic, partition, offset) = &held.first;
