@@ -785,7 +785,10 @@ fn an_edge_killed_holding_a_snapshot_and_again_releasing_it_lands_as_a_clean_run
     let output = env.run_vigil(&["up", "--until-idle", "3"], Duration::from_secs(600));
     assert_eq!(summary_count(&output, "late"), 0, "{output}");
     // How much of the release the second kill let through depends on timing; the outputs may not.
-    eprintln!("sent before the kill and recognised: {}", replayed_count(&output));
+    eprintln!(
+        "sent before the kill and recognised: {}",
+        replayed_count(&output)
+    );
     let alerts = reference.query(REPLAY_ALERTS);
     assert!(alerts.len() > 100, "the history raises alerts");
     common::assert_same("alerts", &alerts, &env.query(REPLAY_ALERTS));
