@@ -45,6 +45,8 @@ struct Held {
     file: BufWriter<File>,
     written: u64,
     entries: Vec<Entry>,
+    /// The kinds of unmapped code seen (a handful: an entry holds an index into this).
+    unmapped_kinds: Vec<&'static str>,
     /// The snapshot's first input record, which names its release.
     first: (String, i32, i64),
     /// Lowest input offset held per input partition: commits stay at it until the release.
@@ -52,13 +54,14 @@ struct Held {
     touched: Instant,
 }
 
-/// Where one held event is, and where it goes in the release.
+/// Where one held event is, and where it goes in the release: 32 bytes, held per row.
 struct Entry {
     order: i64,
-    seq: u64,
     at: u64,
+    seq: u32,
     len: u32,
-    unmapped: Option<&'static str>,
+    /// 1 + the index in `Held::unmapped_kinds` of the code left unmapped; 0: none.
+    unmapped: u8,
 }
 
 /// One released event: where it belongs, and the code left unmapped when it was read.
@@ -106,6 +109,7 @@ impl SnapshotSpool {
                     file: BufWriter::with_capacity(64 * 1024, file),
                     written: 0,
                     entries: Vec::new(),
+                    unmapped_kinds: Vec::new(),
                     first,
                     fences: Vec::new(),
                     touched: Instant::now(),
@@ -125,12 +129,22 @@ impl SnapshotSpool {
             Payload::PatientRegistration(_) => i64::MIN,
             _ => event.event_time_ms,
         };
+        let unmapped = match unmapped {
+            None => 0,
+            Some(kind) => match held.unmapped_kinds.iter().position(|k| *k == kind) {
+                Some(index) => index + 1,
+                None => {
+                    held.unmapped_kinds.push(kind);
+                    held.unmapped_kinds.len()
+                }
+            },
+        };
         held.entries.push(Entry {
             order,
-            seq: held.entries.len() as u64,
             at: held.written,
+            seq: held.entries.len() as u32,
             len: self.buffer.len() as u32,
-            unmapped,
+            unmapped: unmapped.min(u8::MAX as usize) as u8,
         });
         held.written += self.buffer.len() as u64;
         held.touched = Instant::now();
@@ -260,7 +274,9 @@ impl Release {
                 source,
             }));
         }
-        let unmapped = entry.unmapped;
+        let unmapped = (entry.unmapped as usize)
+            .checked_sub(1)
+            .and_then(|index| held.unmapped_kinds.get(index).copied());
         let mut event = match self.codec.decode(&self.bytes) {
             Ok(event) => event,
             Err(error) => return Some(Err(error.into())),
