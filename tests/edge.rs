@@ -488,6 +488,23 @@ const REPLAY_METRICS: &str = "SELECT hospital_id, condition, period_kind, toStri
     managed_patients, standardised_patients, controlled_patients, new_complications \
     FROM {db}.pilot_metrics ORDER BY hospital_id, condition, period_kind, period_start";
 
+/// Every alert, status row (versions included) and metric of `env` equals `reference`'s.
+fn assert_same_as_reference(reference: &TestEnv, env: &TestEnv) {
+    let alerts = reference.query(REPLAY_ALERTS);
+    assert!(alerts.len() > 100, "the history raises alerts");
+    common::assert_same("alerts", &alerts, &env.query(REPLAY_ALERTS));
+    common::assert_same(
+        "patient status",
+        &reference.query(REPLAY_STATUS),
+        &env.query(REPLAY_STATUS),
+    );
+    common::assert_same(
+        "pilot metrics",
+        &reference.query(REPLAY_METRICS),
+        &env.query(REPLAY_METRICS),
+    );
+}
+
 /// A count of the processor's summary (`name: N`) in a run's output.
 fn summary_count(output: &str, name: &str) -> u64 {
     let label = format!(" {name}: ");
@@ -536,19 +553,7 @@ fn an_edge_sending_everything_again_changes_no_figure_and_counts_nothing_late() 
         replayed_count(&output)
     );
     assert_eq!(env.scalar("SELECT count() FROM {db}.late_events"), "0");
-    let alerts = reference.query(REPLAY_ALERTS);
-    assert!(alerts.len() > 100, "the history raises alerts");
-    common::assert_same("alerts", &alerts, &env.query(REPLAY_ALERTS));
-    common::assert_same(
-        "patient status",
-        &reference.query(REPLAY_STATUS),
-        &env.query(REPLAY_STATUS),
-    );
-    common::assert_same(
-        "pilot metrics",
-        &reference.query(REPLAY_METRICS),
-        &env.query(REPLAY_METRICS),
-    );
+    assert_same_as_reference(&reference, &env);
 }
 
 /// The figures of `vigil onboard profile` (its last output line).
@@ -789,17 +794,5 @@ fn an_edge_killed_holding_a_snapshot_and_again_releasing_it_lands_as_a_clean_run
         "sent before the kill and recognised: {}",
         replayed_count(&output)
     );
-    let alerts = reference.query(REPLAY_ALERTS);
-    assert!(alerts.len() > 100, "the history raises alerts");
-    common::assert_same("alerts", &alerts, &env.query(REPLAY_ALERTS));
-    common::assert_same(
-        "patient status",
-        &reference.query(REPLAY_STATUS),
-        &env.query(REPLAY_STATUS),
-    );
-    common::assert_same(
-        "pilot metrics",
-        &reference.query(REPLAY_METRICS),
-        &env.query(REPLAY_METRICS),
-    );
+    assert_same_as_reference(&reference, &env);
 }

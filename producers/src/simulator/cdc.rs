@@ -234,7 +234,7 @@ impl CdcRenderer {
     }
 
     /// The records for one simulated fact, plus any held records now due, in release order.
-    // Long by design (~120 lines): one arm per injected defect kind, each a few lines that
+    // Long by design (~125 lines): one arm per injected defect kind, each a few lines that
     // change the row and say which rejection the edge must give (the manifest).
     pub fn render(&mut self, sim: &Simulation, event: &SimEvent, out: &mut Vec<CdcRecord>) {
         self.send_snapshot(event.time_ms, out);
