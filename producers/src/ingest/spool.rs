@@ -71,7 +71,15 @@ pub struct Released {
 }
 
 impl SnapshotSpool {
+    /// A spool in `dir`, refused at once if no file can be made there: found at start-up, not
+    /// when a hospital's first snapshot arrives months later (and at every restart after it).
     pub fn new(dir: &Path, quiet: Duration, salt: String) -> Result<Self, ProducerError> {
+        if let Err(error) = tempfile::tempfile_in(dir) {
+            return Err(ProducerError::Config(format!(
+                "ingest.snapshot_spool_dir {}: no file can be made there ({error})",
+                dir.display()
+            )));
+        }
         Ok(SnapshotSpool {
             dir: dir.to_path_buf(),
             quiet,
@@ -422,6 +430,18 @@ mod tests {
         assert_eq!(name(""), name(""), "a restart reading the topic again");
         assert_ne!(name("run 1"), name("run 2"), "two runs over files");
         assert!(name("").topic.len() <= vigil_schemas::validate::MAX_ID_CHARS);
+    }
+
+    #[test]
+    fn a_spool_directory_that_cannot_hold_a_file_is_refused_at_start() {
+        let missing = std::env::temp_dir().join("vigil-no-such-spool-directory/below");
+        match SnapshotSpool::new(&missing, Duration::from_secs(1), String::new()) {
+            Err(ProducerError::Config(message)) => {
+                assert!(message.contains("snapshot_spool_dir"), "{message}")
+            }
+            Err(other) => panic!("not a configuration error: {other}"),
+            Ok(_) => panic!("a missing directory was accepted"),
+        }
     }
 
     #[test]
