@@ -123,8 +123,12 @@ impl UntilIdle {
 struct IngestArgs {
     /// Read JSON lines (one change-event value per line) from this file, or stdin for "-",
     /// instead of the change-event topic; ends at the end of the input.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "mllp")]
     file: Option<PathBuf>,
+    /// Take HL7 v2 messages (ORU^R01; ADT A01-A04, A08, A11, A13) over MLLP on this address
+    /// (e.g. 127.0.0.1:2575) instead of the change-event topic, answering each with an HL7 ACK.
+    #[arg(long)]
+    mllp: Option<String>,
     #[command(flatten)]
     until: UntilIdle,
 }
@@ -448,8 +452,23 @@ async fn simulate(
 async fn ingest(config: VigilConfig, args: IngestArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     prepare_topics(&config.kafka).await?;
     let key = pseudonym_key(&config)?;
-    let summary = match args.file {
-        Some(path) => {
+    let summary = match (args.file, args.mllp) {
+        (_, Some(listen)) => {
+            let stop = vigil_runtime::StopWhen::idle(args.until.duration());
+            supervise("ingest", shutdown, move |token| {
+                vigil_producers::mllp::run_mllp(
+                    &listen,
+                    &config.ingest,
+                    &config.edge,
+                    &config.kafka,
+                    key.clone(),
+                    token,
+                    stop.clone(),
+                )
+            })
+            .await?
+        }
+        (Some(path), None) => {
             supervise("ingest", shutdown, move |token| {
                 vigil_producers::ingest::run_file(
                     &path,
@@ -462,7 +481,7 @@ async fn ingest(config: VigilConfig, args: IngestArgs, shutdown: Shutdown) -> an
             })
             .await?
         }
-        None => {
+        (None, None) => {
             let stop = vigil_runtime::StopWhen::idle(args.until.duration());
             supervise("ingest", shutdown, move |token| {
                 vigil_producers::ingest::run(

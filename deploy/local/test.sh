@@ -34,8 +34,8 @@ export VIGIL_CH_DATABASES="vigil vigil_access_test"
 deploy/local/services.sh start
 eval "$(deploy/local/services.sh env)"
 
-echo "==> installing chDB (a current ClickHouse engine in-process, for the SQL check)"
-python3 -m pip install --quiet --disable-pip-version-check chdb
+echo "==> installing chDB (a current ClickHouse engine in-process, for the SQL check) and hl7 (a real MLLP client)"
+python3 -m pip install --quiet --disable-pip-version-check chdb hl7==0.4.5
 
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   echo "==> installing Debian's Chromium, its WebDriver and a CJK font (the dashboard's browser test)"

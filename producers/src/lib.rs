@@ -4,6 +4,7 @@
 pub mod edge;
 mod error;
 pub mod ingest;
+pub mod mllp;
 pub mod onboard;
 pub mod pseudonym;
 pub mod simulator;

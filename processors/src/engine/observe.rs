@@ -205,15 +205,30 @@ fn apply_registration(
             t.min(programme.enrolled_time_ms)
         }));
     }
+    // A registration of another record that names no programme (an HL7 ADT message beside
+    // the patient master) updates what it states: it neither ends the enrolment the other
+    // record gave nor forgets a death it knew.
+    let beside = patient.registration_ms.is_some()
+        && patient.registration_record != record
+        && r.programmes.is_empty();
+    let (owner, death) = if beside {
+        enrolled = patient.enrolled_ms;
+        (
+            patient.registration_record,
+            r.death_time_ms.or(patient.death_ms),
+        )
+    } else {
+        (record, r.death_time_ms)
+    };
     let birth_year = r.birth_year.clamp(0, i16::MAX as i32) as i16;
     let held_as_it_is = patient.registration_ms == Some(time)
-        && patient.registration_record == record
+        && patient.registration_record == owner
         && patient.sex == Some(r.sex)
         && patient.birth_year == birth_year
         && *patient.region == *r.region_code
         && *patient.hospital == *event.hospital_id
         && patient.enrolled_ms == enrolled
-        && patient.death_ms == r.death_time_ms;
+        && patient.death_ms == death;
     if held_as_it_is {
         return false;
     }
@@ -223,10 +238,10 @@ fn apply_registration(
     patient.birth_year = birth_year;
     patient.region = intern(interner, &r.region_code);
     patient.hospital = intern(interner, &event.hospital_id);
-    patient.registration_record = record;
+    patient.registration_record = owner;
     patient.enrolled_ms = enrolled;
-    change.died = r.death_time_ms.is_some() && patient.death_ms.is_none();
-    patient.death_ms = r.death_time_ms;
+    change.died = death.is_some() && patient.death_ms.is_none();
+    patient.death_ms = death;
     true
 }
 

@@ -1670,3 +1670,42 @@ fn a_source_position_out_of_bounds_is_rejected_and_not_remembered() {
     let again = h.engine.apply_event(&mut h.state, &event, &mut h.alerts);
     assert_eq!(again, Disposition::Replayed);
 }
+
+#[test]
+fn a_registration_of_another_record_naming_no_programme_keeps_the_enrolment_and_the_death() {
+    let mut h = Harness::new();
+    h.register(0.0, &[Condition::Hypertension]);
+    let key = crate::state::patient_key(P).unwrap();
+    let adt = |death: Option<i64>| {
+        Payload::PatientRegistration(PatientRegistration {
+            sex: Sex::Female,
+            birth_year: 1961,
+            region_code: "330108".into(),
+            programmes: Vec::new(),
+            death_time_ms: death,
+        })
+    };
+    // An HL7 ADT message beside the patient master: its demographics apply, the enrolment stays.
+    h.event_with("hl7_patient/1", 2.0, Operation::Update, adt(None));
+    let patient = h.state.patient(&key).unwrap();
+    assert_eq!(patient.enrolled_ms[0], Some(day(0.0)));
+    assert_eq!((patient.sex, patient.birth_year), (Some(Sex::Female), 1961));
+    // A death it states applies; a later one that does not state it does not revive the patient.
+    h.event_with("hl7_patient/1", 3.0, Operation::Update, adt(Some(day(3.0))));
+    h.event_with("hl7_patient/1", 4.0, Operation::Update, adt(None));
+    assert_eq!(h.state.patient(&key).unwrap().death_ms, Some(day(3.0)));
+    assert_eq!(
+        h.state.patient(&key).unwrap().enrolled_ms[0],
+        Some(day(0.0))
+    );
+    // The patient master's own record still ends the enrolment when it names no programme.
+    let master = Payload::PatientRegistration(PatientRegistration {
+        sex: Sex::Female,
+        birth_year: 1961,
+        region_code: "330108".into(),
+        programmes: Vec::new(),
+        death_time_ms: Some(day(3.0)),
+    });
+    h.event_with("patient/1", 5.0, Operation::Update, master);
+    assert_eq!(h.state.patient(&key).unwrap().enrolled_ms, [None, None]);
+}

@@ -69,6 +69,17 @@ struct HospitalEntry {
     vendor: String,
     #[serde(default)]
     codes: Vec<String>,
+    /// How the hospital's HL7 v2 messages name it (MSH-4, the sending facility); its id if unset.
+    #[serde(default)]
+    hl7_facility: Option<String>,
+    /// The identifier type (PID-3's CX.5) of the resident identity number in its HL7 messages.
+    #[serde(default = "national_identifier_type")]
+    hl7_resident_id_type: String,
+}
+
+/// HL7 table 0203's national person identifier, for China.
+fn national_identifier_type() -> String {
+    "NNCHN".to_string()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +94,10 @@ pub struct HospitalProfile {
     pub id: String,
     /// Debezium's logical server name (source.name) of the hospital's connector.
     pub server_name: String,
+    /// The sending facility (MSH-4) of the hospital's HL7 v2 messages.
+    pub hl7_facility: String,
+    /// PID-3's identifier type for the resident identity number.
+    pub hl7_resident_id_type: String,
     pub vendor: Arc<VendorShape>,
     pub codes: CodeTable,
 }
@@ -91,6 +106,7 @@ pub struct HospitalProfile {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     by_server: HashMap<String, Arc<HospitalProfile>>,
+    by_facility: HashMap<String, Arc<HospitalProfile>>,
     by_id: BTreeMap<String, Arc<HospitalProfile>>,
     /// Newest modification time of the files it came from (reload detection).
     pub loaded_from: Option<SystemTime>,
@@ -192,6 +208,11 @@ impl Catalog {
             let profile = Arc::new(HospitalProfile {
                 id: entry.id.clone(),
                 server_name: entry.server_name.clone(),
+                hl7_facility: entry
+                    .hl7_facility
+                    .clone()
+                    .unwrap_or_else(|| entry.id.clone()),
+                hl7_resident_id_type: entry.hl7_resident_id_type.clone(),
                 vendor,
                 codes,
             });
@@ -201,6 +222,16 @@ impl Catalog {
                 .is_some()
             {
                 return Err(fail(format!("hospital {} is listed twice", entry.id)));
+            }
+            if catalog
+                .by_facility
+                .insert(profile.hl7_facility.clone(), profile.clone())
+                .is_some()
+            {
+                return Err(fail(format!(
+                    "HL7 facility {} is used by two hospitals",
+                    profile.hl7_facility
+                )));
             }
             if catalog
                 .by_server
@@ -219,6 +250,11 @@ impl Catalog {
     /// The hospital whose connector calls itself `server_name`.
     pub fn by_server(&self, server_name: &str) -> Option<&Arc<HospitalProfile>> {
         self.by_server.get(server_name)
+    }
+
+    /// The hospital whose HL7 v2 messages come from `facility` (MSH-4).
+    pub fn by_facility(&self, facility: &str) -> Option<&Arc<HospitalProfile>> {
+        self.by_facility.get(facility)
     }
 
     pub fn by_id(&self, id: &str) -> Option<&Arc<HospitalProfile>> {

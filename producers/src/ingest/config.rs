@@ -30,6 +30,13 @@ pub struct IngestConfig {
     /// connector stopped mid-snapshot starts it again when it returns).
     #[serde(default = "default_snapshot_quiet", with = "humantime_serde")]
     pub snapshot_quiet: Duration,
+    /// Largest HL7 v2 message `vigil ingest --mllp` takes, in bytes; a larger one is refused
+    /// (AR) and dead-lettered by its size.
+    #[serde(default = "default_mllp_max_message")]
+    pub mllp_max_message: usize,
+    /// Most MLLP connections served at once; more wait for one to close.
+    #[serde(default = "default_mllp_max_connections")]
+    pub mllp_max_connections: usize,
 }
 
 fn default_group_id() -> String {
@@ -41,6 +48,13 @@ fn default_batch_max_records() -> usize {
 /// A crisis value should not wait at the edge.
 fn default_batch_max_wait() -> Duration {
     Duration::from_millis(50)
+}
+/// Results and ADT messages are kilobytes; an embedded report (OBX ED) may be a few hundred.
+fn default_mllp_max_message() -> usize {
+    1024 * 1024
+}
+fn default_mllp_max_connections() -> usize {
+    64
 }
 fn default_reload_interval() -> Duration {
     Duration::from_secs(10)
@@ -59,6 +73,8 @@ impl Default for IngestConfig {
             reload_interval: default_reload_interval(),
             snapshot_spool_dir: String::new(),
             snapshot_quiet: default_snapshot_quiet(),
+            mllp_max_message: default_mllp_max_message(),
+            mllp_max_connections: default_mllp_max_connections(),
         }
     }
 }
@@ -76,6 +92,13 @@ impl IngestConfig {
         if self.snapshot_quiet.is_zero() {
             return Err(ProducerError::Config(
                 "ingest.snapshot_quiet must be longer than zero".into(),
+            ));
+        }
+        if self.mllp_max_message < 1024 || self.mllp_max_connections == 0 {
+            return Err(ProducerError::Config(
+                "ingest.mllp_max_message must be at least 1024 bytes and \
+                 ingest.mllp_max_connections at least 1"
+                    .into(),
             ));
         }
         Ok(())

@@ -5,10 +5,12 @@
 
 pub mod adapter;
 mod config;
+pub(crate) mod handler;
 pub mod redact;
 mod run;
 pub mod spool;
 
 pub use adapter::{Adapted, Adapter, Outcome, Rejection, SnapshotMark};
 pub use config::IngestConfig;
-pub use run::{for_each_line, run, run_file, IngestSummary};
+pub use handler::IngestSummary;
+pub use run::{for_each_line, run, run_file};

@@ -110,6 +110,12 @@ pub fn safe_copy(value: &Value, columns: &[&str]) -> String {
     Value::Object(copy).to_string()
 }
 
+/// A text value as a dead letter may keep it: as is when it is code- or time-shaped, else its
+/// length only.
+pub fn safe_text_value(text: &str) -> Value {
+    safe_value(&Value::from(text))
+}
+
 /// What is kept of input that is not even JSON: its size only. Its content could hold anything.
 pub fn withheld(bytes: &[u8]) -> String {
     format!("<unparseable input of {} bytes withheld>", bytes.len())

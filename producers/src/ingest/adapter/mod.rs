@@ -11,7 +11,7 @@ mod decimal;
 mod diagnosis;
 mod encounter;
 mod follow_up;
-mod lab;
+pub(crate) mod lab;
 mod patient;
 mod prescription;
 pub mod reason;

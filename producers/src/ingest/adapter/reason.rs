@@ -26,8 +26,10 @@ pub enum Reason {
     ValueOutOfRange,
     /// A text longer than the canonical contract allows.
     FieldTooLong,
-    /// The canonical event would not fit in a Kafka record.
+    /// The canonical event would not fit in a Kafka record, or a message is over the size limit.
     RecordTooLarge,
+    /// An HL7 v2 message of a type, trigger or processing mode the edge does not take.
+    UnsupportedMessage,
 }
 
 impl Reason {
@@ -47,6 +49,7 @@ impl Reason {
             Reason::ValueOutOfRange => "value_out_of_range",
             Reason::FieldTooLong => "field_too_long",
             Reason::RecordTooLarge => "record_too_large",
+            Reason::UnsupportedMessage => "unsupported_message",
         }
     }
 }
