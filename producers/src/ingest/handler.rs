@@ -21,6 +21,7 @@ use crate::edge::catalog::newest_change;
 use crate::edge::{Catalog, EdgeConfig};
 use crate::error::ProducerError;
 use crate::pseudonym::PseudonymKey;
+
 /// What a run of the ingest did: every input record is counted exactly once.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct IngestSummary {
@@ -31,6 +32,9 @@ pub struct IngestSummary {
     pub rejected: BTreeMap<String, u64>,
     /// Accepted records with a code the catalogue could not map, by what was unmapped.
     pub unmapped: BTreeMap<String, u64>,
+    /// Accepted updates that moved their row to another patient (each also sent a retraction
+    /// to the patient it left).
+    pub moved: u64,
 }
 
 impl IngestSummary {
@@ -163,7 +167,11 @@ impl Handler {
             partition,
             offset,
         };
-        let Adapted { outcome, mark } = adapter.adapt_marked(value);
+        let Adapted {
+            outcome,
+            mark,
+            moved_from,
+        } = adapter.adapt_marked(value);
         let (mut event, unmapped) = match outcome {
             Outcome::Tombstone => {
                 self.summary.tombstones += 1;
@@ -194,6 +202,9 @@ impl Handler {
                 // before the commit makes the edge send it again.
                 if self.stamp_source {
                     event.source = Some(at.source());
+                }
+                if let Some(retraction) = moved_from {
+                    self.retract_moved(producer, &retraction)?;
                 }
                 self.produce(producer, *event, unmapped, value, at, now)
             }
@@ -227,6 +238,27 @@ impl Handler {
             };
             self.produce(producer, event, unmapped, None, at, now)?;
         }
+        Ok(())
+    }
+
+    /// Sends the retraction of a row from the patient it left. It carries no source position:
+    /// the row's own event carries that one, and the two may meet in one processor partition.
+    fn retract_moved(
+        &mut self,
+        producer: &DurableProducer,
+        retraction: &ClinicalEvent,
+    ) -> Result<(), ProducerError> {
+        self.buffer.clear();
+        self.event_codec.encode_into(retraction, &mut self.buffer)?;
+        let key = retraction.patient_pseudonym.as_bytes();
+        match producer.send(&self.events_topic, key, &self.buffer) {
+            Ok(()) => {}
+            // The row's own event is as large and is dead-lettered with the reason.
+            Err(RuntimeError::RecordTooLarge { .. }) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        }
+        self.summary.moved += 1;
+        self.stats.hospital(&retraction.hospital_id).records_out += 1;
         Ok(())
     }
 

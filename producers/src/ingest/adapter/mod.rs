@@ -91,6 +91,10 @@ impl SnapshotMark {
 pub struct Adapted {
     pub outcome: Outcome,
     pub mark: SnapshotMark,
+    /// An update that moved its row to another patient (a result filed under the wrong one and
+    /// corrected, a resident ID corrected, a merge in the hospital's system) also retracts the
+    /// row from the patient it left: this event, keyed by that patient, goes first.
+    pub moved_from: Option<Box<ClinicalEvent>>,
 }
 
 /// Settings the adapter needs besides the catalogue.
@@ -230,6 +234,7 @@ impl Adapter<'_> {
         let live = |outcome| Adapted {
             outcome,
             mark: SnapshotMark::Live,
+            moved_from: None,
         };
         let Some(bytes) = value else {
             return live(Outcome::Tombstone);
@@ -258,14 +263,20 @@ impl Adapter<'_> {
             let detail = "a change event must be a JSON object".to_string();
             return live(rejected("", Reason::MalformedRecord, detail));
         }
+        let (outcome, moved_from) = self.adapt_payload(&parsed, payload);
         Adapted {
-            outcome: self.adapt_payload(&parsed, payload),
+            outcome,
             mark: SnapshotMark::of(payload),
+            moved_from,
         }
     }
 
     /// A change event's payload (the object with `op`, `source` and the row images).
-    fn adapt_payload(&self, parsed: &Value, payload: &Value) -> Outcome {
+    fn adapt_payload(
+        &self,
+        parsed: &Value,
+        payload: &Value,
+    ) -> (Outcome, Option<Box<ClinicalEvent>>) {
         let server = payload
             .pointer("/source/name")
             .and_then(Value::as_str)
@@ -275,17 +286,27 @@ impl Adapter<'_> {
                 "no hospital in the edge catalogue has the connector name {}",
                 shown(server)
             );
-            return rejected("", Reason::UnknownHospital, detail);
+            return (rejected("", Reason::UnknownHospital, detail), None);
         };
         match self.adapt_event(profile, parsed, payload) {
-            Ok((event, Some(what))) => Outcome::AcceptedUnmapped(Box::new(event), what),
-            Ok((event, None)) => Outcome::Accepted(Box::new(event)),
-            Err(Reject { reason, detail }) => Outcome::Rejected(Rejection {
-                hospital: profile.id.clone(),
-                reason,
-                detail,
-                columns: copyable_columns(profile, payload),
-            }),
+            Ok(accepted) => {
+                let moved_from = accepted.moved_from.map(Box::new);
+                let event = Box::new(accepted.event);
+                let outcome = match accepted.unmapped {
+                    Some(what) => Outcome::AcceptedUnmapped(event, what),
+                    None => Outcome::Accepted(event),
+                };
+                (outcome, moved_from)
+            }
+            Err(Reject { reason, detail }) => {
+                let rejection = Rejection {
+                    hospital: profile.id.clone(),
+                    reason,
+                    detail,
+                    columns: copyable_columns(profile, payload),
+                };
+                (Outcome::Rejected(rejection), None)
+            }
         }
     }
 
@@ -296,7 +317,7 @@ impl Adapter<'_> {
         profile: &HospitalProfile,
         event: &Value,
         payload: &Value,
-    ) -> Result<(ClinicalEvent, Option<&'static str>), Reject> {
+    ) -> Result<AcceptedRow, Reject> {
         let vendor = &profile.vendor;
         let (op, operation) = operation(payload)?;
         let source = payload.get("source").unwrap_or(&Value::Null);
@@ -380,8 +401,38 @@ impl Adapter<'_> {
         };
         // The edge produces nothing the processor would refuse: the same contract, checked here.
         validate::check_event(&event)?;
-        Ok((event, fact.unmapped))
+        let moved_from = (operation == Operation::Update)
+            .then(|| moved_from(payload, resident_column, &resident))
+            .flatten()
+            .map(|left| ClinicalEvent {
+                event_id: stable_id(&[event.event_id.as_bytes(), b"moved-from"]),
+                operation: Operation::Delete,
+                event_time_ms: change_ms,
+                patient_pseudonym: self.key.pseudonymise(&left),
+                ..event.clone()
+            });
+        Ok(AcceptedRow {
+            event,
+            unmapped: fact.unmapped,
+            moved_from,
+        })
     }
+}
+
+/// A row accepted: its event, a code left unmapped, and its retraction from the patient it
+/// left (see [`Adapted::moved_from`]).
+struct AcceptedRow {
+    event: ClinicalEvent,
+    unmapped: Option<&'static str>,
+    moved_from: Option<ClinicalEvent>,
+}
+
+/// The valid resident ID an update's `before` image names, when it is another than the row's
+/// now. Without a before image (PostgreSQL without REPLICA IDENTITY FULL) a move cannot be seen.
+fn moved_from(payload: &Value, resident_column: &str, resident: &str) -> Option<String> {
+    let before = payload.get("before")?.as_object()?;
+    let left = text(before, resident_column);
+    (left != resident && crate::edge::resident_id::is_valid(&left)).then_some(left)
 }
 
 /// The event's Debezium operation, as written and as canonical.

@@ -479,3 +479,37 @@ fn the_initial_snapshot_is_told_apart_from_incremental_ones_and_its_end_is_seen(
     assert_eq!(mark("c", json!("false"), json!(6.1)), SnapshotMark::Live);
     assert_eq!(adapt_marked(b"{not json").mark, SnapshotMark::Live);
 }
+
+#[test]
+fn an_update_that_moves_a_row_to_another_patient_retracts_it_from_the_one_it_left() {
+    let body = "33010619600101123";
+    let other = format!("{body}{}", crate::edge::resident_id::check_char(body));
+    let key = PseudonymKey::from_bytes(&[3u8; 32]).unwrap();
+    let row = |resident: &str| json!({"jgid": 7, "sfzh": resident, "xmdm": "HBA1C", "jg": 8.1, "dw": "%", "bgsj": "2025-06-01 09:30:00"});
+    let update = |before: Value| {
+        let mut event = envelope("his-h0001", "lis_jg", "u", row(&other));
+        event["before"] = before;
+        event
+    };
+    // Filed under the wrong patient, corrected to the right one.
+    let moved = adapt_marked(update(row(ID)).to_string().as_bytes());
+    let event = match &moved.outcome {
+        Outcome::Accepted(event) => event,
+        other => panic!("{other:?}"),
+    };
+    let retraction = moved
+        .moved_from
+        .expect("a retraction from the patient it left");
+    assert_eq!(event.patient_pseudonym, key.pseudonymise(&other));
+    assert_eq!(retraction.patient_pseudonym, key.pseudonymise(ID));
+    assert_eq!(retraction.operation, Operation::Delete);
+    assert_eq!(retraction.record_id, event.record_id);
+    assert_eq!(retraction.event_time_ms, 1_750_000_000_000);
+    assert_ne!(retraction.event_id, event.event_id);
+    // The same patient before and after, no before image, or one with no valid ID: no move.
+    for before in [row(&other), Value::Null, row("12345")] {
+        let adapted = adapt_marked(update(before.clone()).to_string().as_bytes());
+        assert!(matches!(adapted.outcome, Outcome::Accepted(_)), "{before}");
+        assert_eq!(adapted.moved_from, None, "{before}");
+    }
+}
