@@ -439,6 +439,7 @@ impl Engine {
         patient.first_seen_ms = patient.first_seen_ms.min(seen);
         patient.remember(id);
         let managed_by = patient.hospital.clone();
+        let span = status::ManagementSpan::of(patient);
         let evidence = self.config.definition.evidence();
         let change = observe::apply(patient, event, evidence, &mut state.interner);
         state.changed.insert(key);
@@ -452,6 +453,7 @@ impl Engine {
             if !stamped_only(event) {
                 status::mark_dirty_for_event(self, state, key, time, change.follow_up.is_some());
             }
+            status::mark_shrunk_management(self, state, key, span);
         }
         if records_reach_back {
             alerts::watch_from_first_fact(self, state, key, event, alerts);

@@ -194,6 +194,94 @@ pub fn mark_dirty_for_event(
     }
 }
 
+/// When a patient's management began per condition, and their death: what decides whether, and
+/// for how many days, a period counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManagementSpan {
+    since: [Option<i64>; 2],
+    death: Option<i64>,
+}
+
+impl ManagementSpan {
+    pub fn of(patient: &Patient) -> ManagementSpan {
+        ManagementSpan {
+            since: Condition::ALL.map(|c| patient.managed_since(c)),
+            death: patient.death_ms,
+        }
+    }
+
+    fn since(&self, condition: Condition) -> Option<i64> {
+        self.since[Condition::ALL
+            .iter()
+            .position(|c| *c == condition)
+            .unwrap_or(0)]
+    }
+
+    /// Whether [start, end) counts the patient as managed for the condition, and for how
+    /// many days (rounded up).
+    fn within(&self, condition: Condition, start_ms: i64, end_ms: i64) -> (bool, i32) {
+        let Some(since) = self.since(condition) else {
+            return (false, 0);
+        };
+        if since >= end_ms || self.death.is_some_and(|d| d < start_ms) {
+            return (false, 0);
+        }
+        let from = since.max(start_ms);
+        let to = self.death.map_or(end_ms, |d| d.min(end_ms));
+        (true, (((to - from).max(0) + DAY_MS - 1) / DAY_MS) as i32)
+    }
+}
+
+/// After a change that shrank the patient's management (an enrolment or qualifying diagnosis
+/// retracted or moved later, a death recorded after the fact), the periods that counted them
+/// and now count them otherwise are computed again: their rows would go on counting the
+/// patient. Periods the change adds are left to the events and the clock, as before.
+pub fn mark_shrunk_management(
+    engine: &Engine,
+    state: &mut PartitionState,
+    key: PatientKey,
+    before: ManagementSpan,
+) {
+    let offset = engine.config.reporting_utc_offset_minutes;
+    let Some(patient) = state.patients.get(&key) else {
+        return;
+    };
+    let after = ManagementSpan::of(patient);
+    if after == before {
+        return;
+    }
+    let watermark = state.clock(&patient.hospital).watermark_ms;
+    let open_day = local_day(watermark.max(patient.last_event_ms), offset);
+    let mut periods = Vec::new();
+    for condition in Condition::ALL {
+        let Some(since) = before.since(condition) else {
+            continue;
+        };
+        for kind in PeriodKind::ALL {
+            let mut start = period_bounds(local_day(since, offset), kind).0;
+            while start <= open_day {
+                let (start_ms, end_ms) = period_ms(start, kind, offset);
+                let was = before.within(condition, start_ms, end_ms);
+                if was.0 && was != after.within(condition, start_ms, end_ms) {
+                    periods.push(PeriodRef {
+                        condition,
+                        kind,
+                        start_day: start,
+                    });
+                }
+                start = period_bounds(start, kind).1;
+            }
+        }
+    }
+    if periods.is_empty() {
+        return;
+    }
+    let entry = state.dirty_status.entry(key).or_default();
+    for period in periods {
+        mark(engine, entry, patient, period);
+    }
+}
+
 /// Opens the month (and quarter, year) a hospital's watermark moved into: every patient it
 /// manages gets a row, so denominators count patients without events too.
 pub fn advance_periods(engine: &Engine, state: &mut PartitionState, hospital: &Arc<str>) {
@@ -288,15 +376,8 @@ pub fn facts(engine: &Engine, patient: &Patient, period: PeriodRef) -> StatusFac
     );
     let year_start_ms = local_day_start_ms(period_bounds(start_day, PeriodKind::Year).0, offset);
     let condition = period.condition;
-    let managed = patient.managed_during(condition, start_ms, end_ms);
-    let enrolled = patient.managed_since(condition).unwrap_or(start_ms);
-    let managed_from = enrolled.max(start_ms);
-    let managed_to = patient.death_ms.map_or(end_ms, |d| d.min(end_ms));
-    let managed_days = if managed {
-        ((managed_to - managed_from).max(0) + DAY_MS - 1) / DAY_MS
-    } else {
-        0
-    };
+    let span = ManagementSpan::of(patient);
+    let (managed, managed_days) = span.within(condition, start_ms, end_ms);
 
     let in_period = |t: i64| t >= start_ms && t < end_ms;
     let follow_ups = patient
@@ -365,8 +446,8 @@ pub fn facts(engine: &Engine, patient: &Patient, period: PeriodRef) -> StatusFac
         hospital: patient.hospital.clone(),
         region: patient.region.clone(),
         managed,
-        managed_since_ms: enrolled,
-        managed_days: managed_days as i32,
+        managed_since_ms: patient.managed_since(condition).unwrap_or(start_ms),
+        managed_days,
         follow_ups,
         follow_ups_ytd,
         standardised,

@@ -1709,3 +1709,82 @@ fn a_registration_of_another_record_naming_no_programme_keeps_the_enrolment_and_
     h.event_with("patient/1", 5.0, Operation::Update, master);
     assert_eq!(h.state.patient(&key).unwrap().enrolled_ms, [None, None]);
 }
+
+#[test]
+fn a_retracted_enrolment_takes_the_patient_out_of_every_period_it_was_counted_in() {
+    let mut h = Harness::new();
+    h.register(0.0, &[Condition::Hypertension]);
+    h.follow_up(
+        10.0,
+        Condition::Hypertension,
+        VisitMode::Clinic,
+        Some((130.0, 80.0)),
+        None,
+    );
+    h.advance(70.0);
+    let counted: std::collections::BTreeSet<(PeriodKind, i32)> = h
+        .status()
+        .iter()
+        .filter(|s| s.managed)
+        .map(|s| (s.period_kind, s.period_start))
+        .collect();
+    assert!(
+        counted.len() >= 4,
+        "January, February, March, the quarter, the year: {counted:?}"
+    );
+    // The hospital deletes the enrolment (entered for the wrong patient): no period counts it.
+    let registration = Payload::PatientRegistration(PatientRegistration {
+        sex: Sex::Male,
+        birth_year: 1960,
+        region_code: "330106".into(),
+        programmes: Vec::new(),
+        death_time_ms: None,
+    });
+    h.event_with("patient/1", 71.0, Operation::Delete, registration);
+    h.advance(72.0);
+    let rows = h.status();
+    let latest: std::collections::BTreeMap<(PeriodKind, i32), bool> = rows
+        .iter()
+        .map(|s| ((s.period_kind, s.period_start), s.managed))
+        .collect();
+    for period in &counted {
+        assert_eq!(latest.get(period), Some(&false), "{period:?} in {rows:?}");
+    }
+}
+
+#[test]
+fn a_death_recorded_late_ends_the_counting_in_the_periods_after_it() {
+    let mut h = Harness::new();
+    h.register(0.0, &[Condition::Hypertension]);
+    h.advance(100.0);
+    h.status();
+    let death = Payload::PatientRegistration(PatientRegistration {
+        sex: Sex::Male,
+        birth_year: 1960,
+        region_code: "330106".into(),
+        programmes: vec![ProgrammeEnrolment {
+            condition: Condition::Hypertension,
+            enrolled_time_ms: day(0.0),
+        }],
+        death_time_ms: Some(day(40.0)),
+    });
+    h.event_with("patient/1", 101.0, Operation::Update, death);
+    let months: Vec<(i32, bool, i32)> = h
+        .status()
+        .into_iter()
+        .filter(|s| s.period_kind == PeriodKind::Month)
+        .map(|s| (s.period_start, s.managed, s.managed_days))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // 2025: January whole, February to the death (the 10th), March and April not at all.
+    let january = 20_089;
+    assert_eq!(
+        months,
+        vec![
+            (january + 31, true, 10),
+            (january + 59, false, 0),
+            (january + 90, false, 0)
+        ]
+    );
+}
