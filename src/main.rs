@@ -56,6 +56,9 @@ enum Command {
     Migrate,
     /// Publish the insurance bureau's aggregated outcome metrics now (the writer also does so periodically).
     Publish,
+    /// Recompute the dashboard's per-period figures from every status row now (the writer
+    /// keeps them current as rows land; this is for rows loaded another way).
+    Rollup,
     /// Create the Kafka topics (each stage also does this at start unless kafka.create_topics = false).
     Topics,
     /// Produce a synthetic region's clinical history to Kafka.
@@ -317,6 +320,7 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
         }
         Command::Migrate => migrate(&config).await?,
         Command::Publish => publish(&config).await?,
+        Command::Rollup => rollup(&config).await?,
         Command::Topics => {
             prepare_topics(&config.kafka).await?;
             say!("topics ready on {}", config.kafka.brokers);
@@ -417,6 +421,20 @@ async fn publish(config: &VigilConfig) -> anyhow::Result<()> {
         "published {cells} outcome-metric cells to {}_insurance",
         config.clickhouse.database
     );
+    Ok(())
+}
+
+async fn rollup(config: &VigilConfig) -> anyhow::Result<()> {
+    use vigil_sinks::clickhouse::rollup;
+    let client = vigil_runtime::clickhouse::client(&config.clickhouse);
+    let database = &config.clickhouse.database;
+    let periods = rollup::landed_periods(&client, database, None)
+        .await
+        .context("reading the status rows' periods")?;
+    let done = rollup::recompute(&client, database, &periods)
+        .await
+        .context("recomputing the status rollup")?;
+    say!("recomputed the figures of {done} periods");
     Ok(())
 }
 

@@ -47,7 +47,12 @@ const VIEW: &str = "view: ";
 /// The statements both engines answer: every dashboard query (example binds), every Grafana
 /// statement, the publication and what it published. `{db}` stands for the database.
 fn statements() -> Vec<(String, String)> {
-    let mut out = Vec::new();
+    // The dashboard reads the per-period rollup the writer keeps: fill it from the fixture's
+    // status rows first, with the writer's own statement.
+    let mut out = vec![(
+        "rollup".to_string(),
+        vigil_sinks::clickhouse::rollup::recompute_all_sql("{db}", 1),
+    )];
     let dir = common::repo_path("serve/sql");
     let today = std::fs::read_to_string(dir.join("local_today.sql")).unwrap();
     let mut files: Vec<_> = std::fs::read_dir(&dir)

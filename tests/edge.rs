@@ -503,6 +503,8 @@ fn assert_same_as_reference(reference: &TestEnv, env: &TestEnv) {
         &reference.query(REPLAY_METRICS),
         &env.query(REPLAY_METRICS),
     );
+    common::assert_rollup_is_current(reference);
+    common::assert_rollup_is_current(env);
 }
 
 /// A count of the processor's summary (`name: N`) in a run's output.

@@ -4,7 +4,7 @@ SELECT condition, toString(period_start) AS start,
     addMonths(period_start, 1) <= {today} AS finished,
     sum(managed_patients) AS managed, sum(standardised_patients) AS standardised,
     sum(controlled_patients) AS controlled
-FROM pilot_metrics
+FROM pilot_rollup
 WHERE definition = ? AND period_kind = 'MONTH'
     AND period_start >= addMonths(toStartOfMonth({today}), -17)
 GROUP BY condition, period_start

@@ -239,8 +239,6 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
         .query(HOSPITAL_RATES)
         .bind(&definition)
         .bind(&definition)
-        .bind(&definition)
-        .bind(&definition)
         .fetch_all::<HospitalRates>()
         .await
         .map_err(failed("hospital rates"))?;

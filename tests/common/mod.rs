@@ -784,6 +784,23 @@ impl Drop for OwnBroker {
     }
 }
 
+/// The dashboard's rollup (kept by the writer, recomputed per period) says what the metric view
+/// over every status row says, figure for figure.
+pub fn assert_rollup_is_current(env: &TestEnv) {
+    let figures = |view: &str| {
+        env.query(&format!(
+            "SELECT definition, hospital_id, condition, period_kind, toString(period_start), \
+             managed_patients, standardised_patients, controlled_patients, new_complications, \
+             patient_years, standardised_rate, control_rate, complications_per_1000_patient_years \
+             FROM {{db}}.{view} \
+             ORDER BY definition, hospital_id, condition, period_kind, period_start"
+        ))
+    };
+    let metrics = figures("pilot_metrics");
+    assert!(!metrics.is_empty(), "the run produced figures");
+    assert_same("the rollup against the metric view", &metrics, &figures("pilot_rollup"));
+}
+
 /// Fails with the first differences between two sorted row lists (not two pages of rows).
 pub fn assert_same(what: &str, expected: &[String], actual: &[String]) {
     if expected == actual {

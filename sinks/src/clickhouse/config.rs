@@ -31,6 +31,10 @@ pub struct SinkConfig {
     /// Longest pause between retries while ClickHouse is unreachable.
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     pub max_retry_backoff: Duration,
+    /// How often the periods whose status rows landed are recomputed into `status_rollup`
+    /// (what the dashboard reads).
+    #[serde(default = "default_rollup_interval", with = "humantime_serde")]
+    pub rollup_interval: Duration,
 }
 
 fn default_group_id() -> String {
@@ -54,6 +58,10 @@ fn default_publish_interval() -> Duration {
 fn default_min_cell() -> u64 {
     10
 }
+/// The dashboard shows changed figures within seconds of their rows landing.
+fn default_rollup_interval() -> Duration {
+    Duration::from_secs(2)
+}
 fn default_max_backoff() -> Duration {
     Duration::from_secs(30)
 }
@@ -68,6 +76,7 @@ impl Default for SinkConfig {
             publish_interval: default_publish_interval(),
             publish_min_cell: default_min_cell(),
             max_retry_backoff: default_max_backoff(),
+            rollup_interval: default_rollup_interval(),
         }
     }
 }

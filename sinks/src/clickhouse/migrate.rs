@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0007_diagnosed_not_managed",
         include_str!("../../../deploy/clickhouse/migrations/0007_diagnosed_not_managed.sql"),
     ),
+    (
+        8,
+        "0008_status_rollup",
+        include_str!("../../../deploy/clickhouse/migrations/0008_status_rollup.sql"),
+    ),
 ];
 
 /// Earlier texts of amended migrations, by version, whose result is the same: a database that

@@ -4,10 +4,12 @@
 //! * `rows`: the table rows and how Kafka records map to them.
 //! * `writer`: the `vigil sink` loop: batch per table, insert, then commit the offsets.
 //! * `publish`: the insurance bureau's aggregated, suppressed outcome metrics.
+//! * `rollup`: the dashboard's per-period figures, recomputed as status rows land.
 
 mod config;
 pub mod migrate;
 pub mod publish;
+pub mod rollup;
 pub mod rows;
 pub mod writer;
 

@@ -9,6 +9,7 @@
 //! backlog waits in Kafka and the lag metric shows it). A row ClickHouse rejects for its data is isolated by splitting the batch
 //! and sent to the dead-letter topic, so one bad row never blocks the rest.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -32,6 +33,7 @@ use vigil_schemas::{
 };
 
 use super::config::SinkConfig;
+use super::rollup::{self, PeriodKey, Rollups};
 use super::rows::{AlertRow, DeadLetterRow, DeliveryRow, EventRow, StatRow, StatusRow};
 use crate::error::SinkError;
 
@@ -63,6 +65,10 @@ trait Table {
     /// Whether the record may land. Refused records are another stage's to dead-letter.
     fn check(_record: &Self::Record) -> Result<(), Invalid> {
         Ok(())
+    }
+    /// The reporting period a row counts in, for the tables the dashboard's rollup reads.
+    fn period(_row: &Self::Row) -> Option<PeriodKey> {
+        None
     }
 }
 
@@ -109,7 +115,27 @@ table!(
     LateEvents: ClinicalEvent => EventRow, "late_events", EventRow::from_event
 );
 table!(Alerts: Alert => AlertRow, "alerts", AlertRow::from_alert);
-table!(Statuses: PatientStatus => StatusRow, "patient_status", StatusRow::from_status);
+
+/// Patient-status rows: their periods' rollups are recomputed once they land.
+struct Statuses;
+impl Table for Statuses {
+    type Record = PatientStatus;
+    type Row = StatusRow;
+    const TABLE: &'static str = "patient_status";
+    fn row(record: &PatientStatus, landed_ms: i64) -> StatusRow {
+        StatusRow::from_status(record, landed_ms)
+    }
+    fn hospital(record: &PatientStatus) -> &str {
+        &record.hospital_id
+    }
+    fn period(row: &StatusRow) -> Option<PeriodKey> {
+        Some(PeriodKey {
+            definition: row.definition.clone(),
+            period_kind: row.period_kind.clone(),
+            period_start: row.period_start,
+        })
+    }
+}
 table!(DeadLetters: DeadLetter => DeadLetterRow, "dead_letters", DeadLetterRow::from_dead_letter);
 table!(Deliveries: AlertDelivery => DeliveryRow, "alert_deliveries", DeliveryRow::from_delivery);
 table!(Stats: PipelineStat => StatRow, "pipeline_stats", StatRow::from_stat);
@@ -270,6 +296,8 @@ trait Buffer: Send {
     /// Partitions revoked mid-batch: their rows may still be inserted (harmless duplicates for
     /// the new owner), but their offsets are no longer ours to commit.
     fn forget(&mut self, revoked: &[TopicPartition]);
+    /// The reporting periods of the rows held now (see [`Table::period`]).
+    fn periods(&self) -> BTreeSet<PeriodKey>;
     /// Inserts the rows held now; rows ClickHouse refuses for their data come back by index.
     fn insert<'a>(
         &'a self,
@@ -308,6 +336,9 @@ where
     }
     fn forget(&mut self, revoked: &[TopicPartition]) {
         self.positions.forget(revoked);
+    }
+    fn periods(&self) -> BTreeSet<PeriodKey> {
+        self.rows.iter().filter_map(T::period).collect()
     }
     fn insert<'a>(
         &'a self,
@@ -380,6 +411,7 @@ struct Writer<'a> {
     dead_letter_topic: String,
     tables: Vec<Registered>,
     summary: SinkSummary,
+    rollups: Rollups,
 }
 
 /// Runs the ClickHouse writer until shutdown (or the stop condition).
@@ -417,7 +449,16 @@ pub fn run(
         dead_letter_topic: topics.dead_letters.clone(),
         tables,
         summary: SinkSummary::default(),
+        rollups: Rollups::new(&clickhouse.database, config.rollup_interval),
     };
+    // Periods a writer stopped before recomputing (or every period, the first time).
+    let caught_up = handle
+        .block_on(rollup::catch_up(&writer.client, &clickhouse.database))
+        .map_err(|source| RuntimeError::ClickHouse {
+            operation: "recompute the status rollup",
+            source,
+        })?;
+    info!(periods = caught_up, "Status rollup caught up.");
     let mut last_input = Instant::now();
     let mut last_report = Instant::now();
     let mut last_publication = Instant::now();
@@ -431,6 +472,7 @@ pub fn run(
             }
         }
         writer.flush_due(stopping)?;
+        writer.recompute_rollups(stopping);
         if !config.publish_interval.is_zero()
             && (last_publication.elapsed() >= config.publish_interval || stopping)
         {
@@ -503,6 +545,18 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Recomputes the rollup of the periods whose rows landed. A failure is retried at the next
+    /// interval (and by the next writer's catch-up): it never holds up the writing.
+    fn recompute_rollups(&mut self, all: bool) {
+        if !self.rollups.due(all) {
+            return;
+        }
+        match self.handle.block_on(self.rollups.run(&self.client)) {
+            Ok(periods) => debug!(periods, "Status rollup recomputed."),
+            Err(error) => warn!(%error, "The status rollup could not be recomputed; retrying."),
+        }
+    }
+
     fn flush_due(&mut self, all: bool) -> Result<(), SinkError> {
         let max = self.config.batch_max_rows;
         for index in 0..self.tables.len() {
@@ -571,6 +625,7 @@ impl Writer<'_> {
         // Dead letters must be durable before the offsets that produced them are committed.
         self.producer.flush()?;
         let buffer = &mut self.tables[index].buffer;
+        self.rollups.note(buffer.periods());
         self.consumer.commit(buffer.positions(), CommitMode::Async);
         buffer.clear();
         Ok((rows - rejected.len()) as u64)
