@@ -225,7 +225,10 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
     ));
     // Rows loaded in SQL rather than by the writer: their periods' rollup is computed here.
     let recomputed = env.run_vigil(&["rollup"], Duration::from_secs(60));
-    assert!(recomputed.contains("recomputed the figures of"), "{recomputed}");
+    assert!(
+        recomputed.contains("recomputed the figures of"),
+        "{recomputed}"
+    );
 
     let port = common::free_port();
     env.set_override("VIGIL_SERVE__LISTEN", &format!("127.0.0.1:{port}"));

@@ -798,7 +798,11 @@ pub fn assert_rollup_is_current(env: &TestEnv) {
     };
     let metrics = figures("pilot_metrics");
     assert!(!metrics.is_empty(), "the run produced figures");
-    assert_same("the rollup against the metric view", &metrics, &figures("pilot_rollup"));
+    assert_same(
+        "the rollup against the metric view",
+        &metrics,
+        &figures("pilot_rollup"),
+    );
 }
 
 /// Fails with the first differences between two sorted row lists (not two pages of rows).

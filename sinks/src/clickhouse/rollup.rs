@@ -121,7 +121,9 @@ pub async fn landed_periods(
 /// left them behind), or every period when nothing was ever recomputed.
 pub async fn catch_up(client: &Client, database: &str) -> Result<usize, clickhouse::error::Error> {
     let latest: i64 = client
-        .query(&format!("SELECT max(computed_ms) FROM {database}.status_rollup"))
+        .query(&format!(
+            "SELECT max(computed_ms) FROM {database}.status_rollup"
+        ))
         .fetch_one()
         .await?;
     let since = (latest > 0).then(|| latest - CATCH_UP_MARGIN_MS);
@@ -172,7 +174,10 @@ mod tests {
     #[test]
     fn the_recompute_names_its_periods_as_dates_and_binds_the_rest() {
         let sql = recompute_sql("vigil", &[20_089, 20_120], 1_750_000_000_000);
-        assert!(sql.contains("period_start IN ('2025-01-01', '2025-02-01')"), "{sql}");
+        assert!(
+            sql.contains("period_start IN ('2025-01-01', '2025-02-01')"),
+            "{sql}"
+        );
         assert!(sql.contains("toInt64(1750000000000)"), "{sql}");
         assert!(sql.contains("definition = ? AND period_kind = ?"), "{sql}");
     }
