@@ -3,7 +3,8 @@
 //! library, and what they became is checked in ClickHouse after the processor and the writer:
 //! events, the alert a crisis reading raises (once, though its message came twice), the visit a
 //! cancel retracts, and a dead letter with its reason for every refusal, with no identifier in
-//! any of them or in the logs. Without a broker, nothing is acknowledged as taken.
+//! any of them or in the logs; a merge (A40) moves the prior patient's history to the survivor.
+//! Without a broker, nothing is acknowledged as taken.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -153,11 +154,7 @@ fn hl7_messages_over_mllp_are_acknowledged_once_durable_and_land_as_their_events
         // The crisis again, as a sender does when an acknowledgement was lost.
         crisis,
         result("LAB-3", &[("XYZ", "1", "%"), ("GLU", "7.1", "mmol/L")]),
-        format!(
-            "{}{}MRG|OLD123^^^H0001^MR\r",
-            msh("H0001", "ADT^A40^ADT_A39", "ADT-3"),
-            pid()
-        ),
+        format!("{}{}", msh("H0001", "SIU^S12^SIU_S12", "ADT-3"), pid()),
         result("LAB-4", &[("HBA1C", "7", "%")]).replace("|H0001|", "|H9999|"),
         format!("hex:{}", hex::encode(b"MSH|^~\\&|\xff\xfe not text")),
         result("LAB-5", &[("HBA1C", &"9".repeat(9000), "%")]),
@@ -300,4 +297,95 @@ fn a_message_the_broker_did_not_take_is_refused_and_taken_when_sent_again() {
         vec!["8.2", "9.1"]
     );
     assert_eq!(env.dead_letters_by_reason("ingest"), BTreeMap::new());
+}
+
+#[test]
+fn a_merge_moves_the_prior_patients_history_to_the_surviving_patient() {
+    let env = TestEnv::new("hl7_merge", 2, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut edge = env.spawn_vigil(
+        &["ingest", "--mllp", &listen, "--until-idle", "5"],
+        "mllp.log",
+    );
+    assert!(listening(port), "the MLLP listener came up");
+    let body = "33010619600101123";
+    let survivor = format!(
+        "{body}{}",
+        vigil_producers::edge::resident_id::check_char(body)
+    );
+    let admission = format!(
+        "{}EVN|A04|{}\r{}{}DG1|1||I10^Essential hypertension^I10||{}|F\r",
+        msh("H0001", "ADT^A04^ADT_A01", "ADT-1"),
+        hl7_time(60),
+        pid(),
+        visit(),
+        hl7_time(55)
+    );
+    let merge = format!(
+        "{}EVN|A40|{}\r{}MRG|{MRN}^^^H0001^MR~{ID}^^^CHN^NNCHN\r",
+        msh("H0001", "ADT^A40^ADT_A39", "ADT-9"),
+        hl7_time(1),
+        pid().replace(ID, &survivor).replace(MRN, "MRN0099")
+    );
+    let messages = vec![
+        admission,
+        result(
+            "LAB-1",
+            &[
+                ("HBA1C", "8.2", "%"),
+                ("SBP", "150", "mm[Hg]"),
+                ("DBP", "95", "mm[Hg]"),
+            ],
+        ),
+        merge,
+    ];
+    let answers = send(&env, port, &messages);
+    let codes: Vec<&str> = answers.iter().map(|a| a.0.as_str()).collect();
+    assert_eq!(codes, ["AA", "AA", "AA"], "{answers:?}");
+    assert_eq!(answers[2].2, "accepted as 1 event(s)");
+    assert!(
+        edge.wait_with_limit(Duration::from_secs(60)),
+        "the edge stops when idle"
+    );
+
+    // The processor moves the prior patient's facts through the events topic to the survivor.
+    let processed = env.run_vigil(&["process", "--until-idle", "3"], Duration::from_secs(300));
+    env.run_vigil(&["sink", "--until-idle", "3"], Duration::from_secs(300));
+    let key = vigil_producers::pseudonym::PseudonymKey::from_bytes(
+        &hex::decode(common::TEST_KEY).unwrap(),
+    )
+    .unwrap();
+    let (prior, surviving) = (key.pseudonymise(ID), key.pseudonymise(&survivor));
+    assert_eq!(
+        env.query(&format!(
+            "SELECT kind, count() FROM {{db}}.clinical_events FINAL \
+             WHERE patient_pseudonym = '{surviving}' AND source_system = 'vigil/merge' \
+             GROUP BY kind ORDER BY kind"
+        )),
+        [
+            "diagnosis\t1",
+            "lab_result\t1",
+            "patient_registration\t1",
+            "vital_sign\t1"
+        ],
+        "{processed}"
+    );
+    assert_eq!(
+        env.scalar(&format!(
+            "SELECT count() FROM {{db}}.clinical_events FINAL \
+             WHERE kind = 'patient_merge' AND patient_pseudonym = '{prior}' AND code = '{surviving}'"
+        )),
+        "1"
+    );
+    let everything = [
+        env.query("SELECT * FROM {db}.clinical_events").join("\n"),
+        env.log("mllp.log"),
+    ]
+    .join("\n");
+    for secret in [ID, survivor.as_str(), MRN, "MRN0099"] {
+        assert!(!everything.contains(secret), "{secret} leaked");
+    }
 }

@@ -47,6 +47,8 @@ pub struct ProcessSummary {
     pub late: u64,
     /// Events applied before, seen again (an edge's replay).
     pub replayed: u64,
+    /// Events a merge moved to the surviving patient, sent to the events topic.
+    pub moved: u64,
     pub checkpoints: u64,
     pub restores: u64,
 }
@@ -514,6 +516,17 @@ impl<'a> Processor<'a> {
                 )?;
             }
             self.summary.status_rows += self.status_rows.len() as u64;
+            // A merged patient's facts, on their way to the surviving patient's partition.
+            for event in part.state.take_forwarded() {
+                self.buffer.clear();
+                self.codecs.event.encode_into(&event, &mut self.buffer)?;
+                self.producer.send(
+                    &topics.clinical_events,
+                    event.patient_pseudonym.as_bytes(),
+                    &self.buffer,
+                )?;
+                self.summary.moved += 1;
+            }
             let mut inputs = Vec::new();
             if let Some(next) = part.next_events {
                 inputs.push((topics.clinical_events.clone(), next));

@@ -101,7 +101,7 @@ macro_rules! wire_record {
 wire_record!(
     ClinicalEvent,
     "clinical_event.avsc",
-    ["clinical_event.v1.avsc"]
+    ["clinical_event.v1.avsc", "clinical_event.v2.avsc"]
 );
 wire_record!(Alert, "alert.avsc", []);
 wire_record!(PatientStatus, "patient_status.avsc", []);

@@ -27,7 +27,7 @@ pub struct ClinicalEvent {
 }
 
 /// The schema version producers of this build write.
-pub const CLINICAL_EVENT_SCHEMA_VERSION: i32 = 2;
+pub const CLINICAL_EVENT_SCHEMA_VERSION: i32 = 3;
 
 /// An edge input record's position.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -81,6 +81,7 @@ pub enum Payload {
     VitalSign(VitalSign),
     Prescription(Prescription),
     FollowUpVisit(FollowUpVisit),
+    PatientMerge(PatientMerge),
 }
 
 impl Payload {
@@ -94,6 +95,7 @@ impl Payload {
             Payload::VitalSign(_) => "vital_sign",
             Payload::Prescription(_) => "prescription",
             Payload::FollowUpVisit(_) => "follow_up_visit",
+            Payload::PatientMerge(_) => "patient_merge",
         }
     }
 }
@@ -224,6 +226,12 @@ impl VisitMode {
     pub fn is_face_to_face(self) -> bool {
         matches!(self, VisitMode::Clinic | VisitMode::Home)
     }
+}
+
+/// The hospital merged the event's patient into another (HL7 ADT^A40); keyed by the merged one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatientMerge {
+    pub surviving_pseudonym: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

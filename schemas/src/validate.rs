@@ -243,6 +243,11 @@ fn check_payload(payload: &Payload) -> Check {
             f.next_visit_time_ms
                 .map_or(Ok(()), |t| clinical_time("next_visit_time", t))
         }
+        Payload::PatientMerge(m) if !is_pseudonym(&m.surviving_pseudonym) => Err(invalid(
+            Reason::InvalidPseudonym,
+            "surviving_pseudonym is not a 64-character hex HMAC",
+        )),
+        Payload::PatientMerge(_) => Ok(()),
     }
 }
 

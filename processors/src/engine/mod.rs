@@ -11,6 +11,7 @@
 //! allowed lateness are not applied: the runner sends them to the late-events topic.
 
 mod alerts;
+pub mod merge;
 mod observe;
 mod status;
 
@@ -160,6 +161,9 @@ pub struct PartitionState {
     interner: FxHashSet<Arc<str>>,
     /// The last input position applied per source (an edge's input partition, per hospital).
     sources: BTreeMap<SourceKey, i64>,
+    /// Events to send to the clinical-events topic: the facts a merge moved to the surviving
+    /// patient (see `merge`). Sent with the next checkpoint, before it commits.
+    forwarded: Vec<ClinicalEvent>,
 }
 
 /// One edge input partition as seen by one hospital's events: an edge releases each in offset
@@ -292,6 +296,11 @@ impl PartitionState {
         let mut keys: Vec<PatientKey> = self.changed.drain().collect();
         keys.sort_unstable();
         keys
+    }
+
+    /// The events a merge moved, to send on (drained).
+    pub fn take_forwarded(&mut self) -> Vec<ClinicalEvent> {
+        std::mem::take(&mut self.forwarded)
     }
 
     pub fn has_pending_status(&self) -> bool {
@@ -438,6 +447,10 @@ impl Engine {
         let records_reach_back = seen < patient.first_seen_ms;
         patient.first_seen_ms = patient.first_seen_ms.min(seen);
         patient.remember(id);
+        if let Payload::PatientMerge(merge) = &event.payload {
+            self.apply_merge(state, key, event, &merge.surviving_pseudonym, alerts);
+            return Disposition::Applied;
+        }
         let managed_by = patient.hospital.clone();
         let span = status::ManagementSpan::of(patient);
         let evidence = self.config.definition.evidence();
@@ -459,6 +472,32 @@ impl Engine {
             alerts::watch_from_first_fact(self, state, key, event, alerts);
         }
         Disposition::Applied
+    }
+
+    /// The patient was merged into `surviving`: their facts move there (as events the runner
+    /// sends on), they stop being counted, and their open episodes close.
+    fn apply_merge(
+        &self,
+        state: &mut PartitionState,
+        key: PatientKey,
+        event: &ClinicalEvent,
+        surviving: &str,
+        alerts: &mut Vec<Alert>,
+    ) {
+        let Some(patient) = state.patients.get_mut(&key) else {
+            return;
+        };
+        if surviving.eq_ignore_ascii_case(&event.patient_pseudonym) {
+            return;
+        }
+        let moved = merge::moved_facts(patient, event, surviving);
+        let span = status::ManagementSpan::of(patient);
+        merge::forget_facts(patient);
+        patient.version += 1;
+        state.forwarded.extend(moved);
+        state.changed.insert(key);
+        alerts::close_merged(self, state, key, event, alerts);
+        status::mark_shrunk_management(self, state, key, span);
     }
 
     /// Applies a clinician's acknowledgement, snooze or close. Returns false when no open

@@ -134,6 +134,8 @@ fn apply_payload(
         }
         // Neither is read by a rule or a status row (beyond the time of the last event).
         Payload::Encounter(_) | Payload::Prescription(_) => false,
+        // The engine applies a merge itself (`engine::merge`): it moves the patient's facts.
+        Payload::PatientMerge(_) => false,
         Payload::Diagnosis(d) => match classify_icd10(&d.icd10) {
             DiagnosisClass::Complication(complication) => {
                 apply_complication(patient, complication, time, record, retraction, change)

@@ -1788,3 +1788,93 @@ fn a_death_recorded_late_ends_the_counting_in_the_periods_after_it() {
         ]
     );
 }
+
+#[test]
+fn a_merged_patient_moves_its_facts_to_the_survivor_stops_counting_and_closes_its_episodes() {
+    let mut h = Harness::new();
+    h.register(0.0, &[Condition::Hypertension]);
+    h.follow_up(
+        10.0,
+        Condition::Hypertension,
+        VisitMode::Clinic,
+        Some((130.0, 80.0)),
+        None,
+    );
+    h.bp(20.0, 190.0, 115.0);
+    h.lab(21.0, "4548-4", 8.1, "%");
+    h.advance(70.0);
+    let counted = h.status().iter().filter(|s| s.managed).count();
+    assert!(counted >= 4, "{counted}");
+    h.take();
+    let survivor = "ab".repeat(32);
+    let merge = Payload::PatientMerge(PatientMerge {
+        surviving_pseudonym: survivor.clone(),
+    });
+    assert_eq!(
+        h.event_with("hl7_merge/1", 71.0, Operation::Update, merge.clone()),
+        Disposition::Applied
+    );
+    // The crisis episode closes, saying why; no period counts the merged patient any more.
+    let closed = h.take_full();
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].status, AlertStatus::Resolved);
+    assert!(
+        closed[0].message.contains("merged"),
+        "{}",
+        closed[0].message
+    );
+    let rows = h.status();
+    assert_eq!(
+        rows.len(),
+        counted,
+        "every period that counted them is computed again"
+    );
+    assert!(rows.iter().all(|s| !s.managed));
+    // What moved: the registration with its enrolment, the form (with its reading), the vital
+    // sign and the lab result, all the survivor's, as snapshot rows of the merge's hospital.
+    let moved = h.state.take_forwarded();
+    let kinds: Vec<&str> = moved.iter().map(|e| e.payload.kind()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "patient_registration",
+            "follow_up_visit",
+            "vital_sign",
+            "lab_result"
+        ]
+    );
+    for event in &moved {
+        assert_eq!(event.patient_pseudonym, survivor);
+        assert_eq!(event.operation, Operation::Snapshot);
+        assert_eq!(event.source_system, merge::MERGE_SOURCE);
+        assert!(validate::check_event(event).is_ok(), "{event:?}");
+    }
+    // Applied at the survivor (the same partition here): managed since the enrolment, with the
+    // merged patient's history; the moved events applied again change nothing.
+    let mut alerts = Vec::new();
+    for event in &moved {
+        let disposition = h.engine.apply_event(&mut h.state, event, &mut alerts);
+        assert_eq!(disposition, Disposition::Applied);
+    }
+    let key = patient_key(&survivor).unwrap();
+    let patient = h.state.patient(&key).unwrap();
+    assert_eq!(
+        patient.managed_since(Condition::Hypertension),
+        Some(day(0.0))
+    );
+    assert_eq!(
+        (
+            patient.follow_ups.len(),
+            patient.bp.len(),
+            patient.hba1c.len()
+        ),
+        (1, 2, 1)
+    );
+    for event in &moved {
+        let disposition = h.engine.apply_event(&mut h.state, event, &mut alerts);
+        assert_eq!(disposition, Disposition::Replayed);
+    }
+    // The merge applied again moves nothing more.
+    h.event_with("hl7_merge/1", 71.0, Operation::Update, merge);
+    assert!(h.state.take_forwarded().is_empty());
+}

@@ -5,7 +5,8 @@
 //! at the CDC door; local codes go through the same code tables. ORU^R01 results become one
 //! event per observation (blood pressure as one vital-sign reading per order); ADT A01/A04/A08
 //! a registration, an encounter and its diagnoses; A02/A03 update the encounter, A11 retracts it
-//! and A13 takes its discharge back. A message-level fault (unparseable, unknown facility,
+//! and A13 takes its discharge back; A40 merges the prior patient (MRG-1) into the message's (the
+//! processor moves what it holds). A message-level fault (unparseable, unknown facility,
 //! unsupported type, no valid patient) refuses the whole message; a refused observation refuses
 //! only itself. Event ids derive from the message control id, so a message sent again after a
 //! lost acknowledgement gives the same events, which the processor recognises.
@@ -17,8 +18,8 @@ use vigil_runtime::time::{days_from_civil, days_in_month};
 use vigil_schemas::ids::stable_id;
 use vigil_schemas::terminology::Observation;
 use vigil_schemas::{
-    validate, ClinicalEvent, Diagnosis, Encounter, EncounterType, Operation, PatientRegistration,
-    Payload, Sex, VitalSign, CLINICAL_EVENT_SCHEMA_VERSION,
+    validate, ClinicalEvent, Diagnosis, Encounter, EncounterType, Operation, PatientMerge,
+    PatientRegistration, Payload, Sex, VitalSign, CLINICAL_EVENT_SCHEMA_VERSION,
 };
 
 use super::ack::AckCode;
@@ -213,21 +214,19 @@ impl Hl7Adapter<'_> {
         let kind = (header.message_type.as_str(), header.trigger.as_str());
         let supported = matches!(
             kind,
-            ("ORU", "R01") | ("ADT", "A01" | "A02" | "A03" | "A04" | "A08" | "A11" | "A13")
+            ("ORU", "R01")
+                | (
+                    "ADT",
+                    "A01" | "A02" | "A03" | "A04" | "A08" | "A11" | "A13" | "A40"
+                )
         );
         if !supported {
-            let detail = if kind == ("ADT", "A40") {
-                "patient merges (ADT^A40) are not applied yet: they are refused so that \
-                 the hospital's interface keeps them for a later resend"
-                    .to_string()
-            } else {
-                format!(
-                    "message type {}^{} is not one the edge takes (ORU^R01; ADT A01, A02, \
-                     A03, A04, A08, A11, A13)",
-                    shown(&header.message_type),
-                    shown(&header.trigger)
-                )
-            };
+            let detail = format!(
+                "message type {}^{} is not one the edge takes (ORU^R01; ADT A01, A02, A03, \
+                 A04, A08, A11, A13, A40)",
+                shown(&header.message_type),
+                shown(&header.trigger)
+            );
             return Err(fault(AckCode::Reject, Reason::UnsupportedMessage, detail));
         }
         let resident = resident_id(message, profile)?;
@@ -404,8 +403,58 @@ impl Reading<'_, '_> {
         Ok(())
     }
 
+    /// ADT^A40: the prior patient (MRG-1) merged into the message's (PID). One event, keyed by
+    /// the prior patient, whose partition holds what moves. A prior record without a resident
+    /// ID of the hospital's type was never Vigil's (it knows patients by that ID only): nothing
+    /// to move.
+    fn merge(&mut self) -> Result<(), Fault> {
+        let Some((mrg, sequence)) = self.segment("MRG") else {
+            return Err(reject(
+                Reason::MissingField,
+                "the MRG segment (the prior patient) is missing",
+            )
+            .into());
+        };
+        let wanted = &self.profile.hl7_resident_id_type;
+        let separators = &self.message.separators;
+        let prior = mrg
+            .field(1)
+            .into_iter()
+            .flat_map(|f| f.repeats())
+            .find(|r| {
+                r.component(5)
+                    .is_some_and(|c| c.display(separators).to_string() == *wanted)
+            });
+        let Some(prior) = prior else {
+            return Ok(());
+        };
+        let prior = prior
+            .component(1)
+            .map(|c| c.display(separators).to_string())
+            .unwrap_or_default();
+        if !crate::edge::resident_id::is_valid(&prior) {
+            let detail =
+                format!("the MRG-1 identifier of type {wanted} is not a valid resident ID");
+            return Err(reject(Reason::InvalidPatientIdentifier, detail).into());
+        }
+        if prior == self.resident {
+            return Ok(());
+        }
+        let record = self.record("hl7_merge", &[&prior, &self.resident.clone()]);
+        let payload = Payload::PatientMerge(PatientMerge {
+            surviving_pseudonym: self.pseudonym.clone(),
+        });
+        let mut event = self.event(sequence, Operation::Update, record, self.change_ms, payload)?;
+        event.patient_pseudonym = self.adapter.key.pseudonymise(&prior);
+        self.events.push(event);
+        Ok(())
+    }
+
     /// ADT: the patient's registration (A01, A04, A08), the visit, and its diagnoses.
     fn admission(&mut self, trigger: &str) -> Result<(), Fault> {
+        if trigger == "A40" {
+            return self.merge();
+        }
         if matches!(trigger, "A01" | "A04" | "A08") {
             let registration = self.registration()?;
             let record = self.record("hl7_patient", &[&self.resident.clone()]);

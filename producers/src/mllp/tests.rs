@@ -184,8 +184,8 @@ fn message_level_faults_refuse_the_whole_message_with_their_reason() {
         ),
         (
             oru("").replace("ORU^R01^ORU_R01", "ADT^A40^ADT_A39"),
-            AckCode::Reject,
-            "unsupported_message",
+            AckCode::Error,
+            "missing_field",
         ),
         (
             oru("").replace("ORU^R01^ORU_R01", "SIU^S12"),
@@ -341,4 +341,40 @@ fn a_field_megabytes_long_and_multibyte_text_everywhere_never_panic() {
         pid().replace("||19491231|F", &format!("||{long}|F"))
     ));
     assert_eq!(reasons(&t), vec!["missing_field"]);
+}
+
+#[test]
+fn a_merge_is_one_event_of_the_prior_patient_naming_the_survivor() {
+    let body = "33010619600101123";
+    let prior = format!("{body}{}", crate::edge::resident_id::check_char(body));
+    let key = PseudonymKey::from_bytes(&[3u8; 32]).unwrap();
+    let merge = |mrg: &str| {
+        translate(&format!(
+            "{}EVN|A40|20250601100000\n{}MRG|{mrg}\n",
+            msh("ADT^A40^ADT_A39", "G1"),
+            pid()
+        ))
+    };
+    let t = merge(&format!("OLD1^^^H0001^MR~{prior}^^^CHN^NNCHN"));
+    assert_eq!(
+        (t.code, t.events.len()),
+        (AckCode::Accept, 1),
+        "{:?}",
+        t.refused
+    );
+    let event = &t.events[0];
+    assert_eq!(event.patient_pseudonym, key.pseudonymise(&prior));
+    assert_eq!(
+        event.payload,
+        Payload::PatientMerge(vigil_schemas::PatientMerge {
+            surviving_pseudonym: key.pseudonymise(ID)
+        })
+    );
+    assert_eq!(event.event_time_ms, 1_748_743_200_000);
+    assert!(!event.record_id.contains(&prior) && !event.record_id.contains(ID));
+    // A prior record without a resident ID was never Vigil's; one with a bad one is refused.
+    let t = merge("OLD1^^^H0001^MR");
+    assert_eq!((t.code, t.events.len()), (AckCode::Accept, 0));
+    let t = merge("110105194912310021^^^CHN^NNCHN");
+    assert_eq!(reasons(&t), vec!["invalid_patient_identifier"]);
 }

@@ -76,6 +76,8 @@ impl EventRow {
                 f.diastolic_mmhg,
                 "mm[Hg]".into(),
             ),
+            // The patient this one was merged into (a pseudonym, like the row's own).
+            Payload::PatientMerge(m) => (m.surviving_pseudonym.clone(), None, None, String::new()),
         };
         EventRow {
             event_id: event.event_id.clone(),

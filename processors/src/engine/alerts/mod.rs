@@ -434,6 +434,45 @@ impl Episodes<'_> {
     }
 }
 
+/// A patient merged into another: every open episode closes now and no deadline of theirs runs
+/// on; the surviving patient's rules judge the history from here.
+pub fn close_merged(
+    engine: &Engine,
+    state: &mut PartitionState,
+    key: PatientKey,
+    event: &ClinicalEvent,
+    alerts: &mut Vec<Alert>,
+) {
+    let cause = Cause {
+        time_ms: event.event_time_ms,
+        trigger_id: &event.event_id,
+        hospital: &event.hospital_id,
+        department: "",
+    };
+    let mut episodes = Episodes {
+        engine,
+        state,
+        key,
+        alerts,
+    };
+    let Some(patient) = episodes.patient() else {
+        return;
+    };
+    let open: Vec<(usize, u8)> = patient
+        .episodes
+        .iter()
+        .map(|e| (usize::from(e.rule), e.subject))
+        .collect();
+    let timers: Vec<TimerKind> = patient.timers.iter().map(|(kind, _)| *kind).collect();
+    for (rule, subject) in open {
+        let note = "The record was merged into another patient's.";
+        episodes.resolve(rule, subject, &cause, note);
+    }
+    for kind in timers {
+        episodes.set_timer(kind, None);
+    }
+}
+
 /// The patient's records reach further back than known (its first fact, or an earlier one):
 /// the follow-up deadlines count from there.
 pub fn watch_from_first_fact(
