@@ -258,8 +258,7 @@ impl Hl7Adapter<'_> {
         Ok((reading.events, reading.refused))
     }
 
-    /// An HL7 time (`YYYY[MM[DD[HHMM[SS[.S]]]]][+ZZZZ]`) of a segment's field, held to the
-    /// edge's clock; without an offset it is the hospitals' local time. None when empty.
+    /// An HL7 time of the first segment of that name (see [`checked_time`]).
     fn time(
         &self,
         message: &Message<'_>,
@@ -267,19 +266,7 @@ impl Hl7Adapter<'_> {
         field: usize,
     ) -> Result<Option<i64>, Reject> {
         let raw = text(message, segment, field, 1);
-        if raw.is_empty() {
-            return Ok(None);
-        }
-        let what = format!("{segment}-{field}");
-        let ms = hl7_time(&raw, self.utc_offset_minutes)
-            .ok_or_else(|| reject(Reason::InvalidDate, format!("{what} is not an HL7 time")))?;
-        if ms < validate::EARLIEST_CLINICAL_MS || ms > self.now_ms + validate::FUTURE_TOLERANCE_MS {
-            return Err(reject(
-                Reason::InvalidDate,
-                format!("{what} is outside 1990..tomorrow"),
-            ));
-        }
-        Ok(Some(ms))
+        checked_time(&raw, &format!("{segment}-{field}"), self)
     }
 }
 
@@ -716,20 +703,7 @@ impl Reading<'_, '_> {
     /// A time field of `segment` (not necessarily the first of its name).
     fn time(&self, segment: &Segment<'_>, field: usize) -> Result<Option<i64>, Reject> {
         let raw = self.field(segment, field, 1);
-        if raw.is_empty() {
-            return Ok(None);
-        }
-        let what = format!("{}-{field}", segment.name);
-        let ms = hl7_time(&raw, self.adapter.utc_offset_minutes)
-            .ok_or_else(|| reject(Reason::InvalidDate, format!("{what} is not an HL7 time")))?;
-        let now = self.adapter.now_ms;
-        if ms < validate::EARLIEST_CLINICAL_MS || ms > now + validate::FUTURE_TOLERANCE_MS {
-            return Err(reject(
-                Reason::InvalidDate,
-                format!("{what} is outside 1990..tomorrow"),
-            ));
-        }
-        Ok(Some(ms))
+        checked_time(&raw, &format!("{}-{field}", segment.name), self.adapter)
     }
 }
 
@@ -898,6 +872,23 @@ fn component_text(
         .and_then(|f| f.component(component))
         .map(|c| c.display(&message.separators).to_string())
         .unwrap_or_default()
+}
+
+/// An HL7 time (`YYYY[MM[DD[HHMM[SS[.S]]]]][+ZZZZ]`) named `what`, held to the edge's clock;
+/// without an offset it is the hospitals' local time. None when empty.
+fn checked_time(raw: &str, what: &str, adapter: &Hl7Adapter<'_>) -> Result<Option<i64>, Reject> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let ms = hl7_time(raw, adapter.utc_offset_minutes)
+        .ok_or_else(|| reject(Reason::InvalidDate, format!("{what} is not an HL7 time")))?;
+    if ms < validate::EARLIEST_CLINICAL_MS || ms > adapter.now_ms + validate::FUTURE_TOLERANCE_MS {
+        return Err(reject(
+            Reason::InvalidDate,
+            format!("{what} is outside 1990..tomorrow"),
+        ));
+    }
+    Ok(Some(ms))
 }
 
 /// An HL7 DTM as epoch milliseconds; `offset_minutes` when it carries no offset of its own.
