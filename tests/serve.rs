@@ -50,14 +50,22 @@ fn get(port: u16, path: &str) -> (u16, String) {
 type RowAt<'a> = (usize, &'a str, &'a str, &'a str, &'a str);
 
 /// One patient-status row (the columns the figures use; the rest take their defaults): flags
-/// are managed, standardised, controlled, a new complication, at high risk.
+/// are managed, standardised, controlled, a new complication, at high risk. Even patients live
+/// in county 330106, odd ones in 330108; patients 0-3 are managed by cardiology (CARD), 4-9 by
+/// no recorded department, 10 and up by nephrology (NEPH).
 fn status_row((patient, hospital, condition, kind, start): RowAt<'_>, flags: [u8; 5]) -> String {
     let [managed, standardised, controlled, complication, high] = flags;
     let risk = if high == 1 { "VERY_HIGH" } else { "LOW" };
+    let region = if patient % 2 == 0 { "330106" } else { "330108" };
+    let department = match patient {
+        0..=3 => "CARD",
+        4..=9 => "",
+        _ => "NEPH",
+    };
     format!(
         "('s-{patient}-{condition}-{kind}-{start}', 2, 'cn-nbphs-2017/v1', 'p{patient}', \
-         '{hospital}', '{condition}', '{kind}', '{start}', {managed}, {days}, {standardised}, \
-         {controlled}, {complication}, '{risk}')",
+         '{hospital}', '{region}', '{department}', '{condition}', '{kind}', '{start}', {managed}, \
+         {days}, {standardised}, {controlled}, {complication}, '{risk}')",
         days = if managed == 1 { 365 } else { 0 }
     )
 }
@@ -127,9 +135,9 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
             flags,
         ));
     }
-    let columns = "status_id, version, definition, patient_pseudonym, hospital_id, condition, \
-        period_kind, period_start, managed, managed_days, standardised, controlled, \
-        new_complications, risk_level";
+    let columns = "status_id, version, definition, patient_pseudonym, hospital_id, region_code, \
+        department_code, condition, period_kind, period_start, managed, managed_days, \
+        standardised, controlled, new_complications, risk_level";
     let database = env.scalar_config("clickhouse", "database");
     env.admin(&format!(
         "INSERT INTO {database}.patient_status ({columns}) VALUES {}",
@@ -138,7 +146,7 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
     env.admin(&format!(
         "INSERT INTO {database}.patient_status ({columns}) VALUES \
          ('s-7-HYPERTENSION-YEAR-{year_start}', 1, 'cn-nbphs-2017/v1', 'p7', 'H0001', \
-          'HYPERTENSION', 'YEAR', '{year_start}', 1, 365, 1, 1, 1, 'LOW')"
+          '330108', 'GERI', 'HYPERTENSION', 'YEAR', '{year_start}', 1, 365, 1, 1, 1, 'LOW')"
     ));
     let newest = vigil_runtime::time::now_ms() - 2 * DAY_MS;
     env.admin(&format!(
@@ -328,6 +336,7 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
     );
 
     grafana_shows_the_same_figures(&env);
+    drill_down_sums_to_its_parents(port);
 
     // The page, in a real browser: the API's figures, in Chinese by default.
     let browser = Browser::start();
@@ -415,6 +424,49 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
         ])
     );
     browser.screenshot(&common::repo_path("target").join("dashboard-zh.png"));
+    // The drill-down, clicked through: regions, a region's hospitals, a hospital's departments,
+    // each level's total the row it was opened from.
+    assert_eq!(
+        cells_of(&browser, "drill-330106"),
+        ["330106", "5", "60.0%", "60.0%"]
+    );
+    assert_eq!(
+        cells_of(&browser, "drill-total")[..],
+        ["10", "50.0%", "50.0%"]
+    );
+    let at = |level: &str| {
+        let script = format!("return document.body.dataset.drill === '{level}'");
+        common::eventually(Duration::from_secs(10), || browser.run(&script) == true)
+    };
+    browser.run("document.getElementById('drill-330106').click()");
+    assert!(at("hospital:330106:"), "the region opened");
+    assert_eq!(
+        cells_of(&browser, "drill-H0001"),
+        ["H0001", "4", "50.0%", "75.0%"]
+    );
+    assert_eq!(
+        cells_of(&browser, "drill-total")[..],
+        ["5", "60.0%", "60.0%"]
+    );
+    browser.run("document.getElementById('drill-H0001').click()");
+    assert!(at("department:330106:H0001"), "the hospital opened");
+    assert_eq!(
+        cells_of(&browser, "drill-CARD"),
+        ["CARD", "2", "100.0%", "100.0%"]
+    );
+    assert_eq!(
+        cells_of(&browser, "drill-none"),
+        ["（未指定科室）", "2", "0.0%", "50.0%"]
+    );
+    assert_eq!(
+        cells_of(&browser, "drill-total")[..],
+        ["4", "50.0%", "75.0%"]
+    );
+    browser.run("document.getElementById('drill-path').scrollIntoView()");
+    browser.screenshot(&common::repo_path("target").join("dashboard-drill-zh.png"));
+    browser.run("window.scrollTo(0, 0)");
+    browser.run("document.querySelector('#drill-path a').click()");
+    assert!(at("region::"), "back to every region");
     // And in English by the switch.
     browser.run("document.getElementById('lang').click()");
     assert_eq!(
@@ -495,6 +547,70 @@ fn grafana_shows_the_same_figures(env: &TestEnv) {
         "{:?}",
         results[&6]
     );
+}
+
+/// The drill-down's API, every level computed by hand: hypertension's 10 managed patients by
+/// county (even 330106, odd 330108), a county's hospitals, a hospital's departments; each level's
+/// total is its parent's row; diabetes has no managed patient, so no rate anywhere.
+fn drill_down_sums_to_its_parents(port: u16) {
+    let drill = |query: &str| -> serde_json::Value {
+        let (status, body) = get(port, &format!("/api/v1/drilldown{query}"));
+        assert_eq!(status, 200, "{query}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let figures = |key: &str, m: u64, s: u64, c: u64, rates: Option<(f64, f64)>| {
+        let mut row = serde_json::json!({
+            "managed": m, "standardised": s, "controlled": c,
+            "standardised_rate": rates.map(|r| r.0), "control_rate": rates.map(|r| r.1),
+        });
+        if !key.is_empty() || rates.is_some() {
+            row["key"] = key.into();
+        }
+        row
+    };
+    let total = |m, s, c, rates| {
+        let mut row = figures("", m, s, c, rates);
+        row.as_object_mut().unwrap().remove("key");
+        row
+    };
+    let regions = drill("");
+    assert_eq!(regions["level"], "region");
+    assert_eq!(regions["total"], total(10, 5, 5, Some((0.5, 0.5))));
+    assert_eq!(
+        regions["rows"],
+        serde_json::json!([
+            figures("330106", 5, 3, 3, Some((0.6, 0.6))),
+            figures("330108", 5, 2, 2, Some((0.4, 0.4))),
+        ])
+    );
+    let hospitals = drill("?region=330106");
+    assert_eq!(hospitals["total"], total(5, 3, 3, Some((0.6, 0.6))));
+    assert_eq!(
+        hospitals["rows"],
+        serde_json::json!([
+            figures("H0001", 4, 2, 3, Some((0.5, 0.75))),
+            figures("H0002", 1, 1, 0, Some((1.0, 0.0))),
+        ])
+    );
+    let departments = drill("?region=330106&hospital=H0001");
+    assert_eq!(departments["level"], "department");
+    assert_eq!(departments["total"], total(4, 2, 3, Some((0.5, 0.75))));
+    let mut unrecorded = figures("", 2, 0, 1, Some((0.0, 0.5)));
+    unrecorded["key"] = "".into();
+    assert_eq!(
+        departments["rows"],
+        serde_json::json!([unrecorded, figures("CARD", 2, 2, 2, Some((1.0, 1.0)))])
+    );
+    let diabetes = drill("?condition=DIABETES");
+    assert_eq!(diabetes["total"], total(0, 0, 0, None));
+    assert!(diabetes["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["managed"] == 0 && r["control_rate"].is_null()));
+    let (status, body) = get(port, "/api/v1/drilldown?hospital=H0001");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("within a region"), "{body}");
 }
 
 /// The text of each cell of the row with this id.

@@ -26,8 +26,11 @@ use crate::rules::RuleSet;
 use crate::state::{Patient, PatientKey, TimerKind};
 
 /// First byte of every changelog value; bump when the layout changes incompatibly.
-const FORMAT_VERSION: u8 = 3;
-/// The previous layout (commits without the sources' positions), still read: an upgrade
+const FORMAT_VERSION: u8 = 4;
+/// The previous layout (patients without their managing departments), still read: an upgrade
+/// restores it, and the departments come with the next qualifying diagnoses.
+const FORMAT_VERSION_3: u8 = 3;
+/// An earlier layout (also commits without the sources' positions), still read: an upgrade
 /// restores it, and the sources' positions start again from the next records.
 const FORMAT_VERSION_2: u8 = 2;
 /// An earlier layout (patients without `registration_ms` and the evidence of management, one
@@ -116,6 +119,9 @@ fn decode(partition: i32, offset: i64, bytes: &[u8]) -> Result<Record, Processor
         Some((&FORMAT_VERSION, body)) => {
             postcard::from_bytes(body).map_err(|e| unreadable(e.to_string()))
         }
+        Some((&FORMAT_VERSION_3, body)) => postcard::from_bytes::<v3::Record>(body)
+            .map(Record::from)
+            .map_err(|e| unreadable(e.to_string())),
         Some((&FORMAT_VERSION_2, body)) => postcard::from_bytes::<v2::Record>(body)
             .map(Record::from)
             .map_err(|e| unreadable(e.to_string())),
@@ -553,12 +559,123 @@ fn replay(
     Ok(patients)
 }
 
-/// Changelog layout 2: patients as now, commits without the sources' positions.
+/// Changelog layout 3: commits as now, patients without their managing departments.
+mod v3 {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Serialize};
+    use vigil_schemas::Sex;
+
+    use super::{CheckpointId, CommitRecord};
+    use crate::state::{
+        BpReading, ComplicationRecord, Episode, FollowUp, PatientKey, Reading, TimerKind,
+    };
+
+    #[derive(Debug, Serialize, Deserialize)]
+    pub enum Record {
+        SnapshotStart {
+            checkpoint: CheckpointId,
+        },
+        Chunk {
+            checkpoint: CheckpointId,
+            patients: Vec<(PatientKey, Option<Patient>)>,
+        },
+        Commit(CommitRecord),
+    }
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct Patient {
+        pub hospital: Arc<str>,
+        pub region: Arc<str>,
+        pub sex: Option<Sex>,
+        pub birth_year: i16,
+        pub enrolled_ms: [Option<i64>; 2],
+        pub diagnosed_ms: [Option<i64>; 2],
+        pub first_form_ms: [Option<i64>; 2],
+        pub managed_ms: [Option<i64>; 2],
+        pub registration_record: u32,
+        pub registration_ms: Option<i64>,
+        pub death_ms: Option<i64>,
+        pub first_seen_ms: i64,
+        pub last_event_ms: i64,
+        pub version: u32,
+        pub bp: Vec<BpReading>,
+        pub glucose: Vec<Reading>,
+        pub hba1c: Vec<Reading>,
+        pub egfr: Vec<Reading>,
+        pub follow_ups: Vec<FollowUp>,
+        pub complications: Vec<ComplicationRecord>,
+        pub episodes: Vec<Episode>,
+        pub timers: Vec<(TimerKind, i64)>,
+        pub recent_events: Vec<u64>,
+    }
+
+    impl From<Patient> for crate::state::Patient {
+        fn from(p: Patient) -> Self {
+            crate::state::Patient {
+                hospital: p.hospital,
+                region: p.region,
+                sex: p.sex,
+                birth_year: p.birth_year,
+                enrolled_ms: p.enrolled_ms,
+                diagnosed_ms: p.diagnosed_ms,
+                first_form_ms: p.first_form_ms,
+                managed_ms: p.managed_ms,
+                // Unknown before this layout: the next qualifying diagnosis names it.
+                departments: [None, None],
+                registration_record: p.registration_record,
+                registration_ms: p.registration_ms,
+                death_ms: p.death_ms,
+                first_seen_ms: p.first_seen_ms,
+                last_event_ms: p.last_event_ms,
+                version: p.version,
+                bp: p.bp,
+                glucose: p.glucose,
+                hba1c: p.hba1c,
+                egfr: p.egfr,
+                follow_ups: p.follow_ups,
+                complications: p.complications,
+                episodes: p.episodes,
+                timers: p.timers,
+                recent_events: p.recent_events,
+            }
+        }
+    }
+
+    /// Patients as layout 3 held them (layout 2 held them the same way).
+    pub fn patients(
+        patients: Vec<(PatientKey, Option<Patient>)>,
+    ) -> Vec<(PatientKey, Option<crate::state::Patient>)> {
+        patients
+            .into_iter()
+            .map(|(key, patient)| (key, patient.map(Into::into)))
+            .collect()
+    }
+
+    impl From<Record> for super::Record {
+        fn from(record: Record) -> Self {
+            match record {
+                Record::SnapshotStart { checkpoint } => super::Record::SnapshotStart { checkpoint },
+                Record::Chunk {
+                    checkpoint,
+                    patients: held,
+                } => super::Record::Chunk {
+                    checkpoint,
+                    patients: patients(held),
+                },
+                Record::Commit(commit) => super::Record::Commit(commit),
+            }
+        }
+    }
+}
+
+/// Changelog layout 2: patients as layout 3, commits without the sources' positions.
 mod v2 {
     use serde::{Deserialize, Serialize};
 
+    use super::v3::Patient;
     use super::{CheckpointId, Clocks};
-    use crate::state::{Patient, PatientKey};
+    use crate::state::PatientKey;
 
     #[derive(Debug, Serialize, Deserialize)]
     pub enum Record {
@@ -593,7 +710,7 @@ mod v2 {
                     patients,
                 } => super::Record::Chunk {
                     checkpoint,
-                    patients,
+                    patients: super::v3::patients(patients),
                 },
                 Record::Commit(c) => super::Record::Commit(super::CommitRecord {
                     checkpoint: c.checkpoint,
@@ -705,6 +822,7 @@ mod v1 {
                 first_form_ms: [None; 2],
                 // Derived again with the definition in force when the state is adopted.
                 managed_ms: p.enrolled_ms,
+                departments: [None, None],
                 registration_record: p.registration_record,
                 // Unknown: the next registration version is applied whatever its time.
                 registration_ms: None,
@@ -804,6 +922,38 @@ mod tests {
                 let patient = patients[0].1.as_ref().unwrap();
                 assert_eq!((patient.birth_year, patient.death_ms), (1961, Some(5)));
                 assert_eq!(patient.registration_ms, None);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn patients_of_layout_3_restore_without_their_departments() {
+        let old = v3::Record::Chunk {
+            checkpoint: CheckpointId { epoch: 5, seq: 2 },
+            patients: vec![(
+                [4u8; 32],
+                Some(v3::Patient {
+                    birth_year: 1958,
+                    registration_ms: Some(11),
+                    recent_events: vec![7],
+                    ..v3::Patient::default()
+                }),
+            )],
+        };
+        let bytes = postcard::to_extend(&old, vec![FORMAT_VERSION_3]).unwrap();
+        match decode(0, 0, &bytes).unwrap() {
+            Record::Chunk { patients, .. } => {
+                let patient = patients[0].1.as_ref().unwrap();
+                assert_eq!(
+                    (
+                        patient.birth_year,
+                        patient.registration_ms,
+                        &patient.recent_events
+                    ),
+                    (1958, Some(11), &vec![7])
+                );
+                assert_eq!(patient.departments, [None, None]);
             }
             other => panic!("{other:?}"),
         }

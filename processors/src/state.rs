@@ -159,6 +159,9 @@ pub struct Patient {
     /// Under management since, per condition, by the evidence the definition counts
     /// ([`Patient::derive_management`]).
     pub managed_ms: [Option<i64>; 2],
+    /// The managing department per condition: the department the latest qualifying diagnosis
+    /// (by clinical time) names, and that time; what a pilot scoped to departments counts by.
+    pub departments: [Option<(Arc<str>, i64)>; 2],
     pub registration_record: u32,
     /// Event time of the registration version applied: an older version arriving later (an
     /// edge replaying after a crash, a snapshot row re-read) must not undo a newer one.
@@ -245,6 +248,13 @@ pub const FOLLOW_UP_HISTORY: usize = 40;
 
 impl Patient {
     /// When management of the condition began, by the definition in force.
+    /// The department managing the condition, when a qualifying diagnosis named one.
+    pub fn department(&self, condition: Condition) -> Option<&Arc<str>> {
+        self.departments[condition_index(condition)]
+            .as_ref()
+            .map(|(department, _)| department)
+    }
+
     pub fn managed_since(&self, condition: Condition) -> Option<i64> {
         self.managed_ms[condition_index(condition)]
     }

@@ -104,7 +104,11 @@ wire_record!(
     ["clinical_event.v1.avsc", "clinical_event.v2.avsc"]
 );
 wire_record!(Alert, "alert.avsc", []);
-wire_record!(PatientStatus, "patient_status.avsc", []);
+wire_record!(
+    PatientStatus,
+    "patient_status.avsc",
+    ["patient_status.v1.avsc"]
+);
 wire_record!(DeadLetter, "dead_letter.avsc", []);
 wire_record!(AlertAck, "alert_ack.avsc", []);
 wire_record!(AlertDelivery, "alert_delivery.avsc", []);

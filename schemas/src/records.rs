@@ -360,6 +360,9 @@ pub struct PatientStatus {
     pub hospital_id: String,
     #[serde(default)]
     pub region_code: String,
+    /// The department managing the condition; empty when no qualifying diagnosis named one.
+    #[serde(default)]
+    pub department_code: String,
     pub condition: Condition,
     pub period_kind: PeriodKind,
     /// Days since 1970-01-01 (Avro `date`).

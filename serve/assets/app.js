@@ -34,6 +34,8 @@ const TEXT = {
     quality: "数据质量", received: "接收事件", rejected: "拒收记录（原因）", late: "迟到事件",
     lag: "入库延迟（中位 / 95%）", noRejections: "0", unknownHospital: "（无法识别）",
     duration: (m) => (m >= 1440 ? `${number(m / 1440, 1)} 天` : m >= 60 ? `${number(m / 60, 1)} 小时` : `${number(m, 0)} 分钟`),
+    drill: "下钻：地区 → 医院 → 科室（最新年度）", region: "地区", department: "科室", total: "合计",
+    allRegions: "全部地区", noRegion: "（未登记地区）", noDepartment: "（未指定科室）",
   },
   en: {
     title: "Chronic-disease pilot · Overview", switch: "中文", loading: "Loading…",
@@ -65,6 +67,8 @@ const TEXT = {
     quality: "Data quality", received: "Events received", rejected: "Records refused (reason)", late: "Late events",
     lag: "Time to land (median / 95%)", noRejections: "0", unknownHospital: "(not identifiable)",
     duration: (m) => (m >= 1440 ? `${number(m / 1440, 1)} days` : m >= 60 ? `${number(m / 60, 1)} h` : `${number(m, 0)} min`),
+    drill: "Drill down: region → hospital → department (newest year)", region: "Region", department: "Department", total: "Total",
+    allRegions: "All regions", noRegion: "(region not recorded)", noDepartment: "(department not recorded)",
   },
 };
 
@@ -72,6 +76,10 @@ const TEXT = {
 const BANDS = { controlRate: [0.4, 0.6], standardisedRate: [0.5, 0.7] };
 let sortKey = "hospital_id";
 let sortDescending = false;
+
+// Where the drill-down stands (region, then hospital within it), and the level the API gave.
+const drillAt = { condition: "HYPERTENSION", region: null, hospital: null };
+let drill = null;
 
 let lang = new URLSearchParams(location.search).get("lang") || localStorage.getItem("vigil.lang") || "zh";
 if (!TEXT[lang]) lang = "zh";
@@ -156,6 +164,7 @@ function render() {
       overview.conditions.length ? t("period")(overview.conditions[0].period) : "", "", null));
   }
   renderComparison();
+  renderDrill();
   const latest = document.querySelector("#latest tbody");
   latest.replaceChildren();
   for (const a of overview.latest_alerts) {
@@ -310,6 +319,78 @@ function renderComparison() {
   }
 }
 
+// One level of the drill-down from /api/v1/drilldown (sums computed by the server from the
+// reading every viewer shares); a row opens the level below, the path above goes back up.
+async function loadDrill() {
+  const query = new URLSearchParams({ condition: drillAt.condition });
+  if (drillAt.region !== null) query.set("region", drillAt.region);
+  if (drillAt.hospital !== null) query.set("hospital", drillAt.hospital);
+  const response = await fetch(`/api/v1/drilldown?${query}`);
+  if (!response.ok) return;
+  drill = await response.json();
+  renderDrill();
+  document.body.dataset.drill = `${drill.level}:${drill.region ?? ""}:${drill.hospital ?? ""}`;
+}
+
+function drillName(level, key) {
+  if (key !== "") return key;
+  return level === "region" ? t("noRegion") : level === "department" ? t("noDepartment") : key;
+}
+
+function renderDrill() {
+  const body = document.querySelector("#drill tbody");
+  const foot = document.querySelector("#drill tfoot");
+  const path = document.getElementById("drill-path");
+  body.replaceChildren();
+  foot.replaceChildren();
+  path.replaceChildren();
+  if (!drill) return;
+  document.getElementById("drill-level").textContent = t(drill.level);
+  const step = (label, onClick) => {
+    const link = element("a", { href: "#drill" }, label);
+    link.addEventListener("click", (event) => { event.preventDefault(); onClick(); loadDrill(); });
+    path.appendChild(link);
+  };
+  step(t("allRegions"), () => { drillAt.region = null; drillAt.hospital = null; });
+  if (drill.region !== null) {
+    path.append(" › ");
+    step(drillName("region", drill.region), () => { drillAt.hospital = null; });
+  }
+  if (drill.hospital !== null) path.append(` › ${drill.hospital}`);
+  const rate = (value) => (value === null ? t("noManaged") : `${number(100 * value, 1)}%`);
+  const cells = (row, f) => {
+    row.appendChild(element("td", { class: "number", "data-key": "managed" }, number(f.managed)));
+    row.appendChild(element("td", { class: "number", "data-key": "standardised" }, rate(f.standardised_rate)));
+    row.appendChild(element("td", { class: "number", "data-key": "controlled" }, rate(f.control_rate)));
+  };
+  for (const r of drill.rows) {
+    const row = element("tr", { id: `drill-${r.key || "none"}` });
+    const name = element("td", {}, drillName(drill.level, r.key));
+    if (drill.level !== "department") {
+      name.classList.add("drillable");
+      row.addEventListener("click", () => {
+        if (drill.level === "region") drillAt.region = r.key;
+        else drillAt.hospital = r.key;
+        loadDrill();
+      });
+    }
+    row.appendChild(name);
+    cells(row, r);
+    body.appendChild(row);
+  }
+  const total = element("tr", { id: "drill-total" });
+  total.appendChild(element("th", {}, t("total")));
+  cells(total, drill.total);
+  foot.appendChild(total);
+}
+
+document.getElementById("drill-condition").addEventListener("change", (event) => {
+  drillAt.condition = event.target.value;
+  drillAt.region = null;
+  drillAt.hospital = null;
+  loadDrill();
+});
+
 for (const heading of document.querySelectorAll("#compare th[data-sort]")) {
   heading.addEventListener("click", () => {
     sortDescending = sortKey === heading.dataset.sort ? !sortDescending : heading.dataset.sort !== "hospital_id";
@@ -324,6 +405,7 @@ async function load() {
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     overview = await response.json();
     render();
+    await loadDrill();
     document.body.dataset.loaded = "true";
   } catch (error) {
     document.getElementById("status").textContent = t("failed") + error.message;
@@ -342,6 +424,7 @@ function listen() {
   events.addEventListener("overview", (event) => {
     overview = JSON.parse(event.data);
     render();
+    loadDrill();
     document.body.dataset.version = event.lastEventId;
     document.body.dataset.loaded = "true";
   });

@@ -8,6 +8,7 @@
 //! holds the SQL's runners and the rows it returns; this file the routes and the server.
 
 mod config;
+pub mod drilldown;
 mod error;
 mod live;
 mod queries;
@@ -15,7 +16,7 @@ mod queries;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -95,6 +96,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/overview", get(overview))
         .route("/api/v1/stream", get(stream))
+        .route("/api/v1/drilldown", get(drill))
         .with_state(state)
 }
 
@@ -118,6 +120,28 @@ async fn overview(State(state): State<Arc<AppState>>) -> Response {
                 body,
             )
                 .into_response()
+        }
+    }
+}
+
+/// One level of the drill-down region → hospital → department (see `drilldown`).
+async fn drill(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<drilldown::DrillQuery>,
+) -> Response {
+    let json = [(header::CONTENT_TYPE, "application/json")];
+    let Some(overview) = state.latest.borrow().overview.clone() else {
+        let body = r#"{"error":"the figures could not be read from ClickHouse yet"}"#;
+        return (StatusCode::SERVICE_UNAVAILABLE, json, body).into_response();
+    };
+    match drilldown::drill(&overview.drilldown, &query) {
+        Ok(drill) => match serde_json::to_string(&drill) {
+            Ok(body) => (json, body).into_response(),
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        },
+        Err(reason) => {
+            let body = serde_json::json!({ "error": reason }).to_string();
+            (StatusCode::BAD_REQUEST, json, body).into_response()
         }
     }
 }

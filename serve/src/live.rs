@@ -18,6 +18,8 @@ pub struct Reading {
     pub version: u64,
     /// The overview as JSON; `None` until ClickHouse answered once.
     pub json: Option<Arc<str>>,
+    /// The same overview, for the endpoints that answer from parts of it.
+    pub overview: Option<Arc<queries::Overview>>,
 }
 
 /// Starts the reading task; it stops at shutdown.
@@ -62,6 +64,7 @@ fn publish(sender: &watch::Sender<Reading>, overview: &queries::Overview) {
         }
         reading.version += 1;
         reading.json = Some(Arc::from(json));
+        reading.overview = Some(Arc::new(overview.clone()));
         true
     });
 }

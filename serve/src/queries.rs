@@ -23,6 +23,7 @@ const ALERT_EPISODES: &str = include_str!("../sql/alert_episodes.sql");
 const DELIVERIES: &str = include_str!("../sql/deliveries.sql");
 const QUALITY: &str = include_str!("../sql/quality.sql");
 const REJECTIONS: &str = include_str!("../sql/rejections.sql");
+const DRILLDOWN: &str = include_str!("../sql/drilldown.sql");
 
 /// Everything the overview page shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,21 @@ pub struct Overview {
     pub quality: Vec<HospitalQuality>,
     /// Records refused per hospital, stage and reason.
     pub rejections: Vec<Rejections>,
+    /// The newest year per condition, region, hospital and managing department (see
+    /// `drilldown`).
+    pub drilldown: Vec<DrillCell>,
+}
+
+/// One condition, region, hospital and managing department of the newest year.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Row)]
+pub struct DrillCell {
+    pub condition: String,
+    pub region_code: String,
+    pub hospital_id: String,
+    pub department_code: String,
+    pub managed: u64,
+    pub standardised: u64,
+    pub controlled: u64,
 }
 
 /// What the alerts did: episodes per month, per rule, and the notifications' outcomes.
@@ -225,6 +241,7 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
             alert_activity,
             quality,
             rejections,
+            drilldown: Vec::new(),
         });
     };
     let headline = client
@@ -242,6 +259,13 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
         .fetch_all::<HospitalRates>()
         .await
         .map_err(failed("hospital rates"))?;
+    let drilldown = client
+        .query(DRILLDOWN)
+        .bind(&definition)
+        .bind(&definition)
+        .fetch_all::<DrillCell>()
+        .await
+        .map_err(failed("drill-down"))?;
     let year_start = headline.first().map(|h| h.start.clone());
     let alerts = match &year_start {
         Some(start) => client
@@ -264,6 +288,7 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
         alert_activity,
         quality,
         rejections,
+        drilldown,
     })
 }
 

@@ -114,10 +114,15 @@ pub fn moved_facts(
             Condition::Hypertension => "I10",
             Condition::Diabetes => "E11",
         };
+        // At the managing department's time when one is known: it stays the managing one.
+        let (department, time_ms) = match &patient.departments[condition as usize] {
+            Some((department, at)) => (department.to_string(), time_ms.max(*at)),
+            None => (String::new(), time_ms),
+        };
         let payload = Payload::Diagnosis(Diagnosis {
             icd10: icd10.into(),
             is_primary: false,
-            department_code: String::new(),
+            department_code: department,
             encounter_id: None,
         });
         mover.push("diagnosis", condition as u32, time_ms, payload);
@@ -189,6 +194,7 @@ pub fn forget_facts(patient: &mut Patient) {
     patient.diagnosed_ms = [None, None];
     patient.first_form_ms = [None, None];
     patient.managed_ms = [None, None];
+    patient.departments = [None, None];
     patient.bp.clear();
     patient.glucose.clear();
     patient.hba1c.clear();

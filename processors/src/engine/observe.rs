@@ -78,11 +78,13 @@ pub fn apply(
         patient.diagnosed_ms,
         patient.first_form_ms,
         patient.managed_ms,
+        department_marks(patient),
     );
     let mut change = Change::default();
     let effect = apply_payload(patient, event, interner, &mut change);
     if event.operation != Operation::Delete {
         note_evidence(patient, event);
+        note_department(patient, event, interner);
     }
     patient.derive_management(evidence);
     change.registration |= patient.managed_ms != before.3;
@@ -91,6 +93,7 @@ pub fn apply(
         patient.diagnosed_ms,
         patient.first_form_ms,
         patient.managed_ms,
+        department_marks(patient),
     );
     change.no_effect = !effect && after == before;
     change
@@ -114,6 +117,36 @@ fn note_evidence(patient: &mut Patient, event: &ClinicalEvent) {
     };
     let slot = &mut slots[condition_index(condition)];
     *slot = Some(slot.map_or(event.event_time_ms, |t| t.min(event.event_time_ms)));
+}
+
+/// What tells the managing departments apart without cloning them (they are interned: one
+/// department, one allocation).
+fn department_marks(patient: &Patient) -> [Option<(usize, i64)>; 2] {
+    patient.departments.each_ref().map(|d| {
+        d.as_ref()
+            .map(|(name, at)| (Arc::as_ptr(name).cast::<u8>() as usize, *at))
+    })
+}
+
+/// A qualifying diagnosis that names its department makes it the condition's managing
+/// department, unless a later one (by clinical time) named another.
+fn note_department(
+    patient: &mut Patient,
+    event: &ClinicalEvent,
+    interner: &mut FxHashSet<Arc<str>>,
+) {
+    let Payload::Diagnosis(d) = &event.payload else {
+        return;
+    };
+    let (Some(condition), false) = (qualifying_condition(&d.icd10), d.department_code.is_empty())
+    else {
+        return;
+    };
+    let slot = &mut patient.departments[condition_index(condition)];
+    if slot.as_ref().is_some_and(|(_, t)| *t > event.event_time_ms) {
+        return;
+    }
+    *slot = Some((intern(interner, &d.department_code), event.event_time_ms));
 }
 
 /// One event's payload applied to the patient's histories. Returns whether any of them changed;

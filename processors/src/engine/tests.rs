@@ -1878,3 +1878,48 @@ fn a_merged_patient_moves_its_facts_to_the_survivor_stops_counting_and_closes_it
     h.event_with("hl7_merge/1", 71.0, Operation::Update, merge);
     assert!(h.state.take_forwarded().is_empty());
 }
+
+#[test]
+fn the_latest_qualifying_diagnosis_naming_a_department_makes_it_the_managing_one() {
+    let mut h = Harness::with(EngineConfig {
+        definition: Definition::NbphsV2,
+        ..EngineConfig::default()
+    });
+    let diagnosis = |code: &str, department: &str| {
+        Payload::Diagnosis(Diagnosis {
+            icd10: code.into(),
+            is_primary: true,
+            department_code: department.into(),
+            encounter_id: None,
+        })
+    };
+    h.event_with("dx/1", 3.0, Operation::Create, diagnosis("I10", "CARD"));
+    h.follow_up(
+        8.0,
+        Condition::Hypertension,
+        VisitMode::Clinic,
+        Some((130.0, 80.0)),
+        None,
+    );
+    // An older diagnosis arriving later, one naming no department, another condition's: none
+    // changes hypertension's managing department.
+    h.event_with("dx/2", 1.0, Operation::Create, diagnosis("I11", "GERI"));
+    h.event_with("dx/3", 9.0, Operation::Create, diagnosis("I10", ""));
+    h.event_with("dx/4", 9.0, Operation::Create, diagnosis("E11", "ENDO"));
+    h.advance(10.0);
+    let rows = h.status();
+    let hypertension: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter(|s| s.condition == Condition::Hypertension)
+        .map(|s| s.department_code.as_str())
+        .collect();
+    assert_eq!(hypertension, ["CARD"].into_iter().collect());
+    // A later one names the department that manages from then on.
+    h.event_with("dx/5", 12.0, Operation::Create, diagnosis("I10", "GERI"));
+    h.advance(13.0);
+    assert!(h
+        .status()
+        .iter()
+        .filter(|s| s.condition == Condition::Hypertension)
+        .all(|s| s.department_code == "GERI"));
+}

@@ -32,7 +32,8 @@ const CATCH_UP_MARGIN_MS: i64 = 60_000;
 fn recompute_where(database: &str, filter: &str, computed_ms: i64) -> String {
     format!(
         "INSERT INTO {database}.status_rollup \
-         SELECT definition, period_kind, period_start, condition, hospital_id, \
+         SELECT definition, period_kind, period_start, condition, hospital_id, region_code, \
+                department_code, \
                 countIf(managed = 1), \
                 countIf(managed = 1 AND standardised = 1), \
                 countIf(managed = 1 AND controlled = 1), \
@@ -42,7 +43,8 @@ fn recompute_where(database: &str, filter: &str, computed_ms: i64) -> String {
                 toInt64({computed_ms}) \
          FROM {database}.patient_status FINAL \
          WHERE {filter} \
-         GROUP BY definition, period_kind, period_start, condition, hospital_id"
+         GROUP BY definition, period_kind, period_start, condition, hospital_id, region_code, \
+                  department_code"
     )
 }
 

@@ -162,6 +162,7 @@ pub struct StatusRow {
     pub patient_pseudonym: String,
     pub hospital_id: String,
     pub region_code: String,
+    pub department_code: String,
     pub condition: String,
     pub period_kind: String,
     /// ClickHouse `Date`: days since 1970-01-01.
@@ -218,6 +219,7 @@ impl StatusRow {
             patient_pseudonym: s.patient_pseudonym.clone(),
             hospital_id: s.hospital_id.clone(),
             region_code: s.region_code.clone(),
+            department_code: s.department_code.clone(),
             condition: s.condition.as_str().to_uppercase(),
             period_kind: s.period_kind.as_str().to_string(),
             period_start: small(s.period_start),
