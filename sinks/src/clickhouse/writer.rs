@@ -66,8 +66,9 @@ trait Table {
     fn check(_record: &Self::Record) -> Result<(), Invalid> {
         Ok(())
     }
-    /// The reporting period a row counts in, for the tables the dashboard's rollup reads.
-    fn period(_row: &Self::Row) -> Option<PeriodKey> {
+    /// The reporting period a row counts in (definition, kind, start), for the tables the
+    /// dashboard's rollup reads.
+    fn period(_row: &Self::Row) -> Option<(&str, &str, u16)> {
         None
     }
 }
@@ -128,12 +129,8 @@ impl Table for Statuses {
     fn hospital(record: &PatientStatus) -> &str {
         &record.hospital_id
     }
-    fn period(row: &StatusRow) -> Option<PeriodKey> {
-        Some(PeriodKey {
-            definition: row.definition.clone(),
-            period_kind: row.period_kind.clone(),
-            period_start: row.period_start,
-        })
+    fn period(row: &StatusRow) -> Option<(&str, &str, u16)> {
+        Some((&row.definition, &row.period_kind, row.period_start))
     }
 }
 table!(DeadLetters: DeadLetter => DeadLetterRow, "dead_letters", DeadLetterRow::from_dead_letter);
@@ -338,7 +335,17 @@ where
         self.positions.forget(revoked);
     }
     fn periods(&self) -> BTreeSet<PeriodKey> {
-        self.rows.iter().filter_map(T::period).collect()
+        // Distinct first: a batch holds thousands of rows of a handful of periods.
+        let distinct: BTreeSet<(&str, &str, u16)> =
+            self.rows.iter().filter_map(T::period).collect();
+        distinct
+            .into_iter()
+            .map(|(definition, kind, start)| PeriodKey {
+                definition: definition.to_string(),
+                period_kind: kind.to_string(),
+                period_start: start,
+            })
+            .collect()
     }
     fn insert<'a>(
         &'a self,
