@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use clickhouse::Client;
+use tokio::runtime::Handle;
 use vigil_runtime::time::{format_date, now_ms};
 
 /// One reporting period of one definition.
@@ -133,10 +134,16 @@ pub async fn catch_up(client: &Client, database: &str) -> Result<usize, clickhou
     recompute(client, database, &periods).await
 }
 
-/// Periods waiting for their recompute.
+/// A recompute running beside the writing; on failure it gives its periods back.
+type Running =
+    tokio::task::JoinHandle<Result<usize, (BTreeSet<PeriodKey>, clickhouse::error::Error)>>;
+
+/// Periods waiting for their recompute, and the recompute running now (beside the inserts,
+/// so landing rows never waits for it).
 pub struct Rollups {
     database: String,
     pending: BTreeSet<PeriodKey>,
+    running: Option<Running>,
     last_run: Instant,
     interval: Duration,
 }
@@ -146,6 +153,7 @@ impl Rollups {
         Rollups {
             database: database.to_string(),
             pending: BTreeSet::new(),
+            running: None,
             last_run: Instant::now(),
             interval,
         }
@@ -155,17 +163,56 @@ impl Rollups {
         self.pending.extend(periods);
     }
 
-    /// Whether a recompute should run now (`all`: the writer is stopping).
-    pub fn due(&self, all: bool) -> bool {
-        !self.pending.is_empty() && (all || self.last_run.elapsed() >= self.interval)
+    /// Collects a recompute that finished (its periods wait again if it failed) and starts the
+    /// next when one is due. When `stopping`, waits for what runs and recomputes what waits.
+    /// Returns the outcome of a recompute that ended: periods recomputed, or why not.
+    pub fn drive(
+        &mut self,
+        client: &Client,
+        handle: &Handle,
+        stopping: bool,
+    ) -> Option<Result<usize, String>> {
+        let mut outcome = None;
+        if let Some(task) = self.running.take_if(|task| stopping || task.is_finished()) {
+            outcome = Some(self.collect(handle.block_on(task)));
+        }
+        let due =
+            !self.pending.is_empty() && (stopping || self.last_run.elapsed() >= self.interval);
+        if self.running.is_none() && due {
+            self.last_run = Instant::now();
+            let periods = std::mem::take(&mut self.pending);
+            let (client, database) = (client.clone(), self.database.clone());
+            let task = handle.spawn(async move {
+                match recompute(&client, &database, &periods).await {
+                    Ok(done) => Ok(done),
+                    Err(error) => Err((periods, error)),
+                }
+            });
+            if stopping {
+                outcome = Some(self.collect(handle.block_on(task)));
+            } else {
+                self.running = Some(task);
+            }
+        }
+        outcome
     }
 
-    /// Recomputes what waits; on failure it keeps waiting for the next run.
-    pub async fn run(&mut self, client: &Client) -> Result<usize, clickhouse::error::Error> {
-        self.last_run = Instant::now();
-        let done = recompute(client, &self.database, &self.pending).await?;
-        self.pending.clear();
-        Ok(done)
+    fn collect(
+        &mut self,
+        joined: Result<
+            Result<usize, (BTreeSet<PeriodKey>, clickhouse::error::Error)>,
+            tokio::task::JoinError,
+        >,
+    ) -> Result<usize, String> {
+        match joined {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err((periods, error))) => {
+                self.pending.extend(periods);
+                Err(error.to_string())
+            }
+            // Its periods are lost here; the next writer's catch-up recomputes them.
+            Err(error) => Err(error.to_string()),
+        }
     }
 }
 

@@ -552,15 +552,16 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Recomputes the rollup of the periods whose rows landed. A failure is retried at the next
-    /// interval (and by the next writer's catch-up): it never holds up the writing.
-    fn recompute_rollups(&mut self, all: bool) {
-        if !self.rollups.due(all) {
-            return;
-        }
-        match self.handle.block_on(self.rollups.run(&self.client)) {
-            Ok(periods) => debug!(periods, "Status rollup recomputed."),
-            Err(error) => warn!(%error, "The status rollup could not be recomputed; retrying."),
+    /// Recomputes the rollup of the periods whose rows landed, beside the writing. A failure is
+    /// retried at the next interval (and by the next writer's catch-up): it never holds up the
+    /// writing.
+    fn recompute_rollups(&mut self, stopping: bool) {
+        match self.rollups.drive(&self.client, self.handle, stopping) {
+            Some(Ok(periods)) => debug!(periods, "Status rollup recomputed."),
+            Some(Err(error)) => {
+                warn!(%error, "The status rollup could not be recomputed; retrying.")
+            }
+            None => {}
         }
     }
 
