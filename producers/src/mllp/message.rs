@@ -24,9 +24,10 @@ use vigil_schemas::{
 
 use super::ack::AckCode;
 use crate::edge::{Catalog, HospitalProfile};
+use crate::ingest::adapter::diagnosis::icd10_of;
 use crate::ingest::adapter::lab::canonical_lab;
 use crate::ingest::adapter::reason::{reject, Reject};
-use crate::ingest::adapter::values::{shown, valid_icd10};
+use crate::ingest::adapter::values::shown;
 use crate::ingest::adapter::Reason;
 use crate::ingest::redact::safe_text_value;
 use crate::ingest::Rejection;
@@ -587,31 +588,8 @@ impl Reading<'_, '_> {
     ) -> Result<ClinicalEvent, Reject> {
         let code = self.field(segment, 3, 1);
         let system = self.field(segment, 3, 3).to_ascii_uppercase();
-        let icd10 = if matches!(system.as_str(), "I10" | "ICD10" | "ICD-10" | "I10C") {
-            code.clone()
-        } else {
-            self.profile
-                .codes
-                .diagnosis
-                .get(&code)
-                .cloned()
-                .ok_or_else(|| {
-                    reject(
-                        Reason::UnknownLocalCode,
-                        format!(
-                            "diagnosis code {} has no ICD-10 mapping for {}",
-                            shown(&code),
-                            self.profile.id
-                        ),
-                    )
-                })?
-        };
-        if !valid_icd10(&icd10) {
-            return Err(reject(
-                Reason::InvalidCode,
-                format!("{} is not an ICD-10 code", shown(&icd10)),
-            ));
-        }
+        let local = !matches!(system.as_str(), "I10" | "ICD10" | "ICD-10" | "I10C");
+        let icd10 = icd10_of(self.profile, code.clone(), local)?;
         let time = self.time(segment, 5)?.unwrap_or(start);
         let diagnosis = Diagnosis {
             icd10,

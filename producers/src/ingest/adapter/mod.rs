@@ -8,7 +8,7 @@
 //! module reads the envelope; one module per table kind reads the row.
 
 mod decimal;
-mod diagnosis;
+pub(crate) mod diagnosis;
 mod encounter;
 mod follow_up;
 pub(crate) mod lab;
