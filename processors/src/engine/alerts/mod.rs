@@ -89,6 +89,18 @@ struct Cause<'a> {
     department: &'a str,
 }
 
+impl<'a> Cause<'a> {
+    /// An event as the cause of what the rules do about it.
+    fn of_event(event: &'a ClinicalEvent, department: &'a str) -> Cause<'a> {
+        Cause {
+            time_ms: event.event_time_ms,
+            trigger_id: &event.event_id,
+            hospital: &event.hospital_id,
+            department,
+        }
+    }
+}
+
 fn number(value: f64) -> String {
     let rounded = (value * 10.0).round() / 10.0;
     if rounded.fract() == 0.0 {
@@ -443,12 +455,7 @@ pub fn close_merged(
     event: &ClinicalEvent,
     alerts: &mut Vec<Alert>,
 ) {
-    let cause = Cause {
-        time_ms: event.event_time_ms,
-        trigger_id: &event.event_id,
-        hospital: &event.hospital_id,
-        department: "",
-    };
+    let cause = Cause::of_event(event, "");
     let mut episodes = Episodes {
         engine,
         state,
@@ -482,12 +489,7 @@ pub fn watch_from_first_fact(
     event: &ClinicalEvent,
     alerts: &mut Vec<Alert>,
 ) {
-    let cause = Cause {
-        time_ms: event.event_time_ms,
-        trigger_id: &event.event_id,
-        hospital: &event.hospital_id,
-        department: "",
-    };
+    let cause = Cause::of_event(event, "");
     let mut episodes = Episodes {
         engine,
         state,
@@ -513,12 +515,7 @@ pub fn on_change(
         Payload::Encounter(e) => e.department_code.as_str(),
         _ => "",
     };
-    let cause = Cause {
-        time_ms: event.event_time_ms,
-        trigger_id: &event.event_id,
-        hospital: &event.hospital_id,
-        department,
-    };
+    let cause = Cause::of_event(event, department);
     let index = &engine.index;
     let mut episodes = Episodes {
         engine,
