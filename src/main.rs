@@ -428,13 +428,18 @@ async fn rollup(config: &VigilConfig) -> anyhow::Result<()> {
     use vigil_sinks::clickhouse::rollup;
     let client = vigil_runtime::clickhouse::client(&config.clickhouse);
     let database = &config.clickhouse.database;
-    let periods = rollup::landed_periods(&client, database, None)
+    let offset = config.process.engine.reporting_utc_offset_minutes;
+    let stale = rollup::landed(&client, database, rollup::Landings::All, offset)
         .await
-        .context("reading the status rows' periods")?;
-    let done = rollup::recompute(&client, database, &periods)
+        .context("reading what the rollups count")?;
+    let done = rollup::recompute(&client, database, &stale, offset)
         .await
-        .context("recomputing the status rollup")?;
-    say!("recomputed the figures of {done} periods");
+        .context("recomputing the dashboard's rollups")?;
+    say!(
+        "recomputed the figures of {} periods and {} days or months of activity",
+        stale.periods.len(),
+        done - stale.periods.len()
+    );
     Ok(())
 }
 
@@ -544,6 +549,7 @@ async fn sink(config: VigilConfig, until: UntilIdle, shutdown: Shutdown) -> anyh
             &config.sink,
             &config.kafka,
             &config.clickhouse,
+            config.process.engine.reporting_utc_offset_minutes,
             &handle,
             token,
             stop.clone(),
@@ -644,6 +650,7 @@ async fn up(mut config: VigilConfig, args: UpArgs, shutdown: Shutdown) -> anyhow
             &c.sink,
             &c.kafka,
             &c.clickhouse,
+            c.process.engine.reporting_utc_offset_minutes,
             &handle,
             token,
             stop.clone(),

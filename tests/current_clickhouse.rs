@@ -49,10 +49,20 @@ const VIEW: &str = "view: ";
 fn statements() -> Vec<(String, String)> {
     // The dashboard reads the per-period rollup the writer keeps: fill it from the fixture's
     // status rows first, with the writer's own statement.
-    let mut out = vec![(
-        "rollup".to_string(),
-        vigil_sinks::clickhouse::rollup::recompute_all_sql("{db}", 1),
-    )];
+    use vigil_sinks::clickhouse::rollup::{activity, status, Activity};
+    let mut out = vec![("rollup".to_string(), status::recompute_all_sql("{db}", 1))];
+    for rollup in Activity::ALL {
+        out.push((
+            format!("rollup of {rollup:?}"),
+            activity::recompute_sql("{db}", rollup, None, 480, 1),
+        ));
+        for (index, sql) in activity::landed_sql("{db}", rollup, 480).iter().enumerate() {
+            out.push((
+                format!("{VIEW}cells of {rollup:?} landed ({index})"),
+                sql.replace('?', "0"),
+            ));
+        }
+    }
     let dir = common::repo_path("serve/sql");
     let today = std::fs::read_to_string(dir.join("local_today.sql")).unwrap();
     let mut files: Vec<_> = std::fs::read_dir(&dir)

@@ -260,4 +260,6 @@ fn a_hospital_back_filling_its_history_behind_a_live_one_lands_whole() {
             "H0001\thypertensive_crisis\tRESOLVED"
         ]
     );
+    // The dashboard's per-day figures of the months the backfill reached are current.
+    common::assert_activity_rollups_are_current(&env);
 }

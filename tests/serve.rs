@@ -166,8 +166,9 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
                  sequence: u32,
                  at: i64| {
         format!(
-            "('{id}', '{episode}', '{rule}', '{severity}', '{status}', {sequence}, 'H0001', toDateTime({s}), {at})",
-            s = at / 1000
+            "('{id}', '{episode}', '{rule}', '{severity}', '{status}', {sequence}, 'H0001', toDateTime({s}), {at}, toDateTime({start}))",
+            s = at / 1000,
+            start = now / 1000
         )
     };
     let alerts = [
@@ -211,7 +212,7 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
     ];
     env.admin(&format!(
         "INSERT INTO {database}.alerts (alert_id, episode_id, rule_id, severity, status, sequence, \
-         hospital_id, event_time, event_time_ms) VALUES {}",
+         hospital_id, event_time, event_time_ms, episode_start) VALUES {}",
         alerts.join(", ")
     ));
     env.admin(&format!(

@@ -26,13 +26,14 @@ const TEXT = {
     defStandardised: "分子：本年至期末面对面随访次数达到已过季度数的在管患者；分母：在管患者",
     defControlled: "分子：本期最近一次随访达标的在管患者（血压 <140/90，空腹血糖 <7.0）；分母：在管患者",
     defComplications: "分子：在管患者本期新发脑卒中、心梗及糖尿病并发症诊断；分母：在管患者年 / 1000",
+    defAlerts: "分子：本期内发出、已有临床医生确认的预警事件；分母：本期内发出的预警事件",
     ago: (d) => `${d} 天前`,
     alertActivity: "预警处置", alertMonths: "每月新发预警事件（近 18 个月，本月未结束）",
     severity: "级别", episodes: "预警事件", open: "未结束", ackShare: "确认率", ackMedian: "确认用时中位数",
     noEpisodes: "尚无预警事件", noAck: "— （无确认）", minutes: (m) => `${m} 分钟`,
     deliveries: (list) => `通知送达情况：${list}`, noDeliveries: "通知送达情况：— （尚无通知记录）",
     quality: "数据质量", received: "接收事件", rejected: "拒收记录（原因）", late: "迟到事件",
-    lag: "入库延迟（中位 / 95%）", noRejections: "0", unknownHospital: "（无法识别）",
+    lag: "入库延迟（最近一天的事件，中位 / 95%）", noRejections: "0", unknownHospital: "（无法识别）",
     duration: (m) => (m >= 1440 ? `${number(m / 1440, 1)} 天` : m >= 60 ? `${number(m / 60, 1)} 小时` : `${number(m, 0)} 分钟`),
     drill: "下钻：地区 → 医院 → 科室（最新年度）", region: "地区", department: "科室", total: "合计",
     allRegions: "全部地区", noRegion: "（未登记地区）", noDepartment: "（未指定科室）",
@@ -59,13 +60,14 @@ const TEXT = {
     defStandardised: "Numerator: managed patients whose face-to-face follow-ups this year reach the quarters elapsed; denominator: managed patients",
     defControlled: "Numerator: managed patients whose latest follow-up in the period met the target (BP < 140/90, fasting glucose < 7.0); denominator: managed patients",
     defComplications: "Numerator: first stroke, MI or diabetic complication diagnoses of managed patients in the period; denominator: managed patient-years / 1000",
+    defAlerts: "Numerator: alert episodes raised in the period that a clinician acknowledged; denominator: alert episodes raised in the period",
     ago: (d) => `${d} days ago`,
     alertActivity: "Alerts and their handling", alertMonths: "Alert episodes raised per month (18 months, this month not finished)",
     severity: "Severity", episodes: "Episodes", open: "Open", ackShare: "Acknowledged", ackMedian: "Median time to acknowledge",
     noEpisodes: "No alert episodes yet", noAck: "— (none acknowledged)", minutes: (m) => `${m} min`,
     deliveries: (list) => `Notifications to hospitals: ${list}`, noDeliveries: "Notifications to hospitals: — (none recorded)",
     quality: "Data quality", received: "Events received", rejected: "Records refused (reason)", late: "Late events",
-    lag: "Time to land (median / 95%)", noRejections: "0", unknownHospital: "(not identifiable)",
+    lag: "Time to land, newest day's events (median / 95%)", noRejections: "0", unknownHospital: "(not identifiable)",
     duration: (m) => (m >= 1440 ? `${number(m / 1440, 1)} days` : m >= 60 ? `${number(m / 60, 1)} h` : `${number(m, 0)} min`),
     drill: "Drill down: region → hospital → department (newest year)", region: "Region", department: "Department", total: "Total",
     allRegions: "All regions", noRegion: "(region not recorded)", noDepartment: "(department not recorded)",
@@ -161,7 +163,7 @@ function render() {
     const a = overview.alerts;
     const figure = a.raised > 0 ? percent(a.acknowledged, a.raised) : t("noAlerts");
     cards.appendChild(card("alerts", t("alerts"), figure, t("alertWords")(number(a.acknowledged), number(a.raised)),
-      overview.conditions.length ? t("period")(overview.conditions[0].period) : "", "", null));
+      overview.conditions.length ? t("period")(overview.conditions[0].period) : "", t("defAlerts"), null));
   }
   renderComparison();
   renderDrill();

@@ -1,6 +1,6 @@
--- Alert episodes raised, and acknowledged, from a local date on (the headline's year).
--- binds: 28800, '2026-01-01'
-SELECT uniqExactIf(episode_id, status = 'RAISED') AS raised,
-    uniqExactIf(episode_id, status = 'ACKNOWLEDGED') AS acknowledged
-FROM alerts FINAL
-WHERE toDate(toDateTime(intDiv(event_time_ms, 1000) + ?), 'UTC') >= toDate(?)
+-- Alert episodes raised from a month on (the headline year's first), and how many of them a
+-- clinician acknowledged.
+-- binds: '2026-01-01'
+SELECT sum(raised) AS raised, sum(acknowledged) AS acknowledged
+FROM alert_rollup_latest
+WHERE month >= toDate(?)

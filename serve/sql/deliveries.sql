@@ -1,5 +1,5 @@
 -- What became of the alert notifications sent to hospitals, by outcome.
-SELECT outcome, uniqExact(alert_id) AS alerts
-FROM alert_deliveries FINAL
+SELECT outcome, sum(alerts) AS alerts
+FROM delivery_rollup_latest
 GROUP BY outcome
 ORDER BY outcome

@@ -1,27 +1,16 @@
--- Data quality per hospital: distinct events received, events the processor held for late,
--- and how long events of the newest day took from their clinical time to landing (median and
--- 95th percentile, minutes). Dead letters by reason are a query of their own.
-SELECT e.hospital_id AS hospital_id, e.events AS events,
-    ifNull(l.late, 0) AS late,
-    e.lag_p50_minutes AS lag_p50_minutes, e.lag_p95_minutes AS lag_p95_minutes
+-- Data quality per hospital that sent events: distinct events received, events the processor
+-- held for late, and how long the events of the hospital's newest day of clinical time
+-- (reporting time zone) took from their clinical time to their first landing (median and 95th
+-- percentile, minutes). Dead letters by reason are a query of their own.
+SELECT hospital_id, sum(day_events) AS events, sum(day_late) AS late,
+    argMaxIf(lag_p50_minutes, day, day_events > 0) AS lag_p50_minutes,
+    argMaxIf(lag_p95_minutes, day, day_events > 0) AS lag_p95_minutes
 FROM
 (
-    SELECT hospital_id, uniqExact(event_id) AS events,
-        quantileExactIf(0.5)((landed_time_ms - event_time_ms) / 60000,
-            landed_time_ms >= newest - 86400000) AS lag_p50_minutes,
-        quantileExactIf(0.95)((landed_time_ms - event_time_ms) / 60000,
-            landed_time_ms >= newest - 86400000) AS lag_p95_minutes
-    FROM clinical_events
-    -- ALL: every event meets its hospital's newest landing (ANY would keep one event per
-    -- hospital on current engines, where ANY INNER JOIN takes one row per key from both sides).
-    ALL INNER JOIN
-    (
-        SELECT hospital_id, max(landed_time_ms) AS newest FROM clinical_events GROUP BY hospital_id
-    ) AS n USING (hospital_id)
-    GROUP BY hospital_id
-) AS e
-ANY LEFT JOIN
-(
-    SELECT hospital_id, uniqExact(event_id) AS late FROM late_events GROUP BY hospital_id
-) AS l USING (hospital_id)
+    SELECT hospital_id, day, events AS day_events, late AS day_late, lag_p50_minutes,
+        lag_p95_minutes
+    FROM event_rollup FINAL
+)
+GROUP BY hospital_id
+HAVING events > 0
 ORDER BY hospital_id

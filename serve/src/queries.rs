@@ -101,7 +101,8 @@ pub struct HospitalQuality {
     pub hospital_id: String,
     pub events: u64,
     pub late: u64,
-    /// From clinical time to landing, over the events of the hospital's newest day of landings.
+    /// From clinical time to first landing, over the events of the hospital's newest day of
+    /// clinical time (reporting time zone).
     pub lag_p50_minutes: f64,
     pub lag_p95_minutes: f64,
 }
@@ -270,7 +271,6 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
     let alerts = match &year_start {
         Some(start) => client
             .query(ALERTS)
-            .bind(offset_s)
             .bind(start)
             .fetch_one::<AlertFigures>()
             .await
@@ -296,8 +296,6 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
 async fn alert_activity(client: &Client, offset_s: i64) -> Result<AlertActivity, ServeError> {
     let months = client
         .query(&ALERT_MONTHS.replace("{today}", LOCAL_TODAY.trim()))
-        .bind(offset_s)
-        .bind(offset_s)
         .bind(offset_s)
         .fetch_all::<AlertMonth>()
         .await

@@ -1,7 +1,8 @@
 //! The dashboard at regional scale: a database filled in SQL with `patients` patients' status
-//! rows over 18 months (month, quarter and year rows), events and alerts; then how long the
-//! writer's rollup takes (every period once, as for a first start; and the newest month,
-//! quarter and year, as every few seconds while rows land), and one reading of every figure
+//! rows over 18 months (month, quarter and year rows), and their events, alert episodes,
+//! notification outcomes and refusals over the same months; then how long the writer's rollups
+//! take (everything once, as for a first start; and the newest periods and days, as every few
+//! seconds while rows land), and one reading of every figure
 //! (what `vigil serve` does once per refresh for all viewers), p50 and p95 over `runs`. The
 //! database is dropped afterwards.
 
@@ -13,7 +14,7 @@ use vigil_runtime::config::ClickHouseConfig;
 use super::{percentile, stamp, Report};
 
 /// Status rows: one per patient and month/quarter/year, in SQL; `{n}` patients, `{db}`.
-const FILL: [&str; 4] = [
+const FILL: [&str; 6] = [
     "INSERT INTO {db}.patient_status (status_id, version, definition, patient_pseudonym, \
      hospital_id, condition, period_kind, period_start, managed, managed_days, standardised, \
      controlled, new_complications, risk_level, landed_time_ms) \
@@ -28,20 +29,40 @@ const FILL: [&str; 4] = [
                   if(j < 18, 'MONTH', if(j < 24, 'QUARTER', 'YEAR')) AS kind, \
                   if(j < 18, j, if(j < 24, j - 18, j - 24)) AS i \
            FROM numbers({n} * 26))",
+    // Events and alert episodes spread over the 18 months (47M seconds), each episode raised
+    // then acknowledged ten minutes later; a notification outcome per episode, refusals.
     "INSERT INTO {db}.clinical_events (event_id, hospital_id, kind, event_time, event_time_ms, \
      landed_time_ms) SELECT toString(number), concat('H', toString(number % 50)), 'vital_sign', \
-     now() - number % 40000000, (toUInt32(now()) - number % 40000000) * 1000, \
-     toUInt32(now()) * 1000 FROM numbers({n} * 2)",
-    "INSERT INTO {db}.alerts (alert_id, episode_id, status, hospital_id, rule_id, severity, \
-     message, event_time, event_time_ms) SELECT toString(number), toString(intDiv(number, 2)), \
-     if(number % 2 = 0, 'RAISED', 'ACKNOWLEDGED'), concat('H', toString(number % 50)), \
-     'hypertensive_crisis', 'CRITICAL', 'BP 190/115', now() - number % 30000000, \
-     (toUInt32(now()) - number % 30000000) * 1000 FROM numbers({n})",
+     toDateTime(t), t * 1000, (t + 300) * 1000 \
+     FROM (SELECT number, toUInt32(now()) - (number * 7919) % 47000000 AS t \
+           FROM numbers({n} * {events_per_patient}))",
+    "INSERT INTO {db}.alerts (alert_id, episode_id, status, sequence, hospital_id, rule_id, \
+     severity, message, event_time, event_time_ms, episode_start) \
+     SELECT toString(number), toString(e), if(number % 2 = 0, 'RAISED', 'ACKNOWLEDGED'), \
+     number % 2, concat('H', toString(e % 50)), \
+     if(e % 4 = 0, 'hypertensive_crisis', 'missed_follow_up'), \
+     if(e % 4 = 0, 'CRITICAL', 'MEDIUM'), 'BP 190/115', toDateTime(t), t * 1000, toDateTime(s) \
+     FROM (SELECT number, intDiv(number, 2) AS e, \
+                  toUInt32(now()) - (e * 7919) % 47000000 AS s, s + (number % 2) * 600 AS t \
+           FROM numbers({n}))",
+    "INSERT INTO {db}.alert_deliveries (alert_id, episode_id, hospital_id, outcome, alert_time, \
+     alert_time_ms, version) SELECT toString(number * 2), toString(number), \
+     concat('H', toString(number % 50)), if(number % 20 = 0, 'FAILED', 'DELIVERED'), \
+     toDateTime(s), s * 1000, 1 \
+     FROM (SELECT number, toUInt32(now()) - (number * 7919) % 47000000 AS s \
+           FROM numbers(intDiv({n}, 2)))",
+    "INSERT INTO {db}.dead_letters (dead_letter_id, stage, hospital_id, reason_code, \
+     received_time) SELECT toString(number), 'edge', concat('H', toString(number % 50)), \
+     if(number % 3 = 0, 'unmapped_code', 'invalid_value'), \
+     toDateTime(toUInt32(now()) - (number * 7919) % 47000000) FROM numbers(intDiv({n}, 10))",
     "OPTIMIZE TABLE {db}.patient_status FINAL",
 ];
 
-/// The writer's rollup: every period (a first start), then the newest month, quarter and year
-/// (each interval while status rows land), p50 over `runs`.
+/// Events per patient over the 18 months: a follow-up or reading a month or so.
+const EVENTS_PER_PATIENT: u64 = 20;
+
+/// The writer's rollups: everything (a first start), then the newest month, quarter and year
+/// and today's day and month of activity (each interval while rows land), p50 over `runs`.
 fn rollup(
     client: &clickhouse::Client,
     database: &str,
@@ -49,35 +70,48 @@ fn rollup(
     runtime: &tokio::runtime::Handle,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    use vigil_sinks::clickhouse::rollup::{landed_periods, recompute, PeriodKey};
+    use vigil_sinks::clickhouse::rollup::{self, Cell, Landings, Stale};
+    let offset = 480;
     let began = Instant::now();
-    let every = runtime.block_on(landed_periods(client, database, None))?;
-    let done = runtime.block_on(recompute(client, database, &every))?;
+    let every = runtime.block_on(rollup::landed(client, database, Landings::All, offset))?;
+    let done = runtime.block_on(rollup::recompute(client, database, &every, offset))?;
     report.figure(
-        "dashboard: rollup of every period (a writer's first start)",
+        "dashboard: rollups of everything (a writer's first start)",
         began.elapsed().as_secs_f64(),
         "s",
     );
-    report.figure("dashboard: periods rolled up", done as f64, "periods");
+    report.figure(
+        "dashboard: periods and cells rolled up",
+        done as f64,
+        "cells",
+    );
     let newest = |kind: &str| {
         every
+            .periods
             .iter()
             .filter(|p| p.period_kind == kind)
             .max_by_key(|p| p.period_start)
             .cloned()
     };
-    let live: std::collections::BTreeSet<PeriodKey> = ["MONTH", "QUARTER", "YEAR"]
-        .into_iter()
-        .filter_map(newest)
-        .collect();
+    let now = vigil_runtime::time::now_ms();
+    let live = Stale {
+        periods: ["MONTH", "QUARTER", "YEAR"]
+            .into_iter()
+            .filter_map(newest)
+            .collect(),
+        cells: rollup::Activity::ALL
+            .into_iter()
+            .map(|activity| Cell::of(activity, now, offset))
+            .collect(),
+    };
     let mut millis = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
         let began = Instant::now();
-        runtime.block_on(recompute(client, database, &live))?;
+        runtime.block_on(rollup::recompute(client, database, &live, offset))?;
         millis.push(began.elapsed().as_secs_f64() * 1000.0);
     }
     report.figure(
-        "dashboard: rollup of the newest month, quarter and year (each interval), p50",
+        "dashboard: rollups of the newest periods, today and this month (each interval), p50",
         percentile(&mut millis, 0.5),
         "ms",
     );
@@ -100,7 +134,8 @@ pub fn run(
     for sql in FILL {
         let sql = sql
             .replace("{db}", &bench.database)
-            .replace("{n}", &patients.to_string());
+            .replace("{n}", &patients.to_string())
+            .replace("{events_per_patient}", &EVENTS_PER_PATIENT.to_string());
         runtime
             .block_on(client.query(&sql).execute())
             .with_context(|| format!("filling the dashboard benchmark: {}", &sql[..60]))?;

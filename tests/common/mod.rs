@@ -803,6 +803,63 @@ pub fn assert_rollup_is_current(env: &TestEnv) {
         &metrics,
         &figures("pilot_rollup"),
     );
+    assert_activity_rollups_are_current(env);
+}
+
+/// The dashboard's alerts and data-quality rollups (kept by the writer, recomputed per day or
+/// month) say what the raw tables say: events and late events per hospital, alert episodes per
+/// rule with those open and acknowledged, notification outcomes, refusals.
+pub fn assert_activity_rollups_are_current(env: &TestEnv) {
+    let pairs = [
+        (
+            "events per hospital",
+            "SELECT hospital_id, uniqExact(event_id) FROM {db}.clinical_events \
+             GROUP BY hospital_id ORDER BY hospital_id",
+            "SELECT hospital_id, sum(events) AS n FROM {db}.event_rollup FINAL \
+             GROUP BY hospital_id HAVING n > 0 ORDER BY hospital_id",
+        ),
+        (
+            "late events per hospital",
+            "SELECT hospital_id, uniqExact(event_id) FROM {db}.late_events \
+             GROUP BY hospital_id ORDER BY hospital_id",
+            "SELECT hospital_id, sum(late) AS n FROM {db}.event_rollup FINAL \
+             GROUP BY hospital_id HAVING n > 0 ORDER BY hospital_id",
+        ),
+        (
+            "alert episodes per rule: raised, open, acknowledged",
+            "SELECT rule_id, count(), countIf(last != 'RESOLVED'), countIf(acked > 0) FROM \
+             (SELECT episode_id, any(rule_id) AS rule_id, argMax(status, sequence) AS last, \
+              minIf(event_time_ms, status = 'RAISED') AS raised, \
+              minIf(event_time_ms, status = 'ACKNOWLEDGED') AS acked \
+              FROM {db}.alerts FINAL GROUP BY episode_id HAVING raised > 0) \
+             GROUP BY rule_id ORDER BY rule_id",
+            "SELECT rule_id, sum(raised), sum(open), sum(acknowledged) \
+             FROM {db}.alert_rollup_latest GROUP BY rule_id ORDER BY rule_id",
+        ),
+        (
+            "notification outcomes",
+            "SELECT outcome, uniqExact(alert_id) FROM {db}.alert_deliveries FINAL \
+             GROUP BY outcome ORDER BY outcome",
+            "SELECT outcome, sum(alerts) FROM {db}.delivery_rollup_latest \
+             GROUP BY outcome ORDER BY outcome",
+        ),
+        (
+            "refusals per hospital, stage and reason",
+            "SELECT hospital_id, stage, reason_code, uniqExact(dead_letter_id) \
+             FROM {db}.dead_letters GROUP BY hospital_id, stage, reason_code \
+             ORDER BY hospital_id, stage, reason_code",
+            "SELECT hospital_id, stage, reason_code, sum(records) \
+             FROM {db}.dead_letter_rollup_latest GROUP BY hospital_id, stage, reason_code \
+             ORDER BY hospital_id, stage, reason_code",
+        ),
+    ];
+    for (what, raw, rollup) in pairs {
+        assert_same(
+            &format!("the rollup against the raw rows: {what}"),
+            &env.query(raw),
+            &env.query(rollup),
+        );
+    }
 }
 
 /// Fails with the first differences between two sorted row lists (not two pages of rows).

@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0008_status_rollup",
         include_str!("../../../deploy/clickhouse/migrations/0008_status_rollup.sql"),
     ),
+    (
+        9,
+        "0009_activity_rollups",
+        include_str!("../../../deploy/clickhouse/migrations/0009_activity_rollups.sql"),
+    ),
 ];
 
 /// Earlier texts of amended migrations, by version, whose result is the same: a database that

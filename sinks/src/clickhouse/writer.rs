@@ -33,7 +33,7 @@ use vigil_schemas::{
 };
 
 use super::config::SinkConfig;
-use super::rollup::{self, PeriodKey, Rollups};
+use super::rollup::{self, Activity, Cell, PeriodKey, Rollups, Stale};
 use super::rows::{AlertRow, DeadLetterRow, DeliveryRow, EventRow, StatRow, StatusRow};
 use crate::error::SinkError;
 
@@ -71,6 +71,10 @@ trait Table {
     fn period(_row: &Self::Row) -> Option<(&str, &str, u16)> {
         None
     }
+    /// The dashboard's activity rollup a row counts in, and the time that places it in a cell.
+    fn activity(_row: &Self::Row) -> Option<(Activity, i64)> {
+        None
+    }
 }
 
 struct Events;
@@ -89,11 +93,15 @@ impl Table for Events {
     fn check(record: &ClinicalEvent) -> Result<(), Invalid> {
         validate::check_event(record)
     }
+    fn activity(row: &EventRow) -> Option<(Activity, i64)> {
+        Some((Activity::Events, row.event_time_ms))
+    }
 }
 
-/// A table whose rows `$make` builds from records of `$record`, which name their hospital.
+/// A table whose rows `$make` builds from records of `$record`, which name their hospital; the
+/// rows count in the activity rollup `$activity` at the time `$time` takes from them.
 macro_rules! table {
-    ($(#[$doc:meta])* $name:ident: $record:ty => $row:ty, $table:literal, $make:path) => {
+    ($(#[$doc:meta])* $name:ident: $record:ty => $row:ty, $table:literal, $make:path, $activity:expr, $time:expr) => {
         $(#[$doc])*
         struct $name;
         impl Table for $name {
@@ -106,16 +114,29 @@ macro_rules! table {
             fn hospital(record: &$record) -> &str {
                 &record.hospital_id
             }
+            fn activity(row: &$row) -> Option<(Activity, i64)> {
+                let time: fn(&$row) -> Option<i64> = $time;
+                Some(($activity?, time(row)?))
+            }
         }
     };
+}
+
+fn seconds(time: u32) -> i64 {
+    i64::from(time) * 1000
 }
 
 table!(
     /// Events the processor did not apply because they arrived after the allowed lateness:
     /// landed as they are, so the commission sees what the figures left out.
-    LateEvents: ClinicalEvent => EventRow, "late_events", EventRow::from_event
+    LateEvents: ClinicalEvent => EventRow, "late_events", EventRow::from_event,
+    Some(Activity::Events), |row| Some(row.event_time_ms)
 );
-table!(Alerts: Alert => AlertRow, "alerts", AlertRow::from_alert);
+table!(
+    /// An alert counts in the month its episode started.
+    Alerts: Alert => AlertRow, "alerts", AlertRow::from_alert,
+    Some(Activity::Alerts), |row| Some(seconds(row.episode_start))
+);
 
 /// Patient-status rows: their periods' rollups are recomputed once they land.
 struct Statuses;
@@ -133,9 +154,18 @@ impl Table for Statuses {
         Some((&row.definition, &row.period_kind, row.period_start))
     }
 }
-table!(DeadLetters: DeadLetter => DeadLetterRow, "dead_letters", DeadLetterRow::from_dead_letter);
-table!(Deliveries: AlertDelivery => DeliveryRow, "alert_deliveries", DeliveryRow::from_delivery);
-table!(Stats: PipelineStat => StatRow, "pipeline_stats", StatRow::from_stat);
+table!(
+    DeadLetters: DeadLetter => DeadLetterRow, "dead_letters", DeadLetterRow::from_dead_letter,
+    Some(Activity::DeadLetters), |row| Some(seconds(row.received_time))
+);
+table!(
+    Deliveries: AlertDelivery => DeliveryRow, "alert_deliveries", DeliveryRow::from_delivery,
+    Some(Activity::Deliveries), |row| Some(row.alert_time_ms)
+);
+table!(
+    Stats: PipelineStat => StatRow, "pipeline_stats", StatRow::from_stat,
+    None, |_| None
+);
 
 /// Rows waiting for one table, with where each came from.
 struct Pending<T: Table> {
@@ -293,8 +323,9 @@ trait Buffer: Send {
     /// Partitions revoked mid-batch: their rows may still be inserted (harmless duplicates for
     /// the new owner), but their offsets are no longer ours to commit.
     fn forget(&mut self, revoked: &[TopicPartition]);
-    /// The reporting periods of the rows held now (see [`Table::period`]).
-    fn periods(&self) -> BTreeSet<PeriodKey>;
+    /// The rollups' periods and cells the rows held now count in (see [`Table::period`],
+    /// [`Table::activity`]), cells in a reporting zone `offset_minutes` east of UTC.
+    fn stale(&self, offset_minutes: i32) -> Stale;
     /// Inserts the rows held now; rows ClickHouse refuses for their data come back by index.
     fn insert<'a>(
         &'a self,
@@ -334,18 +365,25 @@ where
     fn forget(&mut self, revoked: &[TopicPartition]) {
         self.positions.forget(revoked);
     }
-    fn periods(&self) -> BTreeSet<PeriodKey> {
+    fn stale(&self, offset_minutes: i32) -> Stale {
         // Distinct first: a batch holds thousands of rows of a handful of periods.
         let distinct: BTreeSet<(&str, &str, u16)> =
             self.rows.iter().filter_map(T::period).collect();
-        distinct
+        let periods = distinct
             .into_iter()
             .map(|(definition, kind, start)| PeriodKey {
                 definition: definition.to_string(),
                 period_kind: kind.to_string(),
                 period_start: start,
             })
-            .collect()
+            .collect();
+        let cells = self
+            .rows
+            .iter()
+            .filter_map(T::activity)
+            .map(|(activity, time_ms)| Cell::of(activity, time_ms, offset_minutes))
+            .collect();
+        Stale { periods, cells }
     }
     fn insert<'a>(
         &'a self,
@@ -421,11 +459,13 @@ struct Writer<'a> {
     rollups: Rollups,
 }
 
-/// Runs the ClickHouse writer until shutdown (or the stop condition).
+/// Runs the ClickHouse writer until shutdown (or the stop condition). The dashboard's rollups
+/// count days and months in the reporting time zone, `reporting_utc_offset_minutes` east of UTC.
 pub fn run(
     config: &SinkConfig,
     kafka: &KafkaConfig,
     clickhouse: &ClickHouseConfig,
+    reporting_utc_offset_minutes: i32,
     handle: &Handle,
     shutdown: &Shutdown,
     stop: StopWhen,
@@ -456,16 +496,27 @@ pub fn run(
         dead_letter_topic: topics.dead_letters.clone(),
         tables,
         summary: SinkSummary::default(),
-        rollups: Rollups::new(&clickhouse.database, config.rollup_interval),
+        rollups: Rollups::new(
+            &clickhouse.database,
+            config.rollup_interval,
+            reporting_utc_offset_minutes,
+        ),
     };
-    // Periods a writer stopped before recomputing (or every period, the first time).
+    // What a writer stopped before recomputing (or everything, the first time).
     let caught_up = handle
-        .block_on(rollup::catch_up(&writer.client, &clickhouse.database))
+        .block_on(rollup::catch_up(
+            &writer.client,
+            &clickhouse.database,
+            reporting_utc_offset_minutes,
+        ))
         .map_err(|source| RuntimeError::ClickHouse {
-            operation: "recompute the status rollup",
+            operation: "recompute the dashboard's rollups",
             source,
         })?;
-    info!(periods = caught_up, "Status rollup caught up.");
+    info!(
+        periods_and_cells = caught_up,
+        "The dashboard's rollups caught up."
+    );
     let mut last_input = Instant::now();
     let mut last_report = Instant::now();
     let mut last_publication = Instant::now();
@@ -552,14 +603,14 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Recomputes the rollup of the periods whose rows landed, beside the writing. A failure is
+    /// Recomputes the rollups of what landed, beside the writing. A failure is
     /// retried at the next interval (and by the next writer's catch-up): it never holds up the
     /// writing.
     fn recompute_rollups(&mut self, stopping: bool) {
         match self.rollups.drive(&self.client, self.handle, stopping) {
-            Some(Ok(periods)) => debug!(periods, "Status rollup recomputed."),
+            Some(Ok(recomputed)) => debug!(recomputed, "The dashboard's rollups recomputed."),
             Some(Err(error)) => {
-                warn!(%error, "The status rollup could not be recomputed; retrying.")
+                warn!(%error, "The dashboard's rollups could not be recomputed; retrying.")
             }
             None => {}
         }
@@ -633,7 +684,8 @@ impl Writer<'_> {
         // Dead letters must be durable before the offsets that produced them are committed.
         self.producer.flush()?;
         let buffer = &mut self.tables[index].buffer;
-        self.rollups.note(buffer.periods());
+        self.rollups
+            .note(buffer.stale(self.rollups.offset_minutes()));
         self.consumer.commit(buffer.positions(), CommitMode::Async);
         buffer.clear();
         Ok((rows - rejected.len()) as u64)

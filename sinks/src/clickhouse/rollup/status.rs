@@ -9,11 +9,9 @@
 //! period kind, period start), so a recompute reads only its periods' rows.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
 
 use clickhouse::Client;
-use tokio::runtime::Handle;
-use vigil_runtime::time::{format_date, now_ms};
+use vigil_runtime::time::format_date;
 
 /// One reporting period of one definition.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -23,10 +21,6 @@ pub struct PeriodKey {
     /// ClickHouse `Date`: days since 1970-01-01.
     pub period_start: u16,
 }
-
-/// How long before the latest recompute a restarted writer looks for landed rows: rows another
-/// writer landed while its recompute ran, and clocks a little apart.
-const CATCH_UP_MARGIN_MS: i64 = 60_000;
 
 /// The recompute of the periods `filter` selects (a WHERE condition on `patient_status`),
 /// stamped `computed_ms`.
@@ -67,13 +61,13 @@ pub fn recompute_all_sql(database: &str, computed_ms: i64) -> String {
     recompute_where(database, "1", computed_ms)
 }
 
-/// Recomputes `periods`; returns how many.
+/// Recomputes `periods`, stamped `computed_ms`; returns how many.
 pub async fn recompute(
     client: &Client,
     database: &str,
     periods: &BTreeSet<PeriodKey>,
+    computed_ms: i64,
 ) -> Result<usize, clickhouse::error::Error> {
-    let computed_ms = now_ms();
     let mut groups: BTreeMap<(&str, &str), Vec<u16>> = BTreeMap::new();
     for key in periods {
         groups
@@ -117,103 +111,6 @@ pub async fn landed_periods(
             period_start,
         })
         .collect())
-}
-
-/// What a writer that starts must recompute: the periods of rows landed since shortly before
-/// the latest recompute (a writer stopped between landing rows and recomputing their periods
-/// left them behind), or every period when nothing was ever recomputed.
-pub async fn catch_up(client: &Client, database: &str) -> Result<usize, clickhouse::error::Error> {
-    let latest: i64 = client
-        .query(&format!(
-            "SELECT max(computed_ms) FROM {database}.status_rollup"
-        ))
-        .fetch_one()
-        .await?;
-    let since = (latest > 0).then(|| latest - CATCH_UP_MARGIN_MS);
-    let periods = landed_periods(client, database, since).await?;
-    recompute(client, database, &periods).await
-}
-
-/// A recompute running beside the writing; on failure it gives its periods back.
-type Running =
-    tokio::task::JoinHandle<Result<usize, (BTreeSet<PeriodKey>, clickhouse::error::Error)>>;
-
-/// Periods waiting for their recompute, and the recompute running now (beside the inserts,
-/// so landing rows never waits for it).
-pub struct Rollups {
-    database: String,
-    pending: BTreeSet<PeriodKey>,
-    running: Option<Running>,
-    last_run: Instant,
-    interval: Duration,
-}
-
-impl Rollups {
-    pub fn new(database: &str, interval: Duration) -> Self {
-        Rollups {
-            database: database.to_string(),
-            pending: BTreeSet::new(),
-            running: None,
-            last_run: Instant::now(),
-            interval,
-        }
-    }
-
-    pub fn note(&mut self, periods: impl IntoIterator<Item = PeriodKey>) {
-        self.pending.extend(periods);
-    }
-
-    /// Collects a recompute that finished (its periods wait again if it failed) and starts the
-    /// next when one is due. When `stopping`, waits for what runs and recomputes what waits.
-    /// Returns the outcome of a recompute that ended: periods recomputed, or why not.
-    pub fn drive(
-        &mut self,
-        client: &Client,
-        handle: &Handle,
-        stopping: bool,
-    ) -> Option<Result<usize, String>> {
-        let mut outcome = None;
-        if let Some(task) = self.running.take_if(|task| stopping || task.is_finished()) {
-            outcome = Some(self.collect(handle.block_on(task)));
-        }
-        let due =
-            !self.pending.is_empty() && (stopping || self.last_run.elapsed() >= self.interval);
-        if self.running.is_none() && due {
-            self.last_run = Instant::now();
-            let periods = std::mem::take(&mut self.pending);
-            let (client, database) = (client.clone(), self.database.clone());
-            let task = handle.spawn(async move {
-                match recompute(&client, &database, &periods).await {
-                    Ok(done) => Ok(done),
-                    Err(error) => Err((periods, error)),
-                }
-            });
-            if stopping {
-                outcome = Some(self.collect(handle.block_on(task)));
-            } else {
-                self.running = Some(task);
-            }
-        }
-        outcome
-    }
-
-    fn collect(
-        &mut self,
-        joined: Result<
-            Result<usize, (BTreeSet<PeriodKey>, clickhouse::error::Error)>,
-            tokio::task::JoinError,
-        >,
-    ) -> Result<usize, String> {
-        match joined {
-            Ok(Ok(done)) => Ok(done),
-            Ok(Err((periods, error))) => {
-                self.pending.extend(periods);
-                Err(error.to_string())
-            }
-            // Its periods are lost here; the next writer's catch-up recomputes them.
-            Err(error) => Err(error.to_string()),
-        }
-    }
 }
 
 #[cfg(test)]
