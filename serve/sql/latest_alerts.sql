@@ -1,10 +1,14 @@
 -- The ten newest alert episodes raised, newest first, their time in the reporting time zone.
--- Only the newest alerts' month and the one before are read (the table is partitioned by month).
--- binds: 28800
+-- Only alerts raised within a window (seconds) before the newest are read, so that a province's
+-- history is not; the server asks again with a window reaching back to the start when the
+-- window holds fewer than ten.
+-- binds: 28800, 2678400
 SELECT alert_id, toString(toDateTime(intDiv(event_time_ms, 1000) + ?, 'UTC')) AS time,
     hospital_id, rule_id, severity, message
 FROM alerts FINAL
 WHERE status = 'RAISED'
-    AND event_time >= (SELECT toStartOfMonth(addMonths(toDate(max(event_time)), -1)) FROM alerts)
+    AND event_time >= (
+        SELECT toDateTime(greatest(toInt64(toUInt32(max(event_time))) - ?, 0))
+        FROM alerts WHERE status = 'RAISED')
 ORDER BY event_time_ms DESC, alert_id
 LIMIT 10

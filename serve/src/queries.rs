@@ -218,12 +218,7 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
         .fetch_all::<HospitalFreshness>()
         .await
         .map_err(failed("hospitals"))?;
-    let latest_alerts = client
-        .query(LATEST_ALERTS)
-        .bind(offset_s)
-        .fetch_all::<LatestAlert>()
-        .await
-        .map_err(failed("latest alerts"))?;
+    let latest_alerts = latest_alerts(client, offset_s).await?;
     let alert_activity = alert_activity(client, offset_s).await?;
     let (quality, rejections) = quality(client).await?;
     let definition = client
@@ -290,6 +285,30 @@ pub async fn overview(client: &Client, utc_offset_minutes: i32) -> Result<Overvi
         rejections,
         drilldown,
     })
+}
+
+/// How far before the newest alert the latest alerts are looked for first: a month.
+const LATEST_WINDOW_S: i64 = 31 * 86_400;
+
+/// The ten newest alert episodes raised: from the last month's alerts, or, when that month holds
+/// fewer than ten, from all of them.
+async fn latest_alerts(client: &Client, offset_s: i64) -> Result<Vec<LatestAlert>, ServeError> {
+    let within = |window_s: i64| {
+        client
+            .query(LATEST_ALERTS)
+            .bind(offset_s)
+            .bind(window_s)
+            .fetch_all::<LatestAlert>()
+    };
+    let latest = within(LATEST_WINDOW_S)
+        .await
+        .map_err(failed("latest alerts"))?;
+    if latest.len() >= 10 {
+        return Ok(latest);
+    }
+    within(i64::from(u32::MAX))
+        .await
+        .map_err(failed("latest alerts"))
 }
 
 /// Alert episodes by month and by rule, and the notifications' outcomes.

@@ -118,6 +118,78 @@ fn rollup(
     Ok(())
 }
 
+/// Requests per endpoint and run.
+const REQUESTS: usize = 100;
+
+/// The API as a viewer meets it: `vigil serve` on a loopback port reading the filled database,
+/// each endpoint asked `REQUESTS` times per run one after another, p50 and p95.
+async fn endpoints(
+    clickhouse: &ClickHouseConfig,
+    runs: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let serve = vigil_serve::ServeConfig {
+        listen: format!("127.0.0.1:{port}"),
+        ..Default::default()
+    };
+    let shutdown = vigil_runtime::Shutdown::new();
+    let server = tokio::spawn({
+        let (clickhouse, shutdown) = (clickhouse.clone(), shutdown.clone());
+        async move { vigil_serve::run(&serve, &clickhouse, 480, shutdown).await }
+    });
+    vigil_sinks::notify::delivery::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    // The first reading (503 until then).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = http.get(format!("{base}/api/v1/overview")).send().await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "vigil serve gave no figures in 2 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (name, path) in [
+        ("overview", "/api/v1/overview"),
+        ("drill-down", "/api/v1/drilldown?condition=HYPERTENSION"),
+        ("page", "/"),
+    ] {
+        let mut micros = Vec::with_capacity(REQUESTS * runs.max(1));
+        for _ in 0..REQUESTS * runs.max(1) {
+            let began = Instant::now();
+            let body = http
+                .get(format!("{base}{path}"))
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            micros.push(began.elapsed().as_secs_f64() * 1e6);
+            anyhow::ensure!(!body.is_empty(), "{path} answered nothing");
+        }
+        report.figure(
+            &format!("dashboard: GET {name}, p50"),
+            percentile(&mut micros, 0.5),
+            "µs",
+        );
+        report.figure(
+            &format!("dashboard: GET {name}, p95"),
+            percentile(&mut micros, 0.95),
+            "µs",
+        );
+    }
+    shutdown.request();
+    server.await??;
+    Ok(())
+}
+
 pub fn run(
     config: &ClickHouseConfig,
     patients: u64,
@@ -172,6 +244,7 @@ pub fn run(
         percentile(&mut seconds, 0.95),
         "ms",
     );
+    runtime.block_on(endpoints(&bench, runs, report))?;
     let drop = format!("DROP DATABASE IF EXISTS {}", bench.database);
     runtime.block_on(
         vigil_runtime::clickhouse::server_client(&bench)

@@ -110,12 +110,17 @@ pub struct Deliverer {
     give_up_after: Duration,
 }
 
+/// reqwest is built on rustls without a compiled-in provider choice: installs ring, once per
+/// process, before any HTTP client is built.
+pub fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 impl Deliverer {
     pub fn new(config: &NotifyConfig) -> Result<Self, SinkError> {
-        // reqwest is built on rustls without a compiled-in provider choice: install ring once.
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(Duration::from_secs(5)))
