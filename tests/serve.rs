@@ -682,3 +682,52 @@ fn a_crisis_reading_reaches_an_open_page_within_five_seconds_of_landing() {
     assert!(messages.to_string().contains("192/116"), "{messages}");
     browser.screenshot(&common::repo_path("target").join("dashboard-live.png"));
 }
+
+#[test]
+fn the_newest_alerts_are_the_ten_newest_however_long_ago_they_were_raised() {
+    let env = TestEnv::new("newest", 1, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    let now = vigil_runtime::time::now_ms();
+    let insert = |ids: std::ops::Range<usize>, ago_ms: &dyn Fn(usize) -> i64| {
+        let rows: Vec<String> = ids
+            .map(|i| {
+                let at = now - ago_ms(i);
+                format!(
+                    "('n{i}', 'e{i}', 'hypertensive_crisis', 'CRITICAL', 'RAISED', 0, 'H0001', \
+                     toDateTime({s}), {at}, toDateTime({s}))",
+                    s = at / 1000
+                )
+            })
+            .collect();
+        env.admin(&format!(
+            "INSERT INTO {}.alerts (alert_id, episode_id, rule_id, severity, status, sequence, \
+             hospital_id, event_time, event_time_ms, episode_start) VALUES {}",
+            env.database,
+            rows.join(", ")
+        ));
+    };
+    let client = clickhouse::Client::default()
+        .with_url(&env.services.clickhouse_url)
+        .with_database(&env.database)
+        .with_validation(false);
+    let newest = || -> Vec<String> {
+        let overview = env
+            .runtime
+            .block_on(vigil_serve::read_overview(&client, 480))
+            .unwrap();
+        overview
+            .latest_alerts
+            .into_iter()
+            .map(|a| a.alert_id)
+            .collect()
+    };
+    // Three this week and one a hundred days before: the month before the newest holds fewer
+    // than ten, so the list reaches back to the old one.
+    insert(0..3, &|i| (i as i64 + 1) * DAY_MS);
+    insert(3..4, &|_| 100 * DAY_MS);
+    assert_eq!(newest(), ["n0", "n1", "n2", "n3"]);
+    // Ten more in the last hours: those are the newest ten.
+    insert(10..20, &|i| (i as i64) * 60_000);
+    let expected: Vec<String> = (10..20).map(|i| format!("n{i}")).collect();
+    assert_eq!(newest(), expected);
+}
