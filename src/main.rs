@@ -16,6 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod config;
 mod stages;
+mod tokens;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -84,6 +85,9 @@ enum Command {
     /// Get a new hospital ready: profile its data before go-live.
     #[command(subcommand)]
     Onboard(OnboardCommand),
+    /// The API's bearer tokens: mint one for a role, list them, revoke one.
+    #[command(subcommand)]
+    Token(tokens::TokenCommand),
 }
 
 #[derive(Subcommand)]
@@ -338,6 +342,7 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
                 .context("the benchmark panicked")??;
         }
         Command::Up(args) => up(config, args, shutdown).await?,
+        Command::Token(command) => tokens::run(&config, command).await?,
     }
     Ok(())
 }
@@ -420,6 +425,20 @@ async fn publish(config: &VigilConfig) -> anyhow::Result<()> {
     say!(
         "published {cells} outcome-metric cells to {}_insurance",
         config.clickhouse.database
+    );
+    let client = vigil_runtime::clickhouse::client(&config.clickhouse);
+    let frozen = vigil_sinks::clickhouse::freeze::freeze(
+        &client,
+        &config.clickhouse.database,
+        &reporting(config),
+        vigil_runtime::time::now_ms(),
+    )
+    .await
+    .context("publishing final periods")?;
+    say!(
+        "final periods: {} cells published, {} restated",
+        frozen.published,
+        frozen.restated
     );
     Ok(())
 }
@@ -549,7 +568,7 @@ async fn sink(config: VigilConfig, until: UntilIdle, shutdown: Shutdown) -> anyh
             &config.sink,
             &config.kafka,
             &config.clickhouse,
-            config.process.engine.reporting_utc_offset_minutes,
+            reporting(&config),
             &handle,
             token,
             stop.clone(),
@@ -593,9 +612,23 @@ where
 }
 
 /// Every stage in one process: (simulate ->) ingest -> process -> sink.
+/// The processor's reporting calendar, which the writer and the API follow too.
+fn reporting(config: &VigilConfig) -> vigil_runtime::time::Reporting {
+    vigil_runtime::time::Reporting {
+        utc_offset_minutes: config.process.engine.reporting_utc_offset_minutes,
+        allowed_lateness: config.process.engine.allowed_lateness,
+    }
+}
+
 async fn serve(config: &VigilConfig, shutdown: Shutdown) -> anyhow::Result<()> {
-    let offset = config.process.engine.reporting_utc_offset_minutes;
-    vigil_serve::run(&config.serve, &config.clickhouse, offset, shutdown).await?;
+    vigil_serve::run(
+        &config.serve,
+        &config.clickhouse,
+        &config.kafka,
+        reporting(config),
+        shutdown,
+    )
+    .await?;
     Ok(())
 }
 
@@ -650,7 +683,7 @@ async fn up(mut config: VigilConfig, args: UpArgs, shutdown: Shutdown) -> anyhow
             &c.sink,
             &c.kafka,
             &c.clickhouse,
-            c.process.engine.reporting_utc_offset_minutes,
+            reporting(&c),
             &handle,
             token,
             stop.clone(),

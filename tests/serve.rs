@@ -26,14 +26,27 @@ fn local_month(months: i32) -> (i32, u32) {
     (index.div_euclid(12), index.rem_euclid(12) as u32 + 1)
 }
 
-fn get(port: u16, path: &str) -> (u16, String) {
+/// `GET path` with `token` as the bearer (none when empty): status and body.
+fn get(port: u16, token: &str, path: &str) -> (u16, String) {
+    request(port, token, "GET", path, "")
+}
+
+/// One HTTP/1.1 request: status and body.
+fn request(port: u16, token: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    let bearer = if token.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {token}\r\n")
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{bearer}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut response = String::new();
@@ -239,19 +252,21 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
         "{recomputed}"
     );
 
+    // The page and its API admit the commission's role: a token minted before serve reads them.
+    let token = env.mint_token("commission");
     let port = common::free_port();
     env.set_override("VIGIL_SERVE__LISTEN", &format!("127.0.0.1:{port}"));
     let _server = env.spawn_vigil(&["serve"], "serve.log");
     assert!(
         common::eventually(Duration::from_secs(30), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok() && get(port, "/healthz").0 == 200
+            TcpStream::connect(("127.0.0.1", port)).is_ok() && get(port, "", "/healthz").0 == 200
         }),
         "serve did not start:\n{}",
         env.log("serve.log")
     );
 
     // The API: every figure as computed above.
-    let (status, body) = get(port, "/api/v1/overview");
+    let (status, body) = get(port, &token, "/api/v1/overview");
     assert_eq!(status, 200, "{body}");
     let overview: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(overview["definition"], "cn-nbphs-2017/v1");
@@ -337,11 +352,11 @@ fn the_dashboard_shows_the_figures_of_the_api_in_chinese_and_english() {
     );
 
     grafana_shows_the_same_figures(&env);
-    drill_down_sums_to_its_parents(port);
+    drill_down_sums_to_its_parents(port, &token);
 
     // The page, in a real browser: the API's figures, in Chinese by default.
     let browser = Browser::start();
-    browser.open(&format!("http://127.0.0.1:{port}/"));
+    browser.open(&format!("http://127.0.0.1:{port}/?token={token}"));
     wait_until_loaded(&browser);
     assert!(
         text_of(&browser, "title-text").contains("慢病管理试点"),
@@ -553,9 +568,9 @@ fn grafana_shows_the_same_figures(env: &TestEnv) {
 /// The drill-down's API, every level computed by hand: hypertension's 10 managed patients by
 /// county (even 330106, odd 330108), a county's hospitals, a hospital's departments; each level's
 /// total is its parent's row; diabetes has no managed patient, so no rate anywhere.
-fn drill_down_sums_to_its_parents(port: u16) {
+fn drill_down_sums_to_its_parents(port: u16, token: &str) {
     let drill = |query: &str| -> serde_json::Value {
-        let (status, body) = get(port, &format!("/api/v1/drilldown{query}"));
+        let (status, body) = get(port, token, &format!("/api/v1/drilldown{query}"));
         assert_eq!(status, 200, "{query}: {body}");
         serde_json::from_str(&body).unwrap()
     };
@@ -609,7 +624,7 @@ fn drill_down_sums_to_its_parents(port: u16) {
         .unwrap()
         .iter()
         .all(|r| r["managed"] == 0 && r["control_rate"].is_null()));
-    let (status, body) = get(port, "/api/v1/drilldown?hospital=H0001");
+    let (status, body) = get(port, token, "/api/v1/drilldown?hospital=H0001");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("within a region"), "{body}");
 }
@@ -635,6 +650,7 @@ fn a_crisis_reading_reaches_an_open_page_within_five_seconds_of_landing() {
     let port = common::free_port();
     env.set_override("VIGIL_SERVE__LISTEN", &format!("127.0.0.1:{port}"));
     env.set_override("VIGIL_SERVE__REFRESH", "500ms");
+    let token = env.mint_token("commission");
     let _serve = env.spawn_vigil(&["serve"], "serve.log");
     let _process = env.spawn_vigil(&["process"], "process.log");
     let _sink = env.spawn_vigil(&["sink"], "sink.log");
@@ -649,7 +665,7 @@ fn a_crisis_reading_reaches_an_open_page_within_five_seconds_of_landing() {
         == "1"));
 
     let browser = Browser::start();
-    browser.open(&format!("http://127.0.0.1:{port}/"));
+    browser.open(&format!("http://127.0.0.1:{port}/?token={token}"));
     let rows = "return document.querySelectorAll('#latest tbody tr[id^=\"alert-\"]').length";
     assert!(common::eventually(Duration::from_secs(20), || browser
         .run(rows)
@@ -730,4 +746,578 @@ fn the_newest_alerts_are_the_ten_newest_however_long_ago_they_were_raised() {
     insert(10..20, &|i| (i as i64) * 60_000);
     let expected: Vec<String> = (10..20).map(|i| format!("n{i}")).collect();
     assert_eq!(newest(), expected);
+}
+
+/// The API's fixture quarter, 2025Q1 (long final), hypertension, computed by hand: H0001 has 12
+/// managed patients, 11 controlled (one not: a count under 11, so its control rate is
+/// suppressed, and so is the next smallest hospital's, H0002, whose figure and the published
+/// total would give it away), 6 standardised; H0002 30 managed, 20 controlled, 15
+/// standardised; H0003 40 managed, 25 controlled, 30 standardised. The total: 56 of 82.
+fn metric_fixture(env: &TestEnv) {
+    let mut rows = Vec::new();
+    let mut add = |hospital: &str, from: usize, managed: usize, controlled: usize, standardised| {
+        for p in from..from + managed {
+            let n = p - from;
+            let flags = [
+                1,
+                u8::from(n < standardised),
+                u8::from(n < controlled),
+                0,
+                0,
+            ];
+            for (kind, start) in [("QUARTER", "2025-01-01"), ("YEAR", "2025-01-01")] {
+                rows.push(status_row(
+                    (p, hospital, "HYPERTENSION", kind, start),
+                    flags,
+                ));
+            }
+        }
+    };
+    add("H0001", 0, 12, 11, 6);
+    add("H0002", 100, 30, 20, 15);
+    add("H0003", 200, 40, 25, 30);
+    env.admin(&format!(
+        "INSERT INTO {}.patient_status (status_id, version, definition, patient_pseudonym, \
+         hospital_id, region_code, department_code, condition, period_kind, period_start, \
+         managed, managed_days, standardised, controlled, new_complications, risk_level) \
+         VALUES {}",
+        env.database,
+        rows.join(", ")
+    ));
+    env.run_vigil(&["rollup"], Duration::from_secs(60));
+    // 2025Q1 and 2025 closed long ago: the writer's publication freezes them (`vigil publish`
+    // runs it now): 3 hospitals × 2 regions × 2 periods.
+    let published = env.run_vigil(&["publish"], Duration::from_secs(60));
+    assert!(
+        published.contains("final periods: 12 cells published, 0 restated"),
+        "{published}"
+    );
+}
+
+/// Status rows of a late arrival: 15 more patients managed at H0003 in 2025Q1, 12 of them
+/// controlled, as the processor would write them for events that came after the publication.
+fn late_patients(env: &TestEnv) {
+    let rows: Vec<String> = (240..255)
+        .map(|p| {
+            let flags = [1, 0, u8::from(p < 252), 0, 0];
+            status_row((p, "H0003", "HYPERTENSION", "QUARTER", "2025-01-01"), flags)
+        })
+        .collect();
+    env.admin(&format!(
+        "INSERT INTO {}.patient_status (status_id, version, definition, patient_pseudonym, \
+         hospital_id, region_code, department_code, condition, period_kind, period_start, \
+         managed, managed_days, standardised, controlled, new_complications, risk_level) \
+         VALUES {}",
+        env.database,
+        rows.join(", ")
+    ));
+    env.run_vigil(&["rollup"], Duration::from_secs(60));
+}
+
+/// An open crisis episode at `hospital` of a patient whose pseudonym is `pseudonym`.
+fn open_episode(env: &TestEnv, episode: &str, hospital: &str, pseudonym: &str) {
+    let at = vigil_runtime::time::now_ms() - 3_600_000;
+    env.admin(&format!(
+        "INSERT INTO {}.alerts (alert_id, episode_id, rule_id, severity, status, sequence, \
+         hospital_id, patient_pseudonym, event_time, event_time_ms, episode_start, message) VALUES \
+         ('{episode}-0', '{episode}', 'hypertensive_crisis', 'CRITICAL', 'RAISED', 0, \
+          '{hospital}', '{pseudonym}', toDateTime({s}), {at}, toDateTime({s}), 'BP 192/116')",
+        env.database,
+        s = at / 1000
+    ));
+}
+
+#[test]
+fn each_role_gets_what_it_may_see_and_every_call_is_in_the_audit_log() {
+    let mut env = TestEnv::new("api", 1, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+    metric_fixture(&env);
+    let (own, other) = ("b1".repeat(16), "c2".repeat(16));
+    let pseudonym = "d4".repeat(32);
+    open_episode(&env, &own, "H0001", &pseudonym);
+    open_episode(&env, &other, "H0002", &"e5".repeat(32));
+    let tokens: BTreeMap<&str, String> = ["commission", "insurance", "hospital:H0001", "operator"]
+        .into_iter()
+        .map(|role| (role, env.mint_token(role)))
+        .collect();
+    let revoked = env.mint_token("commission");
+    let revoked_id = revoked.split('_').nth(1).unwrap().to_string();
+    env.run_vigil(&["token", "revoke", &revoked_id], Duration::from_secs(60));
+    let port = common::free_port();
+    env.set_override("VIGIL_SERVE__LISTEN", &format!("127.0.0.1:{port}"));
+    let _server = env.spawn_vigil(&["serve"], "serve.log");
+    assert!(
+        common::eventually(Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && get(port, &tokens["operator"], "/api/v1/overview").0 == 200
+        }),
+        "serve did not start:\n{}",
+        env.log("serve.log")
+    );
+    // What the start-up probes left in the audit log (flushed every second).
+    let audit = |sql: &str| env.query(&sql.replace("{audit}", &format!("{}_audit", env.database)));
+    std::thread::sleep(Duration::from_millis(2_500));
+    let probes: u64 = audit("SELECT count() FROM {audit}.audit_log")[0]
+        .parse()
+        .unwrap();
+    assert!(probes > 0);
+    let calls = std::cell::Cell::new(0u64);
+    let call = |token: &str, method: &str, path: &str, body: &str| {
+        calls.set(calls.get() + 1);
+        request(port, token, method, path, body)
+    };
+
+    // Each role against each endpoint: (method, path, body, [commission, insurance, hospital,
+    // operator, no token, revoked token]).
+    let ack = r#"{"action": "acknowledge", "clinician_id": "dr-li"}"#;
+    let own_ack = format!("/api/v1/alerts/{own}/ack");
+    let matrix: Vec<(&str, String, &str, [u16; 6])> = vec![
+        (
+            "GET",
+            "/api/v1/overview".into(),
+            "",
+            [200, 403, 403, 200, 401, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/drilldown?condition=HYPERTENSION".into(),
+            "",
+            [200, 403, 403, 200, 401, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/metrics".into(),
+            "",
+            [200, 200, 200, 200, 401, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/metrics/control-rate?period=2025Q1".into(),
+            "",
+            [200, 200, 200, 200, 401, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/alerts?status=open".into(),
+            "",
+            [403, 403, 200, 200, 401, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/audit".into(),
+            "",
+            [403, 403, 403, 200, 401, 401],
+        ),
+        (
+            "POST",
+            format!("/api/v1/alerts/{other}/ack"),
+            ack,
+            [403, 403, 404, 403, 401, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/openapi.json".into(),
+            "",
+            [200, 200, 200, 200, 200, 200],
+        ),
+    ];
+    let presented = [
+        tokens["commission"].as_str(),
+        &tokens["insurance"],
+        &tokens["hospital:H0001"],
+        &tokens["operator"],
+        "",
+        &revoked,
+    ];
+    for (method, path, body, expected) in &matrix {
+        for (token, want) in presented.iter().zip(expected) {
+            let (status, text) = call(token, method, path, body);
+            assert_eq!(status, *want, "{method} {path} as {token:?}: {text}");
+            if status >= 400 {
+                let error: serde_json::Value = serde_json::from_str(&text).unwrap();
+                assert!(error["error"].is_string(), "{text}");
+                assert!(!text.contains("H0002") && !text.contains(&other), "{text}");
+            }
+            if *token == tokens["insurance"] {
+                assert!(
+                    !text.contains(&pseudonym),
+                    "a pseudonym reached the bureau: {text}"
+                );
+            }
+        }
+    }
+    // A hospital's token asking for another hospital, by every parameter.
+    let hospital = &tokens["hospital:H0001"];
+    for path in [
+        "/api/v1/metrics/control-rate?period=2025Q1&hospital=H0002",
+        "/api/v1/alerts?status=open&hospital=H0002",
+    ] {
+        assert_eq!(call(hospital, "GET", path, "").0, 403, "{path}");
+    }
+    // Its worklist: its own open episode only, with the patient's pseudonym.
+    let (_, body) = call(hospital, "GET", "/api/v1/alerts?status=open", "");
+    let worklist: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ids: Vec<&str> = worklist["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["episode_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [own.as_str()]);
+    assert_eq!(
+        worklist["alerts"][0]["patient_pseudonym"],
+        pseudonym.as_str()
+    );
+    assert_eq!(worklist["alerts"][0]["status"], "RAISED");
+
+    // The bureau's quarter, by hand (see metric_fixture).
+    let insurance = &tokens["insurance"];
+    let (_, body) = call(
+        insurance,
+        "GET",
+        "/api/v1/metrics/control-rate?period=2025Q1",
+        "",
+    );
+    let cells: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let cell = |hospital: serde_json::Value| {
+        cells["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["hospital_id"] == hospital)
+            .cloned()
+            .unwrap()
+    };
+    let hidden = serde_json::json!({"numerator": null, "denominator": null, "value": null});
+    for (hospital, flags) in [
+        ("H0001", vec!["unreliable", "suppressed"]),
+        ("H0002", vec!["suppressed"]),
+    ] {
+        let c = cell(hospital.into());
+        for key in ["numerator", "denominator", "value"] {
+            assert_eq!(c[key], hidden[key], "{hospital}: {c}");
+        }
+        assert_eq!(c["flags"], serde_json::json!(flags), "{hospital}");
+        assert_eq!(c["status"], "final");
+        assert_eq!(c["version"], 1);
+    }
+    let h3 = cell("H0003".into());
+    assert_eq!(
+        (
+            h3["numerator"].as_f64(),
+            h3["denominator"].as_f64(),
+            h3["value"].as_f64()
+        ),
+        (Some(25.0), Some(40.0), Some(0.625))
+    );
+    let total = cell(serde_json::Value::Null);
+    assert_eq!(
+        (
+            total["numerator"].as_f64(),
+            total["denominator"].as_f64(),
+            total["value"].as_f64()
+        ),
+        (Some(56.0), Some(82.0), Some(0.6829))
+    );
+    assert_eq!(cells["metric"]["version"], "cn-nbphs-2017/v1");
+    // The same as CSV, by Accept and by format=.
+    let (status, csv) = call(
+        insurance,
+        "GET",
+        "/api/v1/metrics/control-rate?period=2025Q1&format=csv",
+        "",
+    );
+    assert_eq!(status, 200);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "metric,period,condition,hospital_id,numerator,denominator,value,status,flags"
+    );
+    assert!(
+        lines.contains(&"control-rate,2025Q1,HYPERTENSION,H0001,,,,final,unreliable;suppressed"),
+        "{csv}"
+    );
+    assert!(
+        lines.contains(&"control-rate,2025Q1,HYPERTENSION,H0003,25,40,0.625,final,"),
+        "{csv}"
+    );
+    assert!(
+        lines.contains(&"control-rate,2025Q1,HYPERTENSION,ALL,56,82,0.6829,final,"),
+        "{csv}"
+    );
+    // A FHIR R4 Bundle of summary MeasureReports: the structure's required elements and codes.
+    let (status, fhir) = call(
+        insurance,
+        "GET",
+        "/api/v1/metrics/control-rate?period=2025Q1&format=fhir",
+        "",
+    );
+    assert_eq!(status, 200);
+    let bundle: serde_json::Value = serde_json::from_str(&fhir).unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    let reports: Vec<&serde_json::Value> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .collect();
+    assert_eq!(reports.len(), 4);
+    for report in &reports {
+        assert_eq!(report["resourceType"], "MeasureReport");
+        assert_eq!(report["status"], "complete");
+        assert_eq!(report["type"], "summary");
+        assert_eq!(
+            report["measure"],
+            "https://vigil.invalid/fhir/Measure/control-rate|cn-nbphs-2017/v1"
+        );
+        assert_eq!(
+            report["period"],
+            serde_json::json!({"start": "2025-01-01", "end": "2025-03-31"})
+        );
+        let group = &report["group"][0];
+        let codes: Vec<&str> = group["population"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["code"]["coding"][0]["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(codes, ["denominator", "numerator"]);
+        for p in group["population"].as_array().unwrap() {
+            assert_eq!(
+                p["code"]["coding"][0]["system"],
+                "http://terminology.hl7.org/CodeSystem/measure-population"
+            );
+        }
+    }
+    let h3 = reports
+        .iter()
+        .find(|r| r["reporter"]["identifier"]["value"] == "H0003")
+        .unwrap();
+    assert_eq!(h3["group"][0]["measureScore"]["value"], 0.625);
+    assert_eq!(h3["group"][0]["population"][0]["count"], 40);
+    let h1 = reports
+        .iter()
+        .find(|r| r["reporter"]["identifier"]["value"] == "H0001")
+        .unwrap();
+    assert!(h1["group"][0]["measureScore"].is_null());
+    assert_eq!(h1["group"][0]["extension"][0]["valueCode"], "masked");
+    // A hospital's token: its own cell (and a total of it alone, suppressed with it).
+    let (_, body) = call(
+        hospital,
+        "GET",
+        "/api/v1/metrics/control-rate?period=2025Q1",
+        "",
+    );
+    let own_cells: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let hospitals: Vec<&serde_json::Value> = own_cells["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["hospital_id"])
+        .collect();
+    assert_eq!(
+        hospitals,
+        [&serde_json::json!("H0001"), &serde_json::Value::Null]
+    );
+    assert!(own_cells["cells"][1]["value"].is_null());
+    // Bad requests name what is wrong.
+    for (path, want) in [
+        ("/api/v1/metrics/control-rate?period=2025Q5", 400),
+        ("/api/v1/metrics/control-rate", 400),
+        ("/api/v1/metrics/nope?period=2025Q1", 404),
+        ("/api/v1/metrics/control-rate?period=2025Q1&format=xml", 400),
+    ] {
+        assert_eq!(call(insurance, "GET", path, "").0, want, "{path}");
+    }
+    // Late data for the frozen quarter: what was published stands; a restatement says what
+    // changed, and a caller may ask for the restated figures explicitly.
+    late_patients(&env);
+    let published = env.run_vigil(&["publish"], Duration::from_secs(60));
+    assert!(
+        published.contains("final periods: 0 cells published, 2 restated"),
+        "{published}"
+    );
+    let h3_of = |path: &str| -> serde_json::Value {
+        let (status, body) = call(insurance, "GET", path, "");
+        assert_eq!(status, 200, "{body}");
+        let cells: serde_json::Value = serde_json::from_str(&body).unwrap();
+        cells["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["hospital_id"] == "H0003")
+            .cloned()
+            .unwrap()
+    };
+    let as_published = h3_of("/api/v1/metrics/control-rate?period=2025Q1");
+    assert_eq!(
+        (
+            as_published["value"].as_f64(),
+            as_published["version"].as_u64()
+        ),
+        (Some(0.625), Some(1))
+    );
+    let restated = h3_of("/api/v1/metrics/control-rate?period=2025Q1&edition=restated");
+    assert_eq!(
+        (
+            restated["numerator"].as_f64(),
+            restated["denominator"].as_f64(),
+            restated["value"].as_f64(),
+            restated["version"].as_u64()
+        ),
+        (Some(37.0), Some(55.0), Some(0.6727), Some(2))
+    );
+    let (status, body) = call(
+        insurance,
+        "GET",
+        "/api/v1/metrics/control-rate/restatements?period=2025Q1",
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let list = list["restatements"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["hospital_id"], "H0003");
+    assert_eq!(list[0]["version"], 2);
+    assert_eq!(
+        list[0]["before"],
+        serde_json::json!({"numerator": 25.0, "denominator": 40.0, "value": 0.625})
+    );
+    assert_eq!(
+        list[0]["after"],
+        serde_json::json!({"numerator": 37.0, "denominator": 55.0, "value": 0.6727})
+    );
+    let reasons: Vec<&str> = list[0]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("330106: late_data: managed 20 -> 28"),
+        "{reasons:?}"
+    );
+    // A hospital sees its own restatements only (H0001 has none).
+    let (_, body) = call(
+        hospital,
+        "GET",
+        "/api/v1/metrics/control-rate/restatements?period=2025Q1",
+        "",
+    );
+    assert!(body.contains("\"restatements\":[]"), "{body}");
+
+    // The clinician's acknowledgement is accepted (the processor's part: the next test).
+    assert_eq!(call(hospital, "POST", &own_ack, ack).0, 202);
+    assert_eq!(
+        call(hospital, "POST", &own_ack, "{\"action\": \"close\"}").0,
+        400
+    );
+
+    // The operator reads it through the API.
+    let (status, body) = call(&tokens["operator"], "GET", "/api/v1/audit?limit=5", "");
+    assert_eq!(status, 200);
+    let rows: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(rows["calls"].as_array().unwrap().len(), 5);
+    // Every call above is in the audit log, with its token, role, scope and status; no secret.
+    assert!(
+        common::eventually(Duration::from_secs(10), || audit(
+            "SELECT count() FROM {audit}.audit_log"
+        ) == [
+            (probes + calls.get()).to_string()
+        ]),
+        "{:?} audit rows for {probes} probes and {} calls",
+        audit("SELECT count() FROM {audit}.audit_log"),
+        calls.get()
+    );
+    let hospital_id = hospital.split('_').nth(1).unwrap();
+    assert_eq!(
+        audit(&format!(
+            "SELECT role, hospital_scope, endpoint, parameters, status FROM {{audit}}.audit_log \
+             WHERE token_id = '{hospital_id}' AND endpoint = '/api/v1/alerts' ORDER BY time_ms"
+        )),
+        [
+            "hospital\tH0001\t/api/v1/alerts\tstatus=open\t200",
+            "hospital\tH0001\t/api/v1/alerts\tstatus=open&hospital=H0002\t403",
+            "hospital\tH0001\t/api/v1/alerts\tstatus=open\t200",
+        ]
+    );
+    assert_eq!(
+        audit("SELECT count() FROM {audit}.audit_log WHERE token_id = '' AND status = 401"),
+        ["14"]
+    );
+    for token in tokens.values() {
+        let secret = token.rsplit('_').next().unwrap();
+        let leaked = audit(&format!(
+            "SELECT count() FROM {{audit}}.audit_log WHERE position(concat(token_id, parameters, endpoint), '{secret}') > 0"
+        ));
+        assert_eq!(leaked, ["0"]);
+    }
+}
+
+#[test]
+fn an_acknowledgement_through_the_api_reaches_the_processor_and_acknowledges_the_episode() {
+    let mut env = TestEnv::new("ack", 1, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    env.run_vigil(&["topics"], Duration::from_secs(60));
+    let token = env.mint_token("hospital:H0001");
+    let port = common::free_port();
+    env.set_override("VIGIL_SERVE__LISTEN", &format!("127.0.0.1:{port}"));
+    let _serve = env.spawn_vigil(&["serve"], "serve.log");
+    let _process = env.spawn_vigil(&["process"], "process.log");
+    let _sink = env.spawn_vigil(&["sink"], "sink.log");
+    let patient = "a7".repeat(32);
+    env.produce(
+        &env.kafka.topics.clinical_events,
+        &[crisis(&patient, "v/1")],
+    );
+    let worklist = || -> serde_json::Value {
+        let (status, body) = get(port, &token, "/api/v1/alerts?status=open");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    assert!(
+        common::eventually(Duration::from_secs(90), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && get(port, &token, "/api/v1/alerts").0 == 200
+                && worklist()["alerts"]
+                    .as_array()
+                    .is_some_and(|a| a.len() == 1)
+        }),
+        "the crisis never reached the worklist:\n{}",
+        env.log("process.log")
+    );
+    let episode = worklist()["alerts"][0]["episode_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        worklist()["alerts"][0]["patient_pseudonym"],
+        patient.as_str()
+    );
+    // Twice, as a clinician double-clicking or a client retrying: one acknowledgement.
+    let ack = r#"{"action": "acknowledge", "clinician_id": "dr-li"}"#;
+    let path = format!("/api/v1/alerts/{episode}/ack");
+    let first = request(port, &token, "POST", &path, ack);
+    let second = request(port, &token, "POST", &path, ack);
+    assert_eq!((first.0, second.0), (202, 202), "{first:?} {second:?}");
+    assert_eq!(first.1, second.1);
+    let acknowledged = format!(
+        "SELECT count(), any(actor) FROM {{db}}.alerts FINAL \
+         WHERE episode_id = '{episode}' AND status = 'ACKNOWLEDGED'"
+    );
+    assert!(
+        common::eventually(Duration::from_secs(60), || env.query(&acknowledged)
+            == ["1\tdr-li"]),
+        "{:?}\n{}",
+        env.query(&acknowledged),
+        env.log("process.log")
+    );
+    // The worklist says so; the episode stays open until it resolves.
+    assert!(common::eventually(Duration::from_secs(10), || worklist()
+        ["alerts"][0]["status"]
+        == "ACKNOWLEDGED"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(env.query(&acknowledged), ["1\tdr-li"]);
 }

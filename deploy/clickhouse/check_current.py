@@ -116,7 +116,7 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     db = session.Session()
     version = db.query("SELECT version()", "CSV").data().strip()
-    for name in ("vigil", "vigil_insurance"):
+    for name in ("vigil", "vigil_insurance", "vigil_audit"):
         db.query(f"CREATE DATABASE IF NOT EXISTS {name}")
     failures, applied = 0, 0
     for path in sorted(glob.glob(os.path.join(here, "migrations", "*.sql"))):

@@ -7,6 +7,18 @@ GRANT INSERT ON vigil_insurance.* TO vigil_writer;
 -- The publication is an INSERT ... SELECT over the metric views, and the health check asks the version.
 GRANT SELECT ON vigil.pilot_metrics TO vigil_writer;
 GRANT SELECT ON vigil.patient_status TO vigil_writer;
+-- The dashboard's rollups are recomputed from the rows landed (INSERT ... SELECT), and the
+-- writer's catch-up reads when each was last recomputed.
+GRANT SELECT ON vigil.clinical_events TO vigil_writer;
+GRANT SELECT ON vigil.late_events TO vigil_writer;
+GRANT SELECT ON vigil.alerts TO vigil_writer;
+GRANT SELECT ON vigil.alert_deliveries TO vigil_writer;
+GRANT SELECT ON vigil.dead_letters TO vigil_writer;
+GRANT SELECT ON vigil.status_rollup TO vigil_writer;
+GRANT SELECT ON vigil.event_rollup TO vigil_writer;
+GRANT SELECT ON vigil.alert_rollup TO vigil_writer;
+GRANT SELECT ON vigil.delivery_rollup TO vigil_writer;
+GRANT SELECT ON vigil.dead_letter_rollup TO vigil_writer;
 GRANT SELECT ON vigil_insurance.outcome_metrics_latest TO vigil_writer;
 GRANT SELECT ON vigil_insurance.outcome_metrics TO vigil_writer;
 

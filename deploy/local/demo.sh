@@ -27,8 +27,12 @@ $live && until_idle=()
 # shellcheck disable=SC1090
 source "${VIGIL_TEST_CLICKHOUSE_CREDENTIALS:-.vigil/clickhouse/credentials.env}"
 export VIGIL_SERVE__USER=commission VIGIL_SERVE__PASSWORD="$VIGIL_CH_COMMISSION_PASSWORD"
+# The page asks for a token with the commission's role: one for this demo, in the link below.
+./target/release/vigil migrate >/dev/null
+token=$(./target/release/vigil token add --role commission --name "demo.sh" --quiet)
 dashboard="http://${VIGIL_SERVE__LISTEN:-127.0.0.1:8080}/"
-$live && echo "==> the dashboard will be at $dashboard while the pipeline runs"
+link="${dashboard}?token=$token"
+$live && echo "==> the dashboard will be at $link while the pipeline runs"
 
 echo "==> running the pipeline: simulate -> Kafka -> process -> Kafka -> sink -> ClickHouse"
 # A few defects per thousand records, so the data-quality figures have something to show.
@@ -78,7 +82,10 @@ cat <<MSG
 
 ==> the commission's dashboard (Chinese; English by the switch at the top right):
 
-    $dashboard
+    $link
+
+(the link carries a commission token, kept in a cookie once opened; mint others with
+ ./target/release/vigil token add --role commission|insurance|operator|hospital:<id>)
 
 It keeps running (log: .vigil/serve.log); stop it with: kill \$(cat .vigil/serve.pid)
 MSG

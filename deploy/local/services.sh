@@ -126,16 +126,18 @@ render_users() {
   . "$credentials"
   local sha
   sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
-  # Each served database and its published <db>_insurance companion.
-  local db main="" published=""
+  # Each served database, its published <db>_insurance companion and its <db>_audit (API
+  # tokens and the access log: the writer's user serves the API's writes, the others never read it).
+  local db main="" published="" audit=""
   for db in ${VIGIL_CH_DATABASES:-vigil}; do
     main="$main<database>$db</database>"
     published="$published<database>${db}_insurance</database>"
+    audit="$audit<database>${db}_audit</database>"
   done
   sed -e "s/@WRITER_SHA256@/$(sha "$VIGIL_CH_WRITER_PASSWORD")/" \
       -e "s/@COMMISSION_SHA256@/$(sha "$VIGIL_CH_COMMISSION_PASSWORD")/" \
       -e "s/@INSURANCE_SHA256@/$(sha "$VIGIL_CH_INSURANCE_PASSWORD")/" \
-      -e "s|@WRITER_DATABASES@|$main$published|" \
+      -e "s|@WRITER_DATABASES@|$main$published$audit|" \
       -e "s|@COMMISSION_DATABASES@|$main|" \
       -e "s|@INSURANCE_DATABASES@|$published|" \
       "$(dirname "$ch_config")/users.xml" >"$dir/users.xml"

@@ -71,6 +71,35 @@ pub fn local_day_start_ms(day: i32, offset_minutes: i32) -> i64 {
     day as i64 * MS_PER_DAY - offset_minutes as i64 * 60_000
 }
 
+/// The reporting calendar every stage that counts periods follows (the processor's settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reporting {
+    /// The reporting time zone, minutes east of UTC.
+    pub utc_offset_minutes: i32,
+    /// How long after a period closes its figures can still change: then they are final.
+    pub allowed_lateness: std::time::Duration,
+}
+
+impl Reporting {
+    /// Whether a period ending (exclusive) on local day `end` is final at `now_ms`.
+    pub fn is_final(&self, end: i32, now_ms: i64) -> bool {
+        let lateness = i64::try_from(self.allowed_lateness.as_millis()).unwrap_or(i64::MAX);
+        now_ms >= local_day_start_ms(end, self.utc_offset_minutes).saturating_add(lateness)
+    }
+}
+
+/// The day after a period of `kind` (`MONTH`, `QUARTER`, `YEAR`) starting on `start` ends.
+pub fn period_end(kind: &str, start: i32) -> i32 {
+    let months = match kind {
+        "MONTH" => 1,
+        "QUARTER" => 3,
+        _ => 12,
+    };
+    let (year, month, _) = civil_from_days(start);
+    let index = year * 12 + month as i32 - 1 + months;
+    days_from_civil(index.div_euclid(12), index.rem_euclid(12) as u32 + 1, 1)
+}
+
 /// Formats a day number as `YYYY-MM-DD`.
 pub fn format_date(day: i32) -> String {
     let (y, m, d) = civil_from_days(day);
@@ -90,6 +119,29 @@ mod tests {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2025, 1, 1), 20_089);
         assert_eq!(civil_from_days(20_089), (2025, 1, 1));
+    }
+
+    #[test]
+    fn a_period_is_final_once_closed_and_its_lateness_passed() {
+        let start = days_from_civil(2025, 11, 1);
+        assert_eq!(period_end("QUARTER", start), days_from_civil(2026, 2, 1));
+        assert_eq!(
+            period_end("MONTH", days_from_civil(2025, 12, 1)),
+            days_from_civil(2026, 1, 1)
+        );
+        assert_eq!(
+            period_end("YEAR", days_from_civil(2025, 1, 1)),
+            days_from_civil(2026, 1, 1)
+        );
+        let reporting = Reporting {
+            utc_offset_minutes: 480,
+            allowed_lateness: std::time::Duration::from_secs(86_400),
+        };
+        let end = days_from_civil(2026, 1, 1);
+        // 2026-01-01 00:00 at UTC+8 is 2025-12-31 16:00 UTC; a day of lateness after that.
+        let closes = i64::from(end) * MS_PER_DAY - 8 * 3_600_000 + MS_PER_DAY;
+        assert!(!reporting.is_final(end, closes - 1));
+        assert!(reporting.is_final(end, closes));
     }
 
     #[test]

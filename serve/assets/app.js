@@ -6,7 +6,9 @@
 const TEXT = {
   zh: {
     title: "慢病管理试点 · 总览", switch: "English", loading: "正在读取……",
-    failed: "无法读取数据：", none: "尚无患者状态数据：流水线还没有产生指标。",
+    failed: "无法读取数据：",
+    signIn: "请使用带访问令牌的链接打开本页（由运维人员用 `vigil token add --role commission` 生成）。",
+    none: "尚无患者状态数据：流水线还没有产生指标。",
     hospitals: "医院接入与数据时效", hospital: "医院", events: "事件数", newest: "最新数据",
     latest: "最新预警", time: "时间", rule: "规则", message: "内容", noLatest: "尚无预警",
     compare: "各医院对比", condition: "病种", managedShort: "在管", complicationsShort: "新发并发症/千患者年",
@@ -40,7 +42,8 @@ const TEXT = {
   },
   en: {
     title: "Chronic-disease pilot · Overview", switch: "中文", loading: "Loading…",
-    failed: "Could not read the figures: ", none: "No patient status yet: the pipeline has produced no metrics.",
+    failed: "Could not read the figures: ",
+    signIn: "Open this page with the link that carries your access token (an operator makes one with `vigil token add --role commission`).", none: "No patient status yet: the pipeline has produced no metrics.",
     hospitals: "Hospitals connected and how fresh their data is", hospital: "Hospital", events: "Events", newest: "Newest data",
     latest: "Latest alerts", time: "Time", rule: "Rule", message: "Message", noLatest: "No alerts yet",
     compare: "Hospitals compared", condition: "Condition", managedShort: "Managed", complicationsShort: "New complications / 1,000 patient-years",
@@ -404,13 +407,19 @@ for (const heading of document.querySelectorAll("#compare th[data-sort]")) {
 async function load() {
   try {
     const response = await fetch("/api/v1/overview");
+    if (response.status === 401 || response.status === 403) {
+      document.getElementById("status").textContent = t("signIn");
+      return false;
+    }
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     overview = await response.json();
     render();
     await loadDrill();
     document.body.dataset.loaded = "true";
+    return true;
   } catch (error) {
     document.getElementById("status").textContent = t("failed") + error.message;
+    return true;
   }
 }
 
@@ -434,4 +443,4 @@ function listen() {
 
 render();
 // The stream opens once the page has loaded its figures, so the page counts as loaded.
-load().then(listen);
+load().then((allowed) => { if (allowed) listen(); });

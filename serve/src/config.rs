@@ -22,6 +22,10 @@ pub struct ServeConfig {
     /// when they changed.
     #[serde(default = "default_refresh", with = "humantime_serde")]
     pub refresh: Duration,
+    /// API tokens a deployment provides in a file (`[[token]]` with `token_id`, `name`, `role`,
+    /// `secret_sha256`), beside those `vigil token add` stores; empty: none.
+    #[serde(default)]
+    pub tokens_file: String,
 }
 
 /// New alerts reach an open page within this plus the writer's flush.
@@ -40,6 +44,7 @@ impl Default for ServeConfig {
             user: String::new(),
             password: String::new(),
             refresh: default_refresh(),
+            tokens_file: String::new(),
         }
     }
 }

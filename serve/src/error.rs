@@ -9,6 +9,12 @@ pub enum ServeError {
     },
     #[error("the HTTP server stopped: {source}")]
     Serve { source: std::io::Error },
+    #[error("the API tokens file {path}: {reason}")]
+    Tokens { path: String, reason: String },
+    #[error("{0}")]
+    Internal(String),
+    #[error(transparent)]
+    Runtime(#[from] vigil_runtime::RuntimeError),
     #[error("ClickHouse query ({what}) failed: {source}")]
     Query {
         what: &'static str,

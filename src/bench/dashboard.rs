@@ -125,9 +125,22 @@ const REQUESTS: usize = 100;
 /// each endpoint asked `REQUESTS` times per run one after another, p50 and p95.
 async fn endpoints(
     clickhouse: &ClickHouseConfig,
+    kafka: &vigil_runtime::config::KafkaConfig,
     runs: usize,
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    use vigil_serve::auth;
+    let (row, token) = auth::mint(
+        &auth::Role::Commission,
+        "benchmark",
+        vigil_runtime::time::now_ms(),
+    );
+    auth::store(
+        &vigil_runtime::clickhouse::server_client(clickhouse),
+        &clickhouse.database,
+        &row,
+    )
+    .await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -136,9 +149,13 @@ async fn endpoints(
         ..Default::default()
     };
     let shutdown = vigil_runtime::Shutdown::new();
+    let reporting = vigil_serve::Reporting {
+        utc_offset_minutes: 480,
+        allowed_lateness: Duration::from_secs(60 * 86_400),
+    };
     let server = tokio::spawn({
-        let (clickhouse, shutdown) = (clickhouse.clone(), shutdown.clone());
-        async move { vigil_serve::run(&serve, &clickhouse, 480, shutdown).await }
+        let (clickhouse, kafka, shutdown) = (clickhouse.clone(), kafka.clone(), shutdown.clone());
+        async move { vigil_serve::run(&serve, &clickhouse, &kafka, reporting, shutdown).await }
     });
     vigil_sinks::notify::delivery::install_crypto_provider();
     let http = reqwest::Client::new();
@@ -146,7 +163,11 @@ async fn endpoints(
     // The first reading (503 until then).
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let ready = http.get(format!("{base}/api/v1/overview")).send().await;
+        let ready = http
+            .get(format!("{base}/api/v1/overview"))
+            .bearer_auth(&token)
+            .send()
+            .await;
         if ready.is_ok_and(|r| r.status().is_success()) {
             break;
         }
@@ -166,6 +187,7 @@ async fn endpoints(
             let began = Instant::now();
             let body = http
                 .get(format!("{base}{path}"))
+                .bearer_auth(&token)
                 .send()
                 .await?
                 .error_for_status()?
@@ -192,6 +214,7 @@ async fn endpoints(
 
 pub fn run(
     config: &ClickHouseConfig,
+    kafka: &vigil_runtime::config::KafkaConfig,
     patients: u64,
     runs: usize,
     runtime: &tokio::runtime::Handle,
@@ -244,12 +267,11 @@ pub fn run(
         percentile(&mut seconds, 0.95),
         "ms",
     );
-    runtime.block_on(endpoints(&bench, runs, report))?;
-    let drop = format!("DROP DATABASE IF EXISTS {}", bench.database);
-    runtime.block_on(
-        vigil_runtime::clickhouse::server_client(&bench)
-            .query(&drop)
-            .execute(),
-    )?;
+    runtime.block_on(endpoints(&bench, kafka, runs, report))?;
+    let server = vigil_runtime::clickhouse::server_client(&bench);
+    for suffix in ["", "_insurance", "_audit"] {
+        let drop = format!("DROP DATABASE IF EXISTS {}{suffix}", bench.database);
+        runtime.block_on(server.query(&drop).execute())?;
+    }
     Ok(())
 }

@@ -201,6 +201,7 @@ pub fn run(
         let runtime = tokio::runtime::Handle::current();
         dashboard::run(
             &config.clickhouse,
+            &config.kafka,
             args.dashboard_patients,
             args.runs.max(10),
             &runtime,

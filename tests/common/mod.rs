@@ -185,7 +185,11 @@ impl TestEnv {
     /// tests of what ClickHouse users may do: users.xml names the databases they may use.
     pub fn with_database(name: &str, database: &str, partitions: i32, extra: &str) -> TestEnv {
         let env = TestEnv::build(unique(name), database.to_string(), partitions, extra);
-        for db in [database.to_string(), format!("{database}_insurance")] {
+        for db in [
+            database.to_string(),
+            format!("{database}_insurance"),
+            format!("{database}_audit"),
+        ] {
             env.admin(&format!("DROP DATABASE IF EXISTS {db}"));
         }
         env
@@ -358,6 +362,19 @@ impl TestEnv {
     /// Runs `vigil` to completion within `limit`, and fails the test with its output otherwise.
     pub fn run_vigil(&self, args: &[&str], limit: Duration) -> String {
         self.run_command(self.vigil(args), limit)
+    }
+
+    /// A new API token with `role` (`vigil token add`), as its holder gets it.
+    pub fn mint_token(&self, role: &str) -> String {
+        let output = self.run_vigil(
+            &["token", "add", "--role", role, "--name", "test", "--quiet"],
+            Duration::from_secs(60),
+        );
+        output
+            .lines()
+            .find(|l| l.starts_with("vgl_"))
+            .unwrap_or_else(|| panic!("no token printed:\n{output}"))
+            .to_string()
     }
 
     /// Runs a prepared `vigil` command (extra environment, say) like `run_vigil`. Output goes
@@ -538,6 +555,7 @@ impl Drop for TestEnv {
         for db in [
             self.database.clone(),
             format!("{}_insurance", self.database),
+            format!("{}_audit", self.database),
         ] {
             let client = clickhouse::Client::default()
                 .with_url(&self.services.clickhouse_url)

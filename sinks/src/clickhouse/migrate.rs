@@ -58,6 +58,16 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0009_activity_rollups",
         include_str!("../../../deploy/clickhouse/migrations/0009_activity_rollups.sql"),
     ),
+    (
+        10,
+        "0010_api_access",
+        include_str!("../../../deploy/clickhouse/migrations/0010_api_access.sql"),
+    ),
+    (
+        11,
+        "0011_published_metrics",
+        include_str!("../../../deploy/clickhouse/migrations/0011_published_metrics.sql"),
+    ),
 ];
 
 /// Earlier texts of amended migrations, by version, whose result is the same: a database that

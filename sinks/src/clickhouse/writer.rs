@@ -24,7 +24,7 @@ use vigil_runtime::config::{ClickHouseConfig, KafkaConfig, Topics};
 use vigil_runtime::kafka::{
     AssignmentChange, ConsumerTuning, DurableProducer, GroupConsumer, Positions, TopicPartition,
 };
-use vigil_runtime::time::now_ms;
+use vigil_runtime::time::{now_ms, Reporting};
 use vigil_runtime::{RuntimeError, Shutdown};
 use vigil_schemas::validate::{self, Invalid};
 use vigil_schemas::{
@@ -460,12 +460,13 @@ struct Writer<'a> {
 }
 
 /// Runs the ClickHouse writer until shutdown (or the stop condition). The dashboard's rollups
-/// count days and months in the reporting time zone, `reporting_utc_offset_minutes` east of UTC.
+/// count days and months in the reporting time zone, and final periods are published by the
+/// reporting calendar.
 pub fn run(
     config: &SinkConfig,
     kafka: &KafkaConfig,
     clickhouse: &ClickHouseConfig,
-    reporting_utc_offset_minutes: i32,
+    reporting: Reporting,
     handle: &Handle,
     shutdown: &Shutdown,
     stop: StopWhen,
@@ -499,7 +500,7 @@ pub fn run(
         rollups: Rollups::new(
             &clickhouse.database,
             config.rollup_interval,
-            reporting_utc_offset_minutes,
+            reporting.utc_offset_minutes,
         ),
     };
     // What a writer stopped before recomputing (or everything, the first time).
@@ -507,7 +508,7 @@ pub fn run(
         .block_on(rollup::catch_up(
             &writer.client,
             &clickhouse.database,
-            reporting_utc_offset_minutes,
+            reporting.utc_offset_minutes,
         ))
         .map_err(|source| RuntimeError::ClickHouse {
             operation: "recompute the dashboard's rollups",
@@ -542,6 +543,21 @@ pub fn run(
                 }
                 Err(error) => {
                     warn!(%error, "Publishing outcome metrics failed; retrying next interval.")
+                }
+            }
+            let frozen =
+                super::freeze::freeze(&writer.client, &clickhouse.database, &reporting, now_ms());
+            match handle.block_on(frozen) {
+                Ok(frozen) if frozen != Default::default() => {
+                    info!(
+                        published = frozen.published,
+                        restated = frozen.restated,
+                        "Final periods' outcome figures published or restated."
+                    )
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    warn!(%error, "Publishing final periods failed; retrying next interval.")
                 }
             }
         }
