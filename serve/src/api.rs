@@ -57,7 +57,7 @@ enum Format {
     Fhir,
 }
 
-fn format(query: &CellQuery, headers: &HeaderMap) -> Option<Format> {
+fn wanted_format(query: &CellQuery, headers: &HeaderMap) -> Option<Format> {
     match query.format.as_deref() {
         Some("json") => return Some(Format::Json),
         Some("csv") => return Some(Format::Csv),
@@ -115,7 +115,7 @@ pub async fn metric_cells(
             "period is a month (202603), a quarter (2026Q1) or a year (2026)",
         );
     };
-    let Some(format) = format(&query, &headers) else {
+    let Some(format) = wanted_format(&query, &headers) else {
         return error_body(
             StatusCode::BAD_REQUEST,
             "bad_request",
