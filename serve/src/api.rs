@@ -97,6 +97,37 @@ fn another_hospital() -> Response {
     )
 }
 
+/// Why a metric request names nothing to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unanswerable {
+    NoSuchMetric,
+    NotAPeriod,
+}
+
+impl Unanswerable {
+    fn response(self) -> Response {
+        match self {
+            Unanswerable::NoSuchMetric => {
+                error_body(StatusCode::NOT_FOUND, "not_found", "no such metric")
+            }
+            Unanswerable::NotAPeriod => error_body(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "period is a month (202603), a quarter (2026Q1) or a year (2026)",
+            ),
+        }
+    }
+}
+
+/// The metric a path names and the period a query names.
+fn metric_and_period(id: &str, period: Option<&str>) -> Result<(Metric, Period), Unanswerable> {
+    let metric = Metric::parse(id).ok_or(Unanswerable::NoSuchMetric)?;
+    let period = period
+        .and_then(Period::parse)
+        .ok_or(Unanswerable::NotAPeriod)?;
+    Ok((metric, period))
+}
+
 /// `GET /api/v1/metrics/{id}?period=…`: one metric's cells per hospital and condition.
 pub async fn metric_cells(
     State(state): State<Arc<AppState>>,
@@ -105,15 +136,9 @@ pub async fn metric_cells(
     Query(query): Query<CellQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(metric) = Metric::parse(&id) else {
-        return error_body(StatusCode::NOT_FOUND, "not_found", "no such metric");
-    };
-    let Some(period) = query.period.as_deref().and_then(Period::parse) else {
-        return error_body(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "period is a month (202603), a quarter (2026Q1) or a year (2026)",
-        );
+    let (metric, period) = match metric_and_period(&id, query.period.as_deref()) {
+        Ok(asked) => asked,
+        Err(refused) => return refused.response(),
     };
     let Some(format) = wanted_format(&query, &headers) else {
         return error_body(
@@ -199,15 +224,9 @@ pub async fn metric_restatements(
     Path(id): Path<String>,
     Query(query): Query<RestatementQuery>,
 ) -> Response {
-    let Some(metric) = Metric::parse(&id) else {
-        return error_body(StatusCode::NOT_FOUND, "not_found", "no such metric");
-    };
-    let Some(period) = query.period.as_deref().and_then(Period::parse) else {
-        return error_body(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "period is a month (202603), a quarter (2026Q1) or a year (2026)",
-        );
+    let (metric, period) = match metric_and_period(&id, query.period.as_deref()) {
+        Ok(asked) => asked,
+        Err(refused) => return refused.response(),
     };
     let Some(hospital) = scope(&principal, query.hospital.as_deref()) else {
         return another_hospital();

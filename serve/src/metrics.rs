@@ -138,6 +138,10 @@ pub enum PeriodKind {
 
 impl Period {
     pub fn parse(text: &str) -> Option<Period> {
+        // Byte offsets below: only ASCII ids are periods (and slicing stays on char boundaries).
+        if !text.is_ascii() {
+            return None;
+        }
         let year = |s: &str| {
             (s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit()))
                 .then(|| s.parse::<i32>().ok())
