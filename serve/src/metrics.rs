@@ -330,7 +330,6 @@ pub async fn cells(
     };
     let mut out = Vec::new();
     let mut conditions: Vec<&str> = counts.iter().map(|c| c.condition.as_str()).collect();
-    conditions.dedup();
     conditions.sort_unstable();
     conditions.dedup();
     for condition in conditions {
