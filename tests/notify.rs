@@ -31,6 +31,8 @@ const DOWN_AT_KILL: &str = "H0002";
 const REFUSING: &str = "H0003";
 /// Has no endpoint configured.
 const UNCONFIGURED: &str = "H0004";
+/// Alerts raised at DOWN_AT_KILL about patients FLAKY manages.
+const MANAGED_BY_FLAKY: u32 = 5;
 
 /// One request the receiver answered.
 #[derive(Debug, Clone)]
@@ -229,6 +231,7 @@ fn alert(n: u32, hospital: &str, status: AlertStatus, event_time_ms: i64) -> Ale
         message: "Hypertensive crisis: SBP 185 mmHg".into(),
         source: "CLINICAL.md".into(),
         actor: String::new(),
+        managing_hospital_id: hospital.into(),
     }
 }
 
@@ -270,14 +273,19 @@ fn alerts_reach_each_hospital_once_through_failures_and_a_crash() {
     );
     env.run_vigil(&["topics"], Duration::from_secs(60));
 
-    // 20 + 20 fresh alerts for the two endpoints that fail for a while, 3 for the refusing one,
+    // 20 + 20 fresh alerts for the two endpoints that fail for a while (5 of the second's are
+    // about patients the first manages: both hospitals hear of those), 3 for the refusing one,
     // 2 for the hospital without an endpoint, 4 acknowledgements (not notified), 1 alert about a
     // two-year-old event (stale, not sent), and 1 record that is not an alert at all.
     let now = now_ms();
     let mut alerts = Vec::new();
     for n in 0..20 {
         alerts.push(alert(n, FLAKY, AlertStatus::Raised, now - 60_000));
-        alerts.push(alert(n, DOWN_AT_KILL, AlertStatus::Raised, now - 60_000));
+        let mut seen_elsewhere = alert(n, DOWN_AT_KILL, AlertStatus::Raised, now - 60_000);
+        if n < MANAGED_BY_FLAKY {
+            seen_elsewhere.managing_hospital_id = FLAKY.into();
+        }
+        alerts.push(seen_elsewhere);
     }
     for n in 0..3 {
         alerts.push(alert(n, REFUSING, AlertStatus::Raised, now - 60_000));
@@ -328,8 +336,9 @@ fn alerts_reach_each_hospital_once_through_failures_and_a_crash() {
     receiver.set_healthy(FLAKY, true);
 
     // Everything but the still-failing hospital finishes and is recorded; then a SIGKILL.
-    // flaky, refused, unconfigured, stale; garbage and null have no alert id to record
-    let finished_before_kill = 20 + 3 + 2 + 1;
+    // flaky (its own and its patients'), refused, unconfigured, stale; garbage and null have
+    // no alert id to record
+    let finished_before_kill = 20 + 5 + 3 + 2 + 1;
     assert!(
         common::eventually(Duration::from_secs(120), || {
             common::read_topic(&env.kafka, &env.kafka.topics.alert_deliveries).len()
@@ -342,7 +351,8 @@ fn alerts_reach_each_hospital_once_through_failures_and_a_crash() {
     notifier.sigkill();
     assert_eq!(receiver.acknowledged(DOWN_AT_KILL).len(), 0);
 
-    // The restarted notifier delivers the rest, and nothing acknowledged a second time.
+    // The restarted notifier delivers the rest, and nothing acknowledged a second time: not the
+    // managing hospital's copies of alerts whose other delivery was still pending at the kill.
     receiver.set_healthy(DOWN_AT_KILL, true);
     let output = env.run_vigil(&["notify", "--until-idle", "3"], Duration::from_secs(180));
     let summary: serde_json::Value =
@@ -356,6 +366,13 @@ fn alerts_reach_each_hospital_once_through_failures_and_a_crash() {
         let mut expected: Vec<String> = (0..20)
             .map(|n| alert(n, hospital, AlertStatus::Raised, 0).alert_id)
             .collect();
+        if hospital == FLAKY {
+            // Its patients' alerts raised at the other hospital: keyed apart from that one's.
+            expected.extend((0..MANAGED_BY_FLAKY).map(|n| {
+                let id = alert(n, DOWN_AT_KILL, AlertStatus::Raised, 0).alert_id;
+                format!("{id}@{FLAKY}")
+            }));
+        }
         expected.sort();
         assert_eq!(
             acknowledged, expected,
@@ -382,6 +399,14 @@ fn alerts_reach_each_hospital_once_through_failures_and_a_crash() {
     let sample = received.iter().find(|r| r.status == 200).unwrap();
     assert_eq!(sample.body["schema"], "vigil.alert/1");
     assert_eq!(sample.body["alert_id"], sample.idempotency_key.as_str());
+    let managed = received
+        .iter()
+        .find(|r| r.status == 200 && r.idempotency_key.ends_with(&format!("@{FLAKY}")))
+        .unwrap();
+    assert_eq!(managed.hospital, FLAKY);
+    assert_eq!(managed.body["hospital_id"], DOWN_AT_KILL);
+    assert_eq!(managed.body["managing_hospital_id"], FLAKY);
+    assert_eq!(managed.body["recipient_hospital_id"], FLAKY);
 
     // The recorded outcomes: one per alert, the endpoint shown without its query string.
     let codec = AvroCodec::<AlertDelivery>::new().unwrap();
@@ -402,7 +427,7 @@ fn alerts_reach_each_hospital_once_through_failures_and_a_crash() {
     assert_eq!(
         outcomes,
         vec![
-            "H0001\tDELIVERED\t20",
+            "H0001\tDELIVERED\t25",
             "H0001\tSTALE\t1",
             "H0002\tDELIVERED\t20",
             "H0003\tUNDELIVERABLE\t3",
@@ -424,6 +449,6 @@ fn alerts_reach_each_hospital_once_through_failures_and_a_crash() {
     let summary_view = env.scalar(
         "SELECT sum(delivered), sum(undeliverable), sum(stale) FROM {db}.alert_delivery_summary",
     );
-    assert_eq!(summary_view, "40\t5\t1");
+    assert_eq!(summary_view, "45\t5\t1");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1264,63 +1264,98 @@ fn an_acknowledgement_through_the_api_reaches_the_processor_and_acknowledges_the
     let mut env = TestEnv::new("ack", 1, "");
     env.run_vigil(&["migrate"], Duration::from_secs(60));
     env.run_vigil(&["topics"], Duration::from_secs(60));
-    let token = env.mint_token("hospital:H0001");
+    // The patient is managed at a community centre (C0100) and has a crisis reading taken at a
+    // tertiary hospital (H0001): both hear of it; a third hospital does not.
+    let seen_at = env.mint_token("hospital:H0001");
+    let manager = env.mint_token("hospital:C0100");
+    let stranger = env.mint_token("hospital:H0003");
     let port = common::free_port();
     env.set_override("VIGIL_SERVE__LISTEN", &format!("127.0.0.1:{port}"));
     let _serve = env.spawn_vigil(&["serve"], "serve.log");
     let _process = env.spawn_vigil(&["process"], "process.log");
     let _sink = env.spawn_vigil(&["sink"], "sink.log");
     let patient = "a7".repeat(32);
+    let registered_ms = vigil_runtime::time::now_ms() - 30 * 86_400_000;
+    let mut registration = common::canonical(
+        &patient,
+        "pat/1",
+        registered_ms,
+        registration(registered_ms),
+    );
+    registration.1.hospital_id = "C0100".into();
     env.produce(
         &env.kafka.topics.clinical_events,
-        &[crisis(&patient, "v/1")],
+        &[registration, crisis(&patient, "v/1")],
     );
-    let worklist = || -> serde_json::Value {
-        let (status, body) = get(port, &token, "/api/v1/alerts?status=open");
+    let worklist = |token: &str| -> serde_json::Value {
+        let (status, body) = get(port, token, "/api/v1/alerts?status=open");
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     };
     assert!(
         common::eventually(Duration::from_secs(90), || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && get(port, &token, "/api/v1/alerts").0 == 200
-                && worklist()["alerts"]
+                && get(port, &seen_at, "/api/v1/alerts").0 == 200
+                && worklist(&seen_at)["alerts"]
                     .as_array()
                     .is_some_and(|a| a.len() == 1)
         }),
         "the crisis never reached the worklist:\n{}",
         env.log("process.log")
     );
-    let episode = worklist()["alerts"][0]["episode_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let listed = worklist(&seen_at)["alerts"][0].clone();
+    let episode = listed["episode_id"].as_str().unwrap().to_string();
+    assert_eq!(listed["patient_pseudonym"], patient.as_str());
     assert_eq!(
-        worklist()["alerts"][0]["patient_pseudonym"],
-        patient.as_str()
+        (&listed["hospital_id"], &listed["managing_hospital_id"]),
+        (&"H0001".into(), &"C0100".into())
     );
-    // Twice, as a clinician double-clicking or a client retrying: one acknowledgement.
+    assert_eq!(worklist(&manager)["alerts"], serde_json::json!([listed]));
+    assert_eq!(worklist(&stranger)["alerts"], serde_json::json!([]));
+
+    // Twice, as a clinician double-clicking or a client retrying: one acknowledgement, from the
+    // managing centre; the other hospital's clinicians see it acknowledged.
     let ack = r#"{"action": "acknowledge", "clinician_id": "dr-li"}"#;
     let path = format!("/api/v1/alerts/{episode}/ack");
-    let first = request(port, &token, "POST", &path, ack);
-    let second = request(port, &token, "POST", &path, ack);
+    assert_eq!(request(port, &stranger, "POST", &path, ack).0, 404);
+    let first = request(port, &manager, "POST", &path, ack);
+    let second = request(port, &manager, "POST", &path, ack);
     assert_eq!((first.0, second.0), (202, 202), "{first:?} {second:?}");
     assert_eq!(first.1, second.1);
     let acknowledged = format!(
-        "SELECT count(), any(actor) FROM {{db}}.alerts FINAL \
+        "SELECT count(), any(actor), any(managing_hospital_id) FROM {{db}}.alerts FINAL \
          WHERE episode_id = '{episode}' AND status = 'ACKNOWLEDGED'"
     );
+    let expected = ["1\tdr-li@C0100\tC0100"];
     assert!(
         common::eventually(Duration::from_secs(60), || env.query(&acknowledged)
-            == ["1\tdr-li"]),
+            == expected),
         "{:?}\n{}",
         env.query(&acknowledged),
         env.log("process.log")
     );
-    // The worklist says so; the episode stays open until it resolves.
-    assert!(common::eventually(Duration::from_secs(10), || worklist()
-        ["alerts"][0]["status"]
-        == "ACKNOWLEDGED"));
+    // The worklists say so; the episode stays open until it resolves.
+    for token in [&seen_at, &manager] {
+        assert!(common::eventually(Duration::from_secs(10), || worklist(
+            token
+        )["alerts"][0]["status"]
+            == "ACKNOWLEDGED"));
+    }
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(env.query(&acknowledged), ["1\tdr-li"]);
+    assert_eq!(env.query(&acknowledged), expected);
+}
+
+/// A registration in the hypertension programme (a follow-up is due 100 days later).
+fn registration(enrolled_time_ms: i64) -> vigil_schemas::Payload {
+    use vigil_schemas::{Condition, PatientRegistration, Payload, ProgrammeEnrolment, Sex};
+    Payload::PatientRegistration(PatientRegistration {
+        sex: Sex::Female,
+        birth_year: 1958,
+        region_code: "330106".into(),
+        programmes: vec![ProgrammeEnrolment {
+            condition: Condition::Hypertension,
+            enrolled_time_ms,
+        }],
+        death_time_ms: None,
+    })
 }

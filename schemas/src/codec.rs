@@ -103,7 +103,7 @@ wire_record!(
     "clinical_event.avsc",
     ["clinical_event.v1.avsc", "clinical_event.v2.avsc"]
 );
-wire_record!(Alert, "alert.avsc", []);
+wire_record!(Alert, "alert.avsc", ["alert.v1.avsc"]);
 wire_record!(
     PatientStatus,
     "patient_status.avsc",

@@ -318,6 +318,9 @@ pub struct Alert {
     pub source: String,
     #[serde(default)]
     pub actor: String,
+    /// The patient's managing hospital when this change happened ('' before schema v2).
+    #[serde(default)]
+    pub managing_hospital_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

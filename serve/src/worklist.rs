@@ -22,7 +22,11 @@ pub const MAX_ROWS: u64 = 500;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Row)]
 pub struct OpenEpisode {
     pub episode_id: String,
+    /// The hospital of the event that raised it.
     pub hospital_id: String,
+    /// The patient's managing hospital ('' on alerts recorded before it was named); it is told
+    /// too, and either may acknowledge.
+    pub managing_hospital_id: String,
     pub rule_id: String,
     pub severity: String,
     /// The latest notification: RAISED, RENOTIFIED, ACKNOWLEDGED or SNOOZED.
@@ -49,6 +53,7 @@ pub async fn open(
         .bind(hospital)
         .bind(hospital)
         .bind(hospital)
+        .bind(hospital)
         .bind(limit.min(MAX_ROWS))
         .fetch_all()
         .await
@@ -61,8 +66,16 @@ pub async fn open(
 #[derive(Debug, Clone, Deserialize, Row)]
 struct Episode {
     hospital: String,
+    managing: Vec<String>,
     patient: String,
     last_status: String,
+}
+
+impl Episode {
+    /// Whether a hospital was told of it: the event's, or one managing the patient meanwhile.
+    fn concerns(&self, hospital: &str) -> bool {
+        self.hospital == hospital || self.managing.iter().any(|m| m == hospital)
+    }
 }
 
 /// What a clinician does with an episode.
@@ -107,8 +120,8 @@ impl Acknowledger {
         })
     }
 
-    /// Checks the request and the episode (it must be the caller's hospital's, when confined to
-    /// one), then sends the acknowledgement and waits for the broker to keep it.
+    /// Checks the request and the episode (when the caller is confined to a hospital, it must
+    /// be the event's or the patient's managing one: either closes it), then sends the acknowledgement and waits for the broker to keep it.
     pub async fn acknowledge(
         &self,
         client: &Client,
@@ -133,21 +146,26 @@ impl Acknowledger {
                 what: "alert episode",
                 source,
             })?;
-        let Some(episode) = episode.filter(|e| hospital.is_none_or(|h| h == e.hospital)) else {
+        let Some(episode) = episode.filter(|e| hospital.is_none_or(|h| e.concerns(h))) else {
             return Ok(AckOutcome::NoSuchEpisode);
         };
         if episode.last_status == "RESOLVED" {
             return Ok(AckOutcome::Resolved);
         }
+        // Either hospital may answer: the record says whose clinician did.
+        let clinician = match hospital {
+            Some(h) => format!("{}@{h}", request.clinician_id),
+            None => request.clinician_id.clone(),
+        };
         // The same clinician's same answer is the same acknowledgement, however often sent.
-        let ack_id = ack_id(episode_id, request, snooze_until_ms);
+        let ack_id = ack_id(episode_id, &request.action, &clinician, snooze_until_ms);
         let ack = AlertAck {
             ack_id: ack_id.clone(),
             episode_id: episode_id.to_string(),
             patient_pseudonym: episode.patient.clone(),
             action,
             snooze_until_ms,
-            clinician_id: request.clinician_id.clone(),
+            clinician_id: clinician,
             time_ms: now_ms,
         };
         let bytes = self
@@ -188,14 +206,10 @@ fn checked(request: &AckRequest, now_ms: i64) -> Result<(AckAction, Option<i64>)
     }
 }
 
-fn ack_id(episode_id: &str, request: &AckRequest, snooze_until_ms: Option<i64>) -> String {
+fn ack_id(episode_id: &str, action: &str, clinician: &str, snooze_until_ms: Option<i64>) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
-    for part in [
-        episode_id,
-        request.action.as_str(),
-        request.clinician_id.as_str(),
-    ] {
+    for part in [episode_id, action, clinician] {
         hash.update(part.as_bytes());
         hash.update([0]);
     }
@@ -238,11 +252,19 @@ mod tests {
 
     #[test]
     fn the_same_answer_twice_is_one_acknowledgement() {
-        let a = request("acknowledge", None, "dr-li");
-        assert_eq!(ack_id("e", &a, None), ack_id("e", &a, None));
+        let ack = "acknowledge";
+        assert_eq!(
+            ack_id("e", ack, "dr-li@H1", None),
+            ack_id("e", ack, "dr-li@H1", None)
+        );
         assert_ne!(
-            ack_id("e", &a, None),
-            ack_id("e", &request("acknowledge", None, "dr-wang"), None)
+            ack_id("e", ack, "dr-li@H1", None),
+            ack_id("e", ack, "dr-wang@H1", None)
+        );
+        // The same staff id at the other hospital is another clinician.
+        assert_ne!(
+            ack_id("e", ack, "dr-li@H1", None),
+            ack_id("e", ack, "dr-li@C2", None)
         );
     }
 }

@@ -1923,3 +1923,53 @@ fn the_latest_qualifying_diagnosis_naming_a_department_makes_it_the_managing_one
         .filter(|s| s.condition == Condition::Hypertension)
         .all(|s| s.department_code == "GERI"));
 }
+
+#[test]
+fn an_alert_names_the_managing_hospital_beside_the_hospital_of_the_event() {
+    let mut h = Harness::new();
+    // Managed at a community centre; the crisis reading is taken at a tertiary hospital.
+    h.hospital = "C0100".into();
+    h.register(0.0, &[Condition::Hypertension]);
+    h.hospital = "H0001".into();
+    h.bp(1.0, 192.0, 116.0);
+    let raised = h.take_full().remove(0);
+    assert_eq!(raised.status, AlertStatus::Raised);
+    assert_eq!(
+        (
+            raised.hospital_id.as_str(),
+            raised.managing_hospital_id.as_str()
+        ),
+        ("H0001", "C0100")
+    );
+    // The centre acknowledges; the record still names both.
+    let ack = AlertAck {
+        ack_id: "ack-1".into(),
+        episode_id: raised.episode_id.clone(),
+        patient_pseudonym: P.into(),
+        action: AckAction::Acknowledge,
+        snooze_until_ms: None,
+        clinician_id: "D-7@C0100".into(),
+        time_ms: day(1.1),
+    };
+    assert!(h.engine.apply_ack(&mut h.state, &ack, &mut h.alerts));
+    let acked = h.take_full().remove(0);
+    assert_eq!(acked.status, AlertStatus::Acknowledged);
+    assert_eq!(
+        (
+            acked.hospital_id.as_str(),
+            acked.managing_hospital_id.as_str()
+        ),
+        ("H0001", "C0100")
+    );
+    // The resolution goes to both too.
+    h.bp(2.0, 130.0, 80.0);
+    let resolved = h.take_full().remove(0);
+    assert_eq!(resolved.status, AlertStatus::Resolved);
+    assert_eq!(resolved.managing_hospital_id, "C0100");
+
+    // A patient never registered is managed where first seen: one hospital.
+    let mut h = Harness::new();
+    h.bp(0.0, 192.0, 116.0);
+    let raised = h.take_full().remove(0);
+    assert_eq!(raised.managing_hospital_id, raised.hospital_id);
+}

@@ -68,6 +68,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0011_published_metrics",
         include_str!("../../../deploy/clickhouse/migrations/0011_published_metrics.sql"),
     ),
+    (
+        12,
+        "0012_alert_managing_hospital",
+        include_str!("../../../deploy/clickhouse/migrations/0012_alert_managing_hospital.sql"),
+    ),
 ];
 
 /// Earlier texts of amended migrations, by version, whose result is the same: a database that

@@ -27,6 +27,10 @@ pub struct Notification<'a> {
     pub rule_id: &'a str,
     pub rule_version: i32,
     pub hospital_id: &'a str,
+    /// The patient's managing hospital ('' when unknown); it is told as well as `hospital_id`.
+    pub managing_hospital_id: &'a str,
+    /// The hospital this request is for: `hospital_id` or `managing_hospital_id`.
+    pub recipient_hospital_id: &'a str,
     pub department_code: &'a str,
     /// The hospital maps it back to its patient with its own pseudonymisation key.
     pub patient_pseudonym: &'a str,
@@ -39,7 +43,33 @@ pub struct Notification<'a> {
     pub source: &'a str,
 }
 
-pub fn body(alert: &Alert) -> Result<Vec<u8>, SinkError> {
+/// One alert for one of the hospitals it goes to.
+#[derive(Debug, Clone, Copy)]
+pub struct Notice<'a> {
+    pub alert: &'a Alert,
+    pub recipient: &'a str,
+}
+
+/// The hospitals an alert goes to: the event's, and the patient's managing hospital when that is
+/// another one (a reading taken elsewhere reaches the team that manages the patient).
+pub fn recipients(alert: &Alert) -> impl Iterator<Item = &str> {
+    let managing = alert.managing_hospital_id.as_str();
+    let also = (!managing.is_empty() && managing != alert.hospital_id).then_some(managing);
+    std::iter::once(alert.hospital_id.as_str()).chain(also)
+}
+
+/// The Idempotency-Key of the alert's request to `recipient`, and the key of its delivery
+/// record: the alert id for the event's hospital (as it always was), with the recipient added
+/// for the managing hospital, so two hospitals sharing one endpoint each get theirs.
+pub fn delivery_key(alert_id: &str, recipient: &str, event_hospital: &str) -> String {
+    if recipient == event_hospital {
+        alert_id.to_string()
+    } else {
+        format!("{alert_id}@{recipient}")
+    }
+}
+
+pub fn body(alert: &Alert, recipient: &str) -> Result<Vec<u8>, SinkError> {
     serde_json::to_vec(&Notification {
         schema: "vigil.alert/1",
         alert_id: &alert.alert_id,
@@ -50,6 +80,8 @@ pub fn body(alert: &Alert) -> Result<Vec<u8>, SinkError> {
         rule_id: &alert.rule_id,
         rule_version: alert.rule_version,
         hospital_id: &alert.hospital_id,
+        managing_hospital_id: &alert.managing_hospital_id,
+        recipient_hospital_id: recipient,
         department_code: &alert.department_code,
         patient_pseudonym: &alert.patient_pseudonym,
         event_time_ms: alert.event_time_ms,
@@ -137,13 +169,13 @@ impl Deliverer {
     }
 
     /// One request.
-    async fn attempt(&self, endpoint: &Endpoint, alert_id: &str, body: &[u8]) -> (i32, Verdict) {
+    async fn attempt(&self, endpoint: &Endpoint, key: &str, body: &[u8]) -> (i32, Verdict) {
         let sent_at = now_ms() / 1000;
         let request = self
             .client
             .post(endpoint.url.clone())
             .header(CONTENT_TYPE, "application/json")
-            .header("Idempotency-Key", alert_id)
+            .header("Idempotency-Key", key)
             .header("X-Vigil-Signature", endpoint.signature(sent_at, body))
             .body(body.to_vec());
         match request.send().await {
@@ -176,22 +208,24 @@ impl Deliverer {
     pub async fn deliver(
         &self,
         endpoint: &Endpoint,
-        alert: &Alert,
+        notice: Notice<'_>,
         stop: &Shutdown,
     ) -> Result<Option<AlertDelivery>, SinkError> {
-        let body = body(alert)?;
+        let Notice { alert, recipient } = notice;
+        let body = body(alert, recipient)?;
+        let key = delivery_key(&alert.alert_id, recipient, &alert.hospital_id);
         let first_attempt_ms = now_ms();
         let deadline = tokio::time::Instant::now() + self.give_up_after;
         let mut backoff = self.initial_backoff;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (http_status, verdict) = self.attempt(endpoint, &alert.alert_id, &body).await;
+            let (http_status, verdict) = self.attempt(endpoint, &key, &body).await;
             metrics::counter!("vigil_notify_attempts_total", "result" => attempt_label(&verdict))
                 .increment(1);
             let finish = |outcome, detail: String| {
                 Some(record(
-                    alert,
+                    notice,
                     endpoint,
                     outcome,
                     attempts,
@@ -237,9 +271,9 @@ fn attempt_label(verdict: &Verdict) -> &'static str {
     }
 }
 
-/// The delivery record of `alert`.
+/// The delivery record of a notice.
 pub fn record(
-    alert: &Alert,
+    notice: Notice<'_>,
     endpoint: &Endpoint,
     outcome: DeliveryOutcome,
     attempts: i32,
@@ -248,7 +282,7 @@ pub fn record(
     first_attempt_ms: i64,
 ) -> AlertDelivery {
     outcome_record(
-        alert,
+        notice,
         outcome,
         attempts,
         http_status,
@@ -259,7 +293,7 @@ pub fn record(
 }
 
 pub fn outcome_record(
-    alert: &Alert,
+    Notice { alert, recipient }: Notice<'_>,
     outcome: DeliveryOutcome,
     attempts: i32,
     http_status: i32,
@@ -273,7 +307,7 @@ pub fn outcome_record(
         rule_id: alert.rule_id.clone(),
         severity: alert.severity,
         alert_status: alert.status,
-        hospital_id: alert.hospital_id.clone(),
+        hospital_id: recipient.to_string(),
         outcome,
         attempts,
         http_status,
@@ -326,13 +360,28 @@ mod tests {
         let alert: Alert =
             serde_json::from_str(include_str!("../../../schemas/examples/alert/raised.json"))
                 .unwrap();
-        let body = body(&alert).unwrap();
+        let body = body(&alert, &alert.managing_hospital_id).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(value["schema"], "vigil.alert/1");
         assert_eq!(value["alert_id"], alert.alert_id.as_str());
         assert_eq!(value["status"], "RAISED");
         assert_eq!(value["severity"], "CRITICAL");
         assert_eq!(value["patient_pseudonym"], alert.patient_pseudonym.as_str());
-        assert_eq!(value.as_object().unwrap().len(), 18);
+        assert_eq!(value["recipient_hospital_id"], "H0002");
+        assert_eq!(value.as_object().unwrap().len(), 20);
+    }
+
+    #[test]
+    fn an_alert_goes_to_the_managing_hospital_too_when_it_is_another() {
+        let mut alert: Alert =
+            serde_json::from_str(include_str!("../../../schemas/examples/alert/raised.json"))
+                .unwrap();
+        assert_eq!(recipients(&alert).collect::<Vec<_>>(), ["H0001", "H0002"]);
+        assert_eq!(delivery_key("a1", "H0001", "H0001"), "a1");
+        assert_eq!(delivery_key("a1", "H0002", "H0001"), "a1@H0002");
+        alert.managing_hospital_id = "H0001".into();
+        assert_eq!(recipients(&alert).collect::<Vec<_>>(), ["H0001"]);
+        alert.managing_hospital_id.clear(); // written before schema v2
+        assert_eq!(recipients(&alert).collect::<Vec<_>>(), ["H0001"]);
     }
 }

@@ -9,7 +9,7 @@
 //! answered 2xx but the process died before the outcome was written — is closed on the hospital's
 //! side by the Idempotency-Key header (the alert id).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::CommitMode;
@@ -29,7 +29,7 @@ use vigil_runtime::{Shutdown, StopWhen};
 use vigil_schemas::{Alert, AlertDelivery, AvroCodec, DeadLetter, DeliveryOutcome, InputPosition};
 
 use super::config::NotifyConfig;
-use super::delivery::{self, Deliverer};
+use super::delivery::{self, Deliverer, Notice};
 use super::endpoints::Endpoints;
 use crate::error::SinkError;
 
@@ -47,7 +47,7 @@ pub struct NotifySummary {
     pub undecodable: u64,
 }
 
-/// One alert handed to its hospital's queue.
+/// One alert handed to the queue of one of the hospitals it goes to.
 struct Job {
     partition: i32,
     epoch: u64,
@@ -55,6 +55,8 @@ struct Job {
     /// When the alert reached Kafka, for the latency metric.
     produced_ms: Option<i64>,
     alert: Alert,
+    /// The hospital this delivery is for.
+    recipient: String,
 }
 
 /// A finished job: how it ended is recorded, then the offset may be committed.
@@ -74,7 +76,8 @@ struct Tracker {
 
 struct PartitionTrack {
     epoch: u64,
-    pending: BTreeSet<i64>,
+    /// Offset → deliveries of its alert still unfinished (one per hospital it goes to).
+    pending: BTreeMap<i64, usize>,
     /// One past the highest offset read.
     read_to: Option<i64>,
 }
@@ -86,7 +89,7 @@ impl Tracker {
             partition,
             PartitionTrack {
                 epoch: self.next_epoch,
-                pending: BTreeSet::new(),
+                pending: BTreeMap::new(),
                 read_to: None,
             },
         );
@@ -96,33 +99,45 @@ impl Tracker {
         self.partitions.remove(&partition);
     }
 
-    /// Notes a read offset; `None` if the partition is not (or no longer) ours.
-    fn read(&mut self, partition: i32, offset: i64, finished: bool) -> Option<u64> {
+    /// Notes a read offset with the deliveries it still awaits; `None` if the partition is not
+    /// (or no longer) ours.
+    fn read(&mut self, partition: i32, offset: i64, deliveries: usize) -> Option<u64> {
         let track = self.partitions.get_mut(&partition)?;
         track.read_to = Some(track.read_to.unwrap_or(0).max(offset + 1));
-        if !finished {
-            track.pending.insert(offset);
+        if deliveries > 0 {
+            *track.pending.entry(offset).or_default() += deliveries;
         }
         Some(track.epoch)
     }
 
+    /// One delivery of the alert at `offset` finished.
     fn finish(&mut self, partition: i32, epoch: u64, offset: i64) {
-        if let Some(track) = self.partitions.get_mut(&partition) {
-            if track.epoch == epoch {
+        let Some(track) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        if track.epoch != epoch {
+            return;
+        }
+        if let Some(left) = track.pending.get_mut(&offset) {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
                 track.pending.remove(&offset);
             }
         }
     }
 
     fn in_flight(&self) -> usize {
-        self.partitions.values().map(|t| t.pending.len()).sum()
+        self.partitions
+            .values()
+            .map(|t| t.pending.values().sum::<usize>())
+            .sum()
     }
 
     /// The next offsets that may be committed: below the oldest pending alert.
     fn positions(&self, topic: &str) -> Positions {
         let mut positions = Positions::default();
         for (partition, track) in &self.partitions {
-            let next = match (track.pending.first(), track.read_to) {
+            let next = match (track.pending.keys().next(), track.read_to) {
                 (Some(oldest), _) => *oldest,
                 (None, Some(read_to)) => read_to,
                 (None, None) => continue,
@@ -135,14 +150,15 @@ impl Tracker {
     }
 }
 
-/// Which alerts have a final outcome (sent, refused, stale), read back from the deliveries
-/// topic. Only alerts young enough to be sent matter, so older entries are dropped.
+/// Which deliveries (alert, hospital) have a final outcome (sent, refused, stale), read back
+/// from the deliveries topic. Only alerts young enough to be sent matter, so older entries are
+/// dropped.
 struct Memory {
     topic: String,
     /// Next offset to read, per partition of the deliveries topic.
     read_from: Vec<i64>,
-    /// alert id → alert event time.
-    finished: HashMap<String, i64>,
+    /// (alert id, hospital) → alert event time.
+    finished: HashMap<(String, String), i64>,
 }
 
 impl Memory {
@@ -176,7 +192,8 @@ impl Memory {
                     if let Some(bytes) = payload {
                         match codec.decode(bytes) {
                             Ok(delivery) => {
-                                finished.insert(delivery.alert_id, delivery.alert_time_ms);
+                                let time = delivery.alert_time_ms;
+                                finished.insert((delivery.alert_id, delivery.hospital_id), time);
                             }
                             Err(error) => warn!(%error, "Skipping an unreadable delivery record."),
                         }
@@ -186,6 +203,12 @@ impl Memory {
             self.read_from[partition] = high;
         }
         Ok(records)
+    }
+
+    fn has_finished(&self, alert_id: &str, hospital: &str) -> bool {
+        // Looked up per alert read: the owned key is cheap beside the alert's decoding.
+        self.finished
+            .contains_key(&(alert_id.to_string(), hospital.to_string()))
     }
 
     fn forget_older_than(&mut self, oldest_ms: i64) {
@@ -353,14 +376,15 @@ impl<'a> Notifier<'a> {
                 &mut self.tracker,
                 &mut self.summary,
             );
-            match routed {
-                Routed::Finished(Some(ending)) => {
-                    self.record(&ending, message_location(message))?;
-                    self.uncommitted = true;
-                }
-                Routed::Finished(None) => self.uncommitted = true,
-                Routed::Queued(job) => self.enqueue(job),
-                Routed::NotOurs => {}
+            let Routed::Taken { endings, jobs } = routed else {
+                continue;
+            };
+            for ending in &endings {
+                self.record(ending, message_location(message))?;
+            }
+            self.uncommitted = true;
+            for job in jobs {
+                self.enqueue(job);
             }
         }
         Ok(())
@@ -369,10 +393,14 @@ impl<'a> Notifier<'a> {
     /// Hands a job to its hospital's queue (started on first use), or finishes it as
     /// undeliverable when the hospital has no endpoint.
     fn enqueue(&mut self, job: Job) {
-        let hospital = job.alert.hospital_id.clone();
+        let hospital = job.recipient.clone();
         let Some(endpoint) = self.endpoints.get(&hospital).cloned() else {
+            let notice = Notice {
+                alert: &job.alert,
+                recipient: &hospital,
+            };
             let delivery = delivery::outcome_record(
-                &job.alert,
+                notice,
                 DeliveryOutcome::Undeliverable,
                 0,
                 0,
@@ -437,9 +465,8 @@ impl<'a> Notifier<'a> {
                 DeliveryOutcome::Undeliverable => self.summary.undeliverable += 1,
                 DeliveryOutcome::Stale => self.summary.stale += 1,
             }
-            self.memory
-                .finished
-                .insert(delivery.alert_id.clone(), delivery.alert_time_ms);
+            let key = (delivery.alert_id.clone(), delivery.hospital_id.clone());
+            self.memory.finished.insert(key, delivery.alert_time_ms);
         }
         Ok(())
     }
@@ -520,9 +547,12 @@ impl Ending {
 }
 
 enum Routed {
-    /// Done on the spot; `Some` carries what to record first.
-    Finished(Option<Ending>),
-    Queued(Job),
+    /// The record is ours: what is decided on the spot (recorded first), and the deliveries
+    /// queued (none when every hospital it goes to has its outcome).
+    Taken {
+        endings: Vec<Ending>,
+        jobs: Vec<Job>,
+    },
     /// The partition was revoked during the poll: its new owner handles it.
     NotOurs,
 }
@@ -555,52 +585,72 @@ fn route(
             };
             summary.undecodable += 1;
             warn!(detail = %detail, partition, offset, "An alert record cannot be decoded; sending it to dead letters.");
-            if tracker.read(partition, offset, true).is_none() {
+            if tracker.read(partition, offset, 0).is_none() {
                 return Routed::NotOurs;
             }
-            return Routed::Finished(Some(Ending::NotAnAlert { detail }));
+            let endings = vec![Ending::NotAnAlert { detail }];
+            return Routed::Taken {
+                endings,
+                jobs: Vec::new(),
+            };
         }
     };
-    if !alert.status.notifies() || memory.finished.contains_key(&alert.alert_id) {
-        if alert.status.notifies() {
-            summary.already_delivered += 1;
-        } else {
-            summary.not_notifying += 1;
-        }
-        return match tracker.read(partition, offset, true) {
-            Some(_) => Routed::Finished(None),
+    if !alert.status.notifies() {
+        summary.not_notifying += 1;
+        return match tracker.read(partition, offset, 0) {
+            Some(_) => Routed::Taken {
+                endings: Vec::new(),
+                jobs: Vec::new(),
+            },
             None => Routed::NotOurs,
         };
     }
     let max_age = i64::try_from(config.max_alert_age.as_millis()).unwrap_or(i64::MAX);
-    if alert.event_time_ms < now_ms().saturating_sub(max_age) {
-        if tracker.read(partition, offset, true).is_none() {
-            return Routed::NotOurs;
-        }
-        let delivery = delivery::outcome_record(
-            &alert,
-            DeliveryOutcome::Stale,
-            0,
-            0,
-            format!(
+    let stale = alert.event_time_ms < now_ms().saturating_sub(max_age);
+    let mut endings = Vec::new();
+    let mut to_send = Vec::new();
+    for recipient in delivery::recipients(&alert) {
+        if memory.has_finished(&alert.alert_id, recipient) {
+            summary.already_delivered += 1;
+        } else if stale {
+            let detail = format!(
                 "older than notify.max_alert_age ({:?}) on arrival; not sent",
                 config.max_alert_age
-            ),
-            "",
-            now_ms(),
-        );
-        return Routed::Finished(Some(Ending::Outcome(delivery)));
+            );
+            let notice = Notice {
+                alert: &alert,
+                recipient,
+            };
+            let delivery = delivery::outcome_record(
+                notice,
+                DeliveryOutcome::Stale,
+                0,
+                0,
+                detail,
+                "",
+                now_ms(),
+            );
+            endings.push(Ending::Outcome(delivery));
+        } else {
+            to_send.push(recipient.to_string());
+        }
     }
-    match tracker.read(partition, offset, false) {
-        Some(epoch) => Routed::Queued(Job {
+    let Some(epoch) = tracker.read(partition, offset, to_send.len()) else {
+        return Routed::NotOurs;
+    };
+    let produced_ms = message.timestamp().to_millis();
+    let jobs = to_send
+        .into_iter()
+        .map(|recipient| Job {
             partition,
             epoch,
             offset,
-            produced_ms: message.timestamp().to_millis(),
-            alert,
-        }),
-        None => Routed::NotOurs,
-    }
+            produced_ms,
+            alert: alert.clone(),
+            recipient,
+        })
+        .collect();
+    Routed::Taken { endings, jobs }
 }
 
 /// Writes the outcome (and, for what could not be delivered, a dead letter).
@@ -620,15 +670,22 @@ fn record_outcome(
         Ending::Outcome(delivery) | Ending::Undeliverable(_, delivery, _) => {
             metrics::counter!("vigil_notify_outcomes_total", "outcome" => delivery.outcome.as_str())
                 .increment(1);
+            let event_hospital = match ending {
+                Ending::Undeliverable(alert, ..) => alert.hospital_id.as_str(),
+                _ => delivery.hospital_id.as_str(),
+            };
+            let key =
+                delivery::delivery_key(&delivery.alert_id, &delivery.hospital_id, event_hospital);
             producer.send(
                 &topics.alert_deliveries,
-                delivery.alert_id.as_bytes(),
+                key.as_bytes(),
                 &codecs.delivery.encode(delivery)?,
             )?;
             match ending {
                 Ending::Undeliverable(alert, delivery, why) => {
                     // Alerts are pseudonymous; the body lets an operator deliver it by hand.
-                    let body = String::from_utf8_lossy(&delivery::body(alert)?).into_owned();
+                    let body = delivery::body(alert, &delivery.hospital_id)?;
+                    let body = String::from_utf8_lossy(&body).into_owned();
                     let time = (delivery.alert_time_ms > 0).then_some(delivery.alert_time_ms);
                     Some(
                         DeadLetter::new("notify", at, why.as_str(), &delivery.detail, now_ms())
@@ -708,11 +765,15 @@ fn spawn_worker(
             if stop.is_requested() {
                 return;
             }
-            let delivery = match deliverer.deliver(&endpoint, &job.alert, &stop).await {
+            let notice = Notice {
+                alert: &job.alert,
+                recipient: &job.recipient,
+            };
+            let delivery = match deliverer.deliver(&endpoint, notice, &stop).await {
                 Ok(Some(delivery)) => delivery,
                 Ok(None) => return,
                 Err(error) => delivery::record(
-                    &job.alert,
+                    notice,
                     &endpoint,
                     DeliveryOutcome::Undeliverable,
                     0,
@@ -750,10 +811,10 @@ mod tests {
         let mut tracker = Tracker::default();
         tracker.assign(0);
         tracker.assign(1);
-        let e0 = tracker.read(0, 10, true).unwrap();
-        tracker.read(0, 11, false).unwrap();
-        tracker.read(0, 12, true).unwrap();
-        tracker.read(1, 5, true).unwrap();
+        let e0 = tracker.read(0, 10, 0).unwrap();
+        tracker.read(0, 11, 1).unwrap();
+        tracker.read(0, 12, 0).unwrap();
+        tracker.read(1, 5, 0).unwrap();
         let positions = tracker.positions("alerts");
         assert_eq!(
             positions.get("alerts", 0),
@@ -766,14 +827,22 @@ mod tests {
         assert_eq!(tracker.positions("alerts").get("alerts", 0), Some(13));
 
         // A stale completion from before a revoke and re-assign does not count.
-        let old = tracker.read(0, 13, false).unwrap();
+        let old = tracker.read(0, 13, 1).unwrap();
         tracker.revoke(0);
-        assert!(tracker.read(0, 14, false).is_none(), "not ours any more");
+        assert!(tracker.read(0, 14, 1).is_none(), "not ours any more");
         tracker.assign(0);
-        let new = tracker.read(0, 13, false).unwrap();
+        let new = tracker.read(0, 13, 1).unwrap();
         tracker.finish(0, old, 13);
         assert_eq!(tracker.in_flight(), 1);
         tracker.finish(0, new, 13);
         assert_eq!(tracker.in_flight(), 0);
+
+        // An alert for two hospitals is finished when both deliveries are.
+        let epoch = tracker.read(0, 20, 2).unwrap();
+        tracker.finish(0, epoch, 20);
+        assert_eq!(tracker.in_flight(), 1);
+        assert_eq!(tracker.positions("alerts").get("alerts", 0), Some(20));
+        tracker.finish(0, epoch, 20);
+        assert_eq!(tracker.positions("alerts").get("alerts", 0), Some(21));
     }
 }

@@ -33,11 +33,13 @@ pub fn apply_ack(
         return false;
     };
     let hospital = patient.episodes[pos].hospital.clone();
+    let managing = patient.hospital.clone();
     let cause = Cause {
         time_ms: ack.time_ms,
         trigger_id: &ack.ack_id,
         hospital: &hospital,
         department: "",
+        managing: &managing,
     };
     let one_shot = matches!(rule.trigger, Trigger::NewComplication {});
     match ack.action {

@@ -17,6 +17,8 @@ mod follow_ups;
 mod timers;
 mod triggers;
 
+use std::sync::Arc;
+
 use vigil_schemas::ids::stable_id;
 use vigil_schemas::{Alert, AlertStatus, ClinicalEvent, Condition, Payload};
 
@@ -87,18 +89,29 @@ struct Cause<'a> {
     trigger_id: &'a str,
     hospital: &'a str,
     department: &'a str,
+    /// The patient's managing hospital now: it hears of the change too.
+    managing: &'a str,
 }
 
 impl<'a> Cause<'a> {
     /// An event as the cause of what the rules do about it.
-    fn of_event(event: &'a ClinicalEvent, department: &'a str) -> Cause<'a> {
+    fn of_event(event: &'a ClinicalEvent, department: &'a str, managing: &'a str) -> Cause<'a> {
         Cause {
             time_ms: event.event_time_ms,
             trigger_id: &event.event_id,
             hospital: &event.hospital_id,
             department,
+            managing,
         }
     }
+}
+
+/// The patient's managing hospital (empty for a patient not held).
+fn managing_hospital(state: &PartitionState, key: &PatientKey) -> Arc<str> {
+    state
+        .patients
+        .get(key)
+        .map_or_else(|| Arc::from(""), |p| p.hospital.clone())
 }
 
 fn number(value: f64) -> String {
@@ -203,6 +216,7 @@ fn build_alert(
         message,
         source: rule.source.clone(),
         actor: actor.to_string(),
+        managing_hospital_id: cause.managing.to_string(),
     }
 }
 
@@ -455,7 +469,8 @@ pub fn close_merged(
     event: &ClinicalEvent,
     alerts: &mut Vec<Alert>,
 ) {
-    let cause = Cause::of_event(event, "");
+    let managing = managing_hospital(state, &key);
+    let cause = Cause::of_event(event, "", &managing);
     let mut episodes = Episodes {
         engine,
         state,
@@ -489,7 +504,8 @@ pub fn watch_from_first_fact(
     event: &ClinicalEvent,
     alerts: &mut Vec<Alert>,
 ) {
-    let cause = Cause::of_event(event, "");
+    let managing = managing_hospital(state, &key);
+    let cause = Cause::of_event(event, "", &managing);
     let mut episodes = Episodes {
         engine,
         state,
@@ -515,7 +531,8 @@ pub fn on_change(
         Payload::Encounter(e) => e.department_code.as_str(),
         _ => "",
     };
-    let cause = Cause::of_event(event, department);
+    let managing = managing_hospital(state, &key);
+    let cause = Cause::of_event(event, department, &managing);
     let index = &engine.index;
     let mut episodes = Episodes {
         engine,

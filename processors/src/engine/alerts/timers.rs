@@ -35,6 +35,7 @@ pub fn on_timer(
         trigger_id: &trigger_id,
         hospital: &hospital,
         department: "",
+        managing: &hospital,
     };
     match kind {
         TimerKind::Due { .. } => {
