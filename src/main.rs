@@ -13,6 +13,7 @@ macro_rules! say {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod backtest;
 mod bench;
 mod config;
 mod stages;
@@ -80,6 +81,9 @@ enum Command {
     Up(UpArgs),
     /// Print the effective configuration (file, defaults and environment combined).
     Config,
+    /// Replay a period of the history in ClickHouse through candidate rules beside the live
+    /// ones: the alert burden of a rule change, per rule and hospital, before it goes live.
+    Backtest(backtest::BacktestArgs),
     /// Check a rules file (default: the configured one) and list its rules.
     Rules { file: Option<PathBuf> },
     /// Get a new hospital ready: profile its data before go-live.
@@ -298,6 +302,7 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
             | Command::Migrate
             | Command::Topics
             | Command::Bench(_)
+            | Command::Backtest(_)
             | Command::Onboard(_)
     ) {
         vigil_runtime::telemetry::init_metrics(&config.telemetry.metrics_listen);
@@ -343,6 +348,7 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
         }
         Command::Up(args) => up(config, args, shutdown).await?,
         Command::Token(command) => tokens::run(&config, command).await?,
+        Command::Backtest(args) => backtest::run(&config, args).await?,
     }
     Ok(())
 }

@@ -33,7 +33,7 @@ fn distinct_keys<T: WireRecord>(
 }
 
 fn event_key(e: &ClinicalEvent) -> String {
-    let row = EventRow::from_event(e, 0);
+    let row = EventRow::from_event(e, 0, None);
     format!(
         "{}|{}|{}|{}",
         row.hospital_id, row.kind, row.event_time, row.event_id

@@ -5,7 +5,10 @@
 //! * [`checkpoint`] writes each partition's state to a changelog topic with the input offsets it
 //!   reflects, and restores it when a partition is assigned (after a crash, or on another instance).
 //! * [`runner`] is the Kafka loop around both.
+//! * [`backtest`] replays the history in ClickHouse through a candidate rule set beside the live
+//!   one, without producing anything.
 
+pub mod backtest;
 pub mod checkpoint;
 pub mod clinical;
 mod config;

@@ -123,6 +123,71 @@ pub struct RuleSet {
     superseded_by: Vec<Vec<usize>>,
 }
 
+/// What is wrong with a trigger's settings, naming the field; `None` when they are sound.
+fn trigger_problem(trigger: &Trigger) -> Option<&'static str> {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    let bp = |systolic: f64, diastolic: f64| {
+        if !positive(systolic) {
+            Some("trigger.systolic_mmhg must be a positive number")
+        } else if !positive(diastolic) {
+            Some("trigger.diastolic_mmhg must be a positive number")
+        } else {
+            None
+        }
+    };
+    match trigger {
+        Trigger::BloodPressureAtLeast {
+            systolic_mmhg,
+            diastolic_mmhg,
+        }
+        | Trigger::ConsecutiveUncontrolledFollowUps {
+            systolic_mmhg,
+            diastolic_mmhg,
+            ..
+        }
+        | Trigger::UncontrolledFollowUpRevisit {
+            systolic_mmhg,
+            diastolic_mmhg,
+            ..
+        } => bp(*systolic_mmhg, *diastolic_mmhg),
+        Trigger::GlucoseAtLeast { mmol_l } | Trigger::GlucoseBelow { mmol_l } => {
+            (!positive(*mmol_l)).then_some("trigger.mmol_l must be a positive number")
+        }
+        Trigger::Hba1cAbove { percent } => {
+            (!positive(*percent)).then_some("trigger.percent must be a positive number")
+        }
+        Trigger::MissedFollowUp { after, conditions } => {
+            if after.is_zero() {
+                Some("trigger.after must be longer than zero")
+            } else if conditions.is_empty() {
+                Some("trigger.conditions must name at least one condition")
+            } else {
+                None
+            }
+        }
+        Trigger::KidneyFunctionDecline {
+            min_fall_fraction,
+            max_annual_loss,
+            rapid_min_readings,
+            rapid_min_span,
+            ..
+        } => {
+            if !(0.0..1.0).contains(min_fall_fraction) {
+                Some("trigger.min_fall_fraction must be from 0 to below 1")
+            } else if !positive(*max_annual_loss) {
+                Some("trigger.max_annual_loss must be a positive number")
+            } else if *rapid_min_readings < 2 {
+                Some("trigger.rapid_min_readings must be at least 2")
+            } else if rapid_min_span.is_zero() {
+                Some("trigger.rapid_min_span must be longer than zero")
+            } else {
+                None
+            }
+        }
+        Trigger::NewComplication {} => None,
+    }
+}
+
 impl RuleSet {
     pub fn defaults() -> Result<RuleSet, ProcessorError> {
         Self::parse(DEFAULT_RULES, "built-in rules/default.toml")
@@ -174,52 +239,12 @@ impl RuleSet {
             if rule.message.trim().is_empty() || rule.source.trim().is_empty() {
                 return fail(&rule.id, "message and source must not be empty".into());
             }
-            let positive = |x: f64| x.is_finite() && x > 0.0;
-            let ok = match &rule.trigger {
-                Trigger::BloodPressureAtLeast {
-                    systolic_mmhg,
-                    diastolic_mmhg,
-                }
-                | Trigger::ConsecutiveUncontrolledFollowUps {
-                    systolic_mmhg,
-                    diastolic_mmhg,
-                    ..
-                }
-                | Trigger::UncontrolledFollowUpRevisit {
-                    systolic_mmhg,
-                    diastolic_mmhg,
-                    ..
-                } => positive(*systolic_mmhg) && positive(*diastolic_mmhg),
-                Trigger::GlucoseAtLeast { mmol_l } | Trigger::GlucoseBelow { mmol_l } => {
-                    positive(*mmol_l)
-                }
-                Trigger::Hba1cAbove { percent } => positive(*percent),
-                Trigger::MissedFollowUp { after, conditions } => {
-                    !after.is_zero() && !conditions.is_empty()
-                }
-                Trigger::KidneyFunctionDecline {
-                    min_fall_fraction,
-                    max_annual_loss,
-                    rapid_min_readings,
-                    rapid_min_span,
-                    ..
-                } => {
-                    (0.0..1.0).contains(min_fall_fraction)
-                        && positive(*max_annual_loss)
-                        && *rapid_min_readings >= 2
-                        && !rapid_min_span.is_zero()
-                }
-                Trigger::NewComplication {} => true,
-            };
-            if !ok {
-                return fail(
-                    &rule.id,
-                    "trigger thresholds must be positive (and fractions below 1)".into(),
-                );
+            if let Some(problem) = trigger_problem(&rule.trigger) {
+                return fail(&rule.id, problem.into());
             }
             if let Trigger::ConsecutiveUncontrolledFollowUps { count, .. } = rule.trigger {
                 if !(2..=8).contains(&count) {
-                    return fail(&rule.id, "count must be between 2 and 8".into());
+                    return fail(&rule.id, "trigger.count must be between 2 and 8".into());
                 }
             }
         }

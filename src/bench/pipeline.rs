@@ -809,7 +809,7 @@ fn event_rows(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Vec<EventRow>>
             Duration::from_secs(60),
             |_, payload| {
                 if let Some(Ok(event)) = payload.map(|p| codec.decode(p)) {
-                    rows.push(EventRow::from_event(&event, 0));
+                    rows.push(EventRow::from_event(&event, 0, None));
                 }
                 Ok(())
             },

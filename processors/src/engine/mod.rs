@@ -303,6 +303,14 @@ impl PartitionState {
         std::mem::take(&mut self.forwarded)
     }
 
+    /// Drops the status rows and forwarded facts pending: what a backtest, which sends
+    /// nothing, does with them.
+    pub fn discard_outputs(&mut self) {
+        self.dirty_status.clear();
+        self.changed.clear();
+        self.forwarded.clear();
+    }
+
     pub fn has_pending_status(&self) -> bool {
         !self.dirty_status.is_empty()
     }

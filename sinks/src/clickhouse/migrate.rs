@@ -73,6 +73,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0012_alert_managing_hospital",
         include_str!("../../../deploy/clickhouse/migrations/0012_alert_managing_hospital.sql"),
     ),
+    (
+        13,
+        "0013_event_positions",
+        include_str!("../../../deploy/clickhouse/migrations/0013_event_positions.sql"),
+    ),
 ];
 
 /// Earlier texts of amended migrations, by version, whose result is the same: a database that

@@ -31,10 +31,19 @@ pub struct EventRow {
     pub unit: String,
     pub payload: String,
     pub landed_time_ms: i64,
+    /// Where the record stood in the topic it landed from (-1: not known).
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+    /// The edge's source position as JSON ('' when it sent none).
+    pub source: String,
 }
 
 impl EventRow {
-    pub fn from_event(event: &ClinicalEvent, landed_time_ms: i64) -> EventRow {
+    pub fn from_event(
+        event: &ClinicalEvent,
+        landed_time_ms: i64,
+        at: Option<(i32, i64)>,
+    ) -> EventRow {
         let (code, value, value2, unit) = match &event.payload {
             Payload::PatientRegistration(r) => (
                 r.programmes
@@ -97,6 +106,13 @@ impl EventRow {
             // The payload is pseudonymous already (no direct identifiers reach the topic).
             payload: serde_json::to_string(&event.payload).unwrap_or_default(),
             landed_time_ms,
+            kafka_partition: at.map_or(-1, |(partition, _)| partition),
+            kafka_offset: at.map_or(-1, |(_, offset)| offset),
+            source: event
+                .source
+                .as_ref()
+                .and_then(|source| serde_json::to_string(source).ok())
+                .unwrap_or_default(),
         }
     }
 }
@@ -388,7 +404,7 @@ mod tests {
             }
             let event: ClinicalEvent =
                 serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            let row = EventRow::from_event(&event, 1);
+            let row = EventRow::from_event(&event, 1, Some((0, 7)));
             assert_eq!(row.event_id, event.event_id);
             assert!(!row.kind.is_empty() && !row.payload.is_empty());
             seen += 1;

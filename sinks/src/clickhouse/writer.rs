@@ -60,7 +60,8 @@ trait Table {
     type Record: WireRecord;
     type Row: Row + for<'a> Row<Value<'a> = Self::Row> + Serialize + Send + Sync + Clone + 'static;
     const TABLE: &'static str;
-    fn row(record: &Self::Record, landed_ms: i64) -> Self::Row;
+    /// The row of a record, landed at `landed_ms` from `at` (partition, offset).
+    fn row(record: &Self::Record, landed_ms: i64, at: (i32, i64)) -> Self::Row;
     fn hospital(record: &Self::Record) -> &str;
     /// Whether the record may land. Refused records are another stage's to dead-letter.
     fn check(_record: &Self::Record) -> Result<(), Invalid> {
@@ -82,8 +83,9 @@ impl Table for Events {
     type Record = ClinicalEvent;
     type Row = EventRow;
     const TABLE: &'static str = "clinical_events";
-    fn row(record: &ClinicalEvent, landed_ms: i64) -> EventRow {
-        EventRow::from_event(record, landed_ms)
+    /// The topic position too: `vigil backtest` replays in the processor's order.
+    fn row(record: &ClinicalEvent, landed_ms: i64, at: (i32, i64)) -> EventRow {
+        EventRow::from_event(record, landed_ms, Some(at))
     }
     fn hospital(record: &ClinicalEvent) -> &str {
         &record.hospital_id
@@ -108,7 +110,7 @@ macro_rules! table {
             type Record = $record;
             type Row = $row;
             const TABLE: &'static str = $table;
-            fn row(record: &$record, landed_ms: i64) -> $row {
+            fn row(record: &$record, landed_ms: i64, _at: (i32, i64)) -> $row {
                 $make(record, landed_ms)
             }
             fn hospital(record: &$record) -> &str {
@@ -122,6 +124,10 @@ macro_rules! table {
     };
 }
 
+fn late_event_row(event: &ClinicalEvent, landed_ms: i64) -> EventRow {
+    EventRow::from_event(event, landed_ms, None)
+}
+
 fn seconds(time: u32) -> i64 {
     i64::from(time) * 1000
 }
@@ -129,7 +135,7 @@ fn seconds(time: u32) -> i64 {
 table!(
     /// Events the processor did not apply because they arrived after the allowed lateness:
     /// landed as they are, so the commission sees what the figures left out.
-    LateEvents: ClinicalEvent => EventRow, "late_events", EventRow::from_event,
+    LateEvents: ClinicalEvent => EventRow, "late_events", late_event_row,
     Some(Activity::Events), |row| Some(row.event_time_ms)
 );
 table!(
@@ -144,7 +150,7 @@ impl Table for Statuses {
     type Record = PatientStatus;
     type Row = StatusRow;
     const TABLE: &'static str = "patient_status";
-    fn row(record: &PatientStatus, landed_ms: i64) -> StatusRow {
+    fn row(record: &PatientStatus, landed_ms: i64, _at: (i32, i64)) -> StatusRow {
         StatusRow::from_status(record, landed_ms)
     }
     fn hospital(record: &PatientStatus) -> &str {
@@ -230,7 +236,8 @@ impl<T: Table> Pending<T> {
             debug!(table = T::TABLE, reason = invalid.reason.as_str(), "A record breaks the contract; not landed (its producer's consumer dead-letters it).");
             return None;
         }
-        self.rows.push(T::row(&record, landed_ms));
+        let at = (message.partition(), message.offset());
+        self.rows.push(T::row(&record, landed_ms, at));
         self.sources.push((
             message.partition(),
             message.offset(),
