@@ -2,6 +2,7 @@
 //! baselines run in the same session (a plain rdkafka consumer, plain ClickHouse inserts).
 //! Prints one line per figure and, with --json, writes them all for BENCHMARKS.md.
 
+mod backtest;
 mod dashboard;
 mod engine;
 mod pipeline;
@@ -18,7 +19,7 @@ use crate::config::VigilConfig;
 #[derive(clap::Args, Clone)]
 pub struct BenchArgs {
     /// Which benchmarks: engine, spool (an initial snapshot held and released), stages (= consume, process, sink, ingest: each stage on a
-    /// pre-filled topic beside its baseline), e2e, latency, backfill, restore, dashboard;
+    /// pre-filled topic beside its baseline), e2e, latency, backfill, restore, dashboard, backtest;
     /// comma-separated, or "all".
     #[arg(long, default_value = "engine,stages,e2e,latency,restore")]
     pub only: String,
@@ -46,6 +47,9 @@ pub struct BenchArgs {
     /// Patients whose 18 months of status rows fill the dashboard benchmark's database.
     #[arg(long, default_value_t = 1_000_000)]
     pub dashboard_patients: u64,
+    /// Patients of the region whose year the backtest benchmark replays.
+    #[arg(long, default_value_t = 100_000)]
+    pub backtest_patients: u32,
     /// Write the figures as JSON here as well.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -161,7 +165,7 @@ pub fn run(
         engine::run(config, key.clone(), args.events, args.runs, &mut report)?;
     }
     if want("spool") {
-        let history = engine::pre_encoded(config, key, args.events)?;
+        let history = engine::pre_encoded(config, key.clone(), args.events)?;
         spool::run(&history, args.runs, &mut report)?;
     }
     let session = format!("bench{}", stamp());
@@ -204,6 +208,17 @@ pub fn run(
             &config.kafka,
             args.dashboard_patients,
             args.runs.max(10),
+            &runtime,
+            &mut report,
+        )?;
+    }
+    if want("backtest") {
+        let runtime = tokio::runtime::Handle::current();
+        backtest::run(
+            config,
+            key.clone(),
+            args.backtest_patients,
+            args.runs,
             &runtime,
             &mut report,
         )?;

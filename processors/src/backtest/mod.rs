@@ -126,6 +126,17 @@ pub async fn run(client: &Client, request: &Request) -> Result<Outcome, Processo
     })
 }
 
+/// Reads and decodes the history up to `to_ms` as a backtest does, through no engine: the
+/// benchmark's baseline (what reading alone costs). Returns the events read.
+pub async fn read_only(client: &Client, to_ms: i64) -> Result<u64, ProcessorError> {
+    let partitions = history::partitions(client).await?;
+    let mut events = 0;
+    for partition in 0..partitions {
+        events += history::replay_partition(client, partitions, partition, to_ms, |_| {}).await?;
+    }
+    Ok(events)
+}
+
 fn sorted(trace: replay::Trace) -> Vec<EpisodeTrace> {
     let mut episodes: Vec<EpisodeTrace> = trace.episodes.into_values().collect();
     episodes.sort_by(|a, b| (a.opened_ms, &a.episode_id).cmp(&(b.opened_ms, &b.episode_id)));
