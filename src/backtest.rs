@@ -1,6 +1,7 @@
 //! `vigil backtest`: a candidate rules file against the live rules over a period of the
-//! history in ClickHouse; the report as Markdown (printed), and with `--out` also HTML, JSON and
-//! every episode each rule set opened (JSON lines).
+//! history in ClickHouse; the report as Markdown (printed) and stored for `vigil serve`'s
+//! backtest pages, and with `--out` also HTML, JSON and every episode each rule set opened
+//! (JSON lines).
 
 use std::path::{Path, PathBuf};
 
@@ -83,7 +84,11 @@ pub async fn run(config: &VigilConfig, args: BacktestArgs) -> anyhow::Result<()>
     if let Some(dir) = &args.out {
         write_files(dir, &outcome, &markdown)?;
     }
+    let report_id = backtest::publish(&client, &outcome.report, vigil_runtime::time::now_ms())
+        .await
+        .context("cannot store the report for vigil serve")?;
     say!("{markdown}");
+    eprintln!("backtest: on the dashboard at /backtests/{report_id}");
     Ok(())
 }
 

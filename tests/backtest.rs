@@ -1,7 +1,8 @@
 //! `vigil backtest` against the real ClickHouse: replaying the live rules reproduces, episode
 //! for episode, what the pipeline raised; a candidate that raises the crisis threshold drops
 //! exactly the hand-made patient between the two thresholds and changes no other rule; a rules
-//! file with an error is refused, naming the field, before anything is read.
+//! file with an error is refused, naming the field, before anything is read; the reports are on
+//! `vigil serve`'s backtest pages for whom they concern (in Debian's headless Chromium).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,7 +10,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::TestEnv;
+use common::webdriver::Browser;
+use common::{get, TestEnv};
 use vigil_schemas::{
     ClinicalEvent, Condition, PatientRegistration, Payload, ProgrammeEnrolment, Sex,
 };
@@ -88,7 +90,7 @@ fn ids(
 
 #[test]
 fn backtests_reproduce_the_live_alerts_and_show_what_a_threshold_change_drops() {
-    let env = TestEnv::new("backtest", 2, "");
+    let mut env = TestEnv::new("backtest", 2, "");
     env.run_vigil(&["migrate"], Duration::from_secs(60));
     env.run_vigil(&["topics"], Duration::from_secs(60));
     env.run_vigil(
@@ -279,4 +281,81 @@ fn backtests_reproduce_the_live_alerts_and_show_what_a_threshold_change_drops() 
             "nothing was replayed: {output}"
         );
     }
+
+    // 4. The reports on the dashboard's backtest pages, for whom they concern.
+    reports_are_served_to_whom_they_concern(&mut env);
+}
+
+fn reports_are_served_to_whom_they_concern(env: &mut TestEnv) {
+    let commission = env.mint_token("commission");
+    let centre = env.mint_token("hospital:H0901");
+    let other = env.mint_token("hospital:H0001");
+    let insurance = env.mint_token("insurance");
+    let port = common::free_port();
+    env.set_override("VIGIL_SERVE__LISTEN", &format!("127.0.0.1:{port}"));
+    let _serve = env.spawn_vigil(&["serve"], "serve.log");
+    assert!(
+        common::eventually(Duration::from_secs(30), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "{}",
+        env.log("serve.log")
+    );
+    let list = |token: &str| -> Vec<serde_json::Value> {
+        let (status, body) = get(port, token, "/api/v1/backtests");
+        assert_eq!(status, 200, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        json["backtests"].as_array().unwrap().clone()
+    };
+    let everything = list(&commission);
+    assert_eq!(everything.len(), 3, "{everything:?}");
+    let own = list(&centre);
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0]["hospital_id"], "H0901");
+    assert!(list(&other).is_empty());
+    assert_eq!(get(port, &insurance, "/api/v1/backtests").0, 403);
+    assert_eq!(get(port, "", "/backtests").0, 401);
+
+    let regional = everything
+        .iter()
+        .find(|r| {
+            r["hospital_id"] == ""
+                && r["candidate_rules"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("candidate.toml")
+        })
+        .unwrap();
+    let path = format!(
+        "/api/v1/backtests/{}",
+        regional["report_id"].as_str().unwrap()
+    );
+    assert_eq!(
+        get(port, &centre, &path).0,
+        404,
+        "another hospital's patients"
+    );
+    let (status, body) = get(port, &commission, &path);
+    assert_eq!(status, 200);
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["only_baseline"][0]["rule_id"], "hypertensive_crisis");
+
+    // In the browser: the list, then the report a click away.
+    let browser = Browser::start();
+    browser.open(&format!("http://127.0.0.1:{port}/?token={centre}"));
+    browser.open(&format!("http://127.0.0.1:{port}/backtests"));
+    let links = "return Array.from(document.querySelectorAll('#backtests a')).map(a => a.href)";
+    let hrefs = browser.run(links);
+    let hrefs = hrefs.as_array().unwrap();
+    assert_eq!(hrefs.len(), 1, "{hrefs:?}");
+    browser.open(hrefs[0].as_str().unwrap());
+    let row = "return Array.from(document.querySelectorAll('tr')).map(r => r.innerText)\
+               .find(t => t.startsWith('hypertensive_crisis\tH0901')) || ''";
+    let text = browser.run(row);
+    assert!(
+        text.as_str().unwrap().contains("2 → 1 (-1)"),
+        "the report's row for the centre: {text}"
+    );
 }

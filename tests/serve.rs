@@ -8,12 +8,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use common::webdriver::Browser;
-use common::TestEnv;
+use common::{get, request, TestEnv};
 
 const DAY_MS: i64 = 86_400_000;
 const OFFSET_MS: i64 = 8 * 3_600_000;
@@ -24,39 +23,6 @@ fn local_month(months: i32) -> (i32, u32) {
     let (y, m, _) = vigil_runtime::time::civil_from_days(today);
     let index = y * 12 + m as i32 - 1 + months;
     (index.div_euclid(12), index.rem_euclid(12) as u32 + 1)
-}
-
-/// `GET path` with `token` as the bearer (none when empty): status and body.
-fn get(port: u16, token: &str, path: &str) -> (u16, String) {
-    request(port, token, "GET", path, "")
-}
-
-/// One HTTP/1.1 request: status and body.
-fn request(port: u16, token: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let bearer = if token.is_empty() {
-        String::new()
-    } else {
-        format!("Authorization: Bearer {token}\r\n")
-    };
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{bearer}\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap();
-    (status, body)
 }
 
 /// Where a fixture row belongs: (patient, hospital, condition, period kind, period start).

@@ -5,7 +5,7 @@
 
 const TEXT = {
   zh: {
-    title: "慢病管理试点 · 总览", switch: "English", loading: "正在读取……",
+    title: "慢病管理试点 · 总览", switch: "English", loading: "正在读取……", backtests: "规则回测",
     failed: "无法读取数据：",
     signIn: "请使用带访问令牌的链接打开本页（由运维人员用 `vigil token add --role commission` 生成）。",
     none: "尚无患者状态数据：流水线还没有产生指标。",
@@ -41,7 +41,7 @@ const TEXT = {
     allRegions: "全部地区", noRegion: "（未登记地区）", noDepartment: "（未指定科室）",
   },
   en: {
-    title: "Chronic-disease pilot · Overview", switch: "中文", loading: "Loading…",
+    title: "Chronic-disease pilot · Overview", switch: "中文", loading: "Loading…", backtests: "Rule backtests",
     failed: "Could not read the figures: ",
     signIn: "Open this page with the link that carries your access token (an operator makes one with `vigil token add --role commission`).", none: "No patient status yet: the pipeline has produced no metrics.",
     hospitals: "Hospitals connected and how fresh their data is", hospital: "Hospital", events: "Events", newest: "Newest data",

@@ -1,5 +1,5 @@
 //! The API's handlers for the insurance bureau, the hospitals and the operators: outcome
-//! metrics, the alert worklist and acknowledgements, the audit log. Each runs after `guard`
+//! metrics, the alert worklist and acknowledgements, the audit log, the backtest reports. Each runs after `guard`
 //! checked the caller's role; a hospital's token is confined to its hospital here, in every
 //! parameter.
 
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use vigil_runtime::time::now_ms;
 
 use crate::auth::{Principal, Role};
+use crate::backtests;
 use crate::metrics::{self, Metric, Period};
 use crate::worklist::{self, AckOutcome, AckRequest};
 use crate::{error_body, json_rows, unavailable, AppState, Rows};
@@ -367,5 +368,100 @@ pub async fn audit_rows(
             what: "audit log",
             source,
         }),
+    }
+}
+
+/// The reports a caller may read (a hospital: its own patients' only).
+async fn listed_backtests(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<Vec<backtests::Listed>, Response> {
+    let hospital = principal.role.hospital().unwrap_or_default();
+    let offset_s = i64::from(state.reporting.utc_offset_minutes) * 60;
+    backtests::list(&state.reader, hospital, offset_s)
+        .await
+        .map_err(|error| unavailable(&error))
+}
+
+/// One report the caller may read, or the response saying why not.
+async fn stored_backtest(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<backtests::Stored, Response> {
+    match backtests::one(&state.reader, id, principal.role.hospital()).await {
+        Ok(Some(stored)) => Ok(stored),
+        Ok(None) => Err(error_body(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such backtest report for you",
+        )),
+        Err(error) => Err(unavailable(&error)),
+    }
+}
+
+fn html_rows(body: String, rows: u64) -> Response {
+    let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
+    response.extensions_mut().insert(Rows(rows));
+    response
+}
+
+/// `GET /api/v1/backtests`: the stored backtest reports, newest first.
+pub async fn backtest_list(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
+    match listed_backtests(&state, &principal).await {
+        Ok(list) => {
+            let rows = list.len() as u64;
+            json_rows(&serde_json::json!({ "backtests": list }), rows)
+        }
+        Err(response) => response,
+    }
+}
+
+/// `GET /api/v1/backtests/{id}`: one report as JSON.
+pub async fn backtest_report(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    match stored_backtest(&state, &principal, &id).await {
+        Ok(stored) => {
+            let mut response = (
+                [(header::CONTENT_TYPE, "application/json")],
+                stored.report_json,
+            )
+                .into_response();
+            response.extensions_mut().insert(Rows(1));
+            response
+        }
+        Err(response) => response,
+    }
+}
+
+/// `GET /backtests`: the list as a page.
+pub async fn backtest_list_page(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
+    match listed_backtests(&state, &principal).await {
+        Ok(list) => {
+            let rows = list.len() as u64;
+            html_rows(backtests::list_page(&list), rows)
+        }
+        Err(response) => response,
+    }
+}
+
+/// `GET /backtests/{id}`: one report as its page.
+pub async fn backtest_page(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    match stored_backtest(&state, &principal, &id).await {
+        Ok(stored) => html_rows(stored.report_html, 1),
+        Err(response) => response,
     }
 }

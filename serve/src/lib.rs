@@ -13,6 +13,7 @@
 mod api;
 pub mod audit;
 pub mod auth;
+pub mod backtests;
 mod config;
 pub mod drilldown;
 mod error;
@@ -92,6 +93,10 @@ const METRICS: Access = Access::Roles(&[
     RoleKind::Operator,
 ]);
 
+/// Backtest reports name patients by pseudonym: not the insurance bureau's; a hospital's own.
+const BACKTESTS: Access =
+    Access::Roles(&[RoleKind::Commission, RoleKind::Hospital, RoleKind::Operator]);
+
 /// Every route of the API and who may call it: the router takes each route's access from here
 /// (a route missing here admits nobody), and a test holds the OpenAPI document to this list.
 const ROUTES: &[(&str, &str, Access)] = &[
@@ -114,6 +119,10 @@ const ROUTES: &[(&str, &str, Access)] = &[
         Access::Roles(&[RoleKind::Hospital]),
     ),
     ("GET", "/api/v1/audit", Access::Roles(&[RoleKind::Operator])),
+    ("GET", "/backtests", BACKTESTS),
+    ("GET", "/backtests/{id}", BACKTESTS),
+    ("GET", "/api/v1/backtests", BACKTESTS),
+    ("GET", "/api/v1/backtests/{id}", BACKTESTS),
 ];
 
 fn access(method: &str, path: &str) -> Access {
@@ -292,6 +301,22 @@ fn router(state: Arc<AppState>) -> Router {
         api(
             "/api/v1/audit",
             guarded("GET", "/api/v1/audit", get(api::audit_rows)),
+        ),
+        api(
+            "/backtests",
+            guarded("GET", "/backtests", get(api::backtest_list_page)),
+        ),
+        api(
+            "/backtests/{id}",
+            guarded("GET", "/backtests/{id}", get(api::backtest_page)),
+        ),
+        api(
+            "/api/v1/backtests",
+            guarded("GET", "/api/v1/backtests", get(api::backtest_list)),
+        ),
+        api(
+            "/api/v1/backtests/{id}",
+            guarded("GET", "/api/v1/backtests/{id}", get(api::backtest_report)),
         ),
     ];
     routes

@@ -9,6 +9,7 @@
 
 pub mod webdriver;
 
+use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -933,4 +934,37 @@ pub fn vital_signs(
         ..VitalSign::default()
     });
     canonical(patient, record, time_ms, reading)
+}
+
+/// `GET path` with `token` as the bearer (none when empty): status and body.
+pub fn get(port: u16, token: &str, path: &str) -> (u16, String) {
+    request(port, token, "GET", path, "")
+}
+
+/// One HTTP/1.1 request: status and body.
+pub fn request(port: u16, token: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let bearer = if token.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {token}\r\n")
+    };
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{bearer}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap();
+    (status, body)
 }

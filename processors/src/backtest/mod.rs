@@ -137,6 +137,58 @@ pub async fn read_only(client: &Client, to_ms: i64) -> Result<u64, ProcessorErro
     Ok(events)
 }
 
+#[derive(Debug, Serialize, clickhouse::Row)]
+struct StoredReport {
+    report_id: String,
+    created_time: u32,
+    created_ms: i64,
+    period_from: String,
+    period_to: String,
+    hospital_id: String,
+    baseline_rules: String,
+    candidate_rules: String,
+    events: u64,
+    report_json: String,
+    report_html: String,
+}
+
+/// Stores the report for `vigil serve`'s backtest pages; returns its id.
+pub async fn publish(
+    client: &Client,
+    report: &Report,
+    now_ms: i64,
+) -> Result<String, ProcessorError> {
+    let report_json = serde_json::to_string(report)
+        .map_err(|e| ProcessorError::Config(format!("cannot encode the report: {e}")))?;
+    let report_id = vigil_schemas::ids::stable_id(&[report_json.as_bytes(), &now_ms.to_le_bytes()]);
+    let row = StoredReport {
+        report_id: report_id.clone(),
+        created_time: (now_ms / 1000).clamp(0, i64::from(u32::MAX)) as u32,
+        created_ms: now_ms,
+        period_from: report.from.clone(),
+        period_to: report.to.clone(),
+        hospital_id: report.hospital.clone().unwrap_or_default(),
+        baseline_rules: report.baseline_rules.clone(),
+        candidate_rules: report.candidate_rules.clone(),
+        events: report.events_replayed,
+        report_html: html(report),
+        report_json,
+    };
+    let failed = |source| {
+        ProcessorError::Runtime(vigil_runtime::RuntimeError::ClickHouse {
+            operation: "store the backtest report",
+            source,
+        })
+    };
+    let mut insert = client
+        .insert::<StoredReport>("backtest_reports")
+        .await
+        .map_err(failed)?;
+    insert.write(&row).await.map_err(failed)?;
+    insert.end().await.map_err(failed)?;
+    Ok(report_id)
+}
+
 fn sorted(trace: replay::Trace) -> Vec<EpisodeTrace> {
     let mut episodes: Vec<EpisodeTrace> = trace.episodes.into_values().collect();
     episodes.sort_by(|a, b| (a.opened_ms, &a.episode_id).cmp(&(b.opened_ms, &b.episode_id)));

@@ -78,6 +78,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0013_event_positions",
         include_str!("../../../deploy/clickhouse/migrations/0013_event_positions.sql"),
     ),
+    (
+        14,
+        "0014_backtest_reports",
+        include_str!("../../../deploy/clickhouse/migrations/0014_backtest_reports.sql"),
+    ),
 ];
 
 /// Earlier texts of amended migrations, by version, whose result is the same: a database that
