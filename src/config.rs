@@ -2,10 +2,11 @@
 //! overridden by environment variables named `VIGIL_<SECTION>__<KEY>`, e.g.
 //! `VIGIL_KAFKA__BROKERS=10.0.0.5:9092` or `VIGIL_PROCESS__ENGINE__ALLOWED_LATENESS=30d`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use vigil_processors::ProcessConfig;
@@ -56,6 +57,22 @@ const SECTIONS: [&str; 10] = [
     "serve",
 ];
 
+/// Environment variables naming librdkafka properties, whose own names have dots.
+const CLIENT_PROPERTIES: &str = "kafka.client_properties.";
+const CLIENT_PROPERTIES_PREFIX: &str = "VIGIL_KAFKA__CLIENT_PROPERTIES__";
+
+/// `VIGIL_KAFKA__CLIENT_PROPERTIES__<NAME>=value` sets the librdkafka property `<name>` as one
+/// key: lowercased, with `_` standing for `.` (a shell cannot export a name with a dot; one
+/// given with dots, from a container runtime, works too): `..._SASL_MECHANISMS=SCRAM-SHA-512`
+/// sets `sasl.mechanisms`. A generic split would nest the dotted name and fail.
+fn client_properties(vars: impl Iterator<Item = (String, String)>) -> BTreeMap<String, String> {
+    vars.filter_map(|(name, value)| {
+        let property = name.strip_prefix(CLIENT_PROPERTIES_PREFIX)?;
+        (!property.is_empty()).then(|| (property.to_ascii_lowercase().replace('_', "."), value))
+    })
+    .collect()
+}
+
 /// Loads `path` (if it exists; an explicitly named file must exist), then the environment.
 pub fn load(path: &Path, explicit: bool) -> anyhow::Result<VigilConfig> {
     if explicit && !path.exists() {
@@ -63,10 +80,13 @@ pub fn load(path: &Path, explicit: bool) -> anyhow::Result<VigilConfig> {
     }
     let env = Env::prefixed("VIGIL_")
         .split("__")
-        .filter(|key| SECTIONS.iter().any(|s| key.starts_with(&format!("{s}."))));
+        .filter(|key| SECTIONS.iter().any(|s| key.starts_with(&format!("{s}."))))
+        .filter(|key| !key.starts_with(CLIENT_PROPERTIES));
+    let properties = client_properties(std::env::vars());
     let config: VigilConfig = Figment::new()
         .merge(Toml::file(path))
         .merge(env)
+        .merge(Serialized::default("kafka.client_properties", properties))
         .extract()
         .with_context(|| {
             format!(
@@ -90,6 +110,30 @@ mod tests {
             toml::to_string(&file).unwrap(),
             toml::to_string(&defaults).unwrap()
         );
+    }
+
+    #[test]
+    fn librdkafka_properties_come_from_the_environment_as_one_key_each() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "vigil.toml",
+                "[kafka.client_properties]\n\"client.rack\" = \"az1\"\n",
+            )?;
+            jail.set_env(
+                "VIGIL_KAFKA__CLIENT_PROPERTIES__SECURITY_PROTOCOL",
+                "SASL_SSL",
+            );
+            jail.set_env(
+                "VIGIL_KAFKA__CLIENT_PROPERTIES__sasl.mechanisms",
+                "SCRAM-SHA-512",
+            );
+            let config = load(Path::new("vigil.toml"), true).expect("loads");
+            let properties = &config.kafka.client_properties;
+            assert_eq!(properties["security.protocol"], "SASL_SSL");
+            assert_eq!(properties["sasl.mechanisms"], "SCRAM-SHA-512");
+            assert_eq!(properties["client.rack"], "az1", "the file's stay");
+            Ok(())
+        });
     }
 
     #[test]

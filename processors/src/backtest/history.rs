@@ -12,6 +12,9 @@ use crate::ProcessorError;
 const EVENTS: &str = include_str!("../../sql/backtest_events.sql");
 const ACKS: &str = include_str!("../../sql/backtest_acks.sql");
 
+/// Memory the server's sort of one partition's history may take before it spills to disk.
+const SORT_IN_MEMORY_BYTES: u64 = 1 << 30;
+
 #[derive(Debug, Deserialize, Row)]
 struct EventRow {
     event_id: String,
@@ -70,6 +73,12 @@ pub async fn replay_partition(
         .bind(partitions)
         .bind(partition)
         .bind(to_ms)
+        // A partition's years of history are sorted by offset on the server: past this much
+        // memory the sort goes to disk rather than failing (or starving the live queries).
+        .with_setting(
+            "max_bytes_before_external_sort",
+            SORT_IN_MEMORY_BYTES.to_string(),
+        )
         .fetch::<EventRow>()
         .map_err(query_error("backtest history"))?;
     let mut previous: Option<(i64, String)> = None;
