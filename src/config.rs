@@ -113,6 +113,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's signature
     fn librdkafka_properties_come_from_the_environment_as_one_key_each() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
