@@ -175,4 +175,35 @@ fn each_clickhouse_user_can_do_its_job_and_nothing_more() {
         "a wrong password",
     );
     assert!(wrong.contains("password"), "{wrong}");
+
+    // Who read what is recorded, per user, in a log kept by month; a read-only user cannot
+    // turn the recording off for its own queries.
+    let hidden = refused(
+        env.query_as(
+            "commission",
+            commission,
+            "SELECT count() FROM {db}.alerts SETTINGS log_queries = 0",
+        ),
+        "the commission hiding its queries",
+    );
+    assert!(hidden.contains("readonly"), "{hidden}");
+    env.admin("SYSTEM FLUSH LOGS");
+    let recorded = env.scalar(
+        "SELECT groupUniqArray(user) FROM system.query_log \
+         WHERE type = 2 AND query LIKE 'SELECT sum(managed_patients) FROM %pilot_metrics%'",
+    );
+    assert_eq!(
+        recorded, "['commission']",
+        "the commission's read is on record"
+    );
+    let bureau = env.scalar(
+        "SELECT count() FROM system.query_log \
+         WHERE user = 'insurance' AND query LIKE 'SELECT count(), countIf(managed_patients%'",
+    );
+    assert_ne!(bureau, "0", "the bureau's reads are on record");
+    let table = env.scalar("SHOW CREATE TABLE system.query_log");
+    assert!(
+        table.contains("PARTITION BY toYYYYMM(event_date)"),
+        "kept by month: {table}"
+    );
 }

@@ -10,6 +10,8 @@
 #   deploy/local/services.sh status    say what runs where
 #   deploy/local/services.sh env       print the environment variables that point Vigil at them
 #   deploy/local/services.sh reset     stop both and delete their data (topics, tables, state)
+#   deploy/local/services.sh user NAME PASSWORD   add a SCRAM-SHA-512 user to the running Tansu
+#                                      (before it is started with VIGIL_KAFKA_AUTHENTICATION=1)
 #
 # Settings (environment):
 #   VIGIL_HOME                     data, logs and pid files        (default: <repo>/.vigil)
@@ -20,6 +22,7 @@
 #   VIGIL_CLICKHOUSE_INTERSERVER_PORT                              (default: 9009)
 #   VIGIL_KAFKA_STORAGE            Tansu storage engine            (default: sqlite://tansu.db)
 #   VIGIL_CH_DATABASES             Vigil databases the ClickHouse users may use (default: vigil)
+#   VIGIL_KAFKA_AUTHENTICATION     1: Tansu requires SASL (SCRAM) from every client (default: 0)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -32,6 +35,7 @@ ch_inter=${VIGIL_CLICKHOUSE_INTERSERVER_PORT:-9009}
 # sqlite://tansu.db keeps acknowledged records across crashes; memory:// is for throughput
 # benchmarks only (a consumer resuming inside a record batch misses records).
 kafka_storage=${VIGIL_KAFKA_STORAGE:-sqlite://tansu.db}
+kafka_authentication=${VIGIL_KAFKA_AUTHENTICATION:-0}
 
 tansu_version=0.6.0
 tansu_root=$cache/tansu-$tansu_version
@@ -175,11 +179,15 @@ start_tansu() {
   fi
   port_open "$kafka_port" && die "port $kafka_port is taken by another program; set VIGIL_KAFKA_PORT to a free port"
   mkdir -p "$dir"
+  local authentication=()
+  # Users are added before (services.sh user): an authenticating Tansu refuses the request too.
+  [ "$kafka_authentication" = 1 ] && authentication=(--authentication)
   # Tansu resolves a sqlite:// path against its working directory, so run it from $dir.
   (cd "$dir" && exec "$tansu_bin" broker \
       --storage-engine "$kafka_storage" \
       --listener-url "tcp://127.0.0.1:$kafka_port" \
       --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
+      "${authentication[@]}" \
       >"$dir/tansu.log" 2>&1) &
   echo $! >"$pidfile"
   wait_for "Tansu" 30 alive_and_listening "$pidfile" "$kafka_port" "$dir/tansu.log"
@@ -235,6 +243,13 @@ case "${1:-}" in
   env)
     print_env
     ;;
+  user)
+    [ $# -eq 3 ] || die "usage: services.sh user NAME PASSWORD"
+    pid_alive "$home/tansu.pid" || die "Tansu is not running; start it first (without authentication)"
+    "$tansu_bin" user create --broker "tcp://127.0.0.1:$kafka_port" --mechanism scram512 "$2" "$3" ||
+      die "could not add the user $2 to Tansu"
+    say "Tansu user $2 added (SCRAM-SHA-512)"
+    ;;
   reset)
     stop_one Tansu "$home/tansu.pid"
     stop_one ClickHouse "$home/clickhouse.pid"
@@ -242,7 +257,7 @@ case "${1:-}" in
     say "deleted the local services' data in $home"
     ;;
   *)
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

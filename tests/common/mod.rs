@@ -739,6 +739,8 @@ impl Drop for OwnClickHouse {
 pub struct OwnBroker {
     home: PathBuf,
     port: u16,
+    /// Whether clients must authenticate (SASL SCRAM).
+    authentication: bool,
 }
 
 impl OwnBroker {
@@ -746,7 +748,21 @@ impl OwnBroker {
         let broker = OwnBroker {
             home: std::env::temp_dir().join(format!("vigil-broker-{}", unique(name))),
             port: free_port(),
+            authentication: false,
         };
+        broker.start_again();
+        broker
+    }
+
+    /// A broker that requires every client to authenticate as one of `users` (name, password;
+    /// SCRAM-SHA-512): the users are added first, then it restarts requiring them.
+    pub fn start_with_users(name: &str, users: &[(&str, &str)]) -> OwnBroker {
+        let mut broker = OwnBroker::start(name);
+        for (user, password) in users {
+            broker.script_with(&["user", user, password]);
+        }
+        broker.script("stop");
+        broker.authentication = true;
         broker.start_again();
         broker
     }
@@ -756,13 +772,22 @@ impl OwnBroker {
     }
 
     fn script(&self, action: &str) {
+        self.script_with(&[action, "tansu"]);
+    }
+
+    fn script_with(&self, args: &[&str]) {
+        let action = args[0];
         std::fs::create_dir_all(&self.home).expect("broker home");
         let log_path = self.home.join(format!("services-{action}.log"));
         let log = std::fs::File::create(&log_path).expect("log file");
         let status = Command::new(repo_path("deploy/local/services.sh"))
-            .args([action, "tansu"])
+            .args(args)
             .env("VIGIL_HOME", &self.home)
             .env("VIGIL_KAFKA_PORT", self.port.to_string())
+            .env(
+                "VIGIL_KAFKA_AUTHENTICATION",
+                if self.authentication { "1" } else { "0" },
+            )
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .status()
