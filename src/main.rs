@@ -94,6 +94,23 @@ enum Command {
     Token(tokens::TokenCommand),
 }
 
+impl Command {
+    /// Whether the command makes a ClickHouse client (which needs CA certificates to load).
+    fn uses_clickhouse(&self) -> bool {
+        !matches!(
+            self,
+            Command::Config
+                | Command::Rules { .. }
+                | Command::Topics
+                | Command::Simulate(_)
+                | Command::Ingest(_)
+                | Command::Process(_)
+                | Command::Notify(_)
+                | Command::Onboard(_)
+        )
+    }
+}
+
 #[derive(Subcommand)]
 enum OnboardCommand {
     /// Read a sample of a hospital's change events (a JSON-lines file, "-" for stdin, or the
@@ -308,6 +325,9 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
         vigil_runtime::telemetry::init_metrics(&config.telemetry.metrics_listen);
     }
 
+    if cli.command.uses_clickhouse() {
+        vigil_runtime::clickhouse::check_trust_store()?;
+    }
     match cli.command {
         Command::Config => say!("{}", toml::to_string_pretty(&config)?.trim_end()),
         Command::Rules { file } => print_rules(file.or(config.process.rules_file.clone()))?,

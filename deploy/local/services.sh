@@ -23,6 +23,8 @@
 #   VIGIL_KAFKA_STORAGE            Tansu storage engine            (default: sqlite://tansu.db)
 #   VIGIL_CH_DATABASES             Vigil databases the ClickHouse users may use (default: vigil)
 #   VIGIL_KAFKA_AUTHENTICATION     1: Tansu requires SASL (SCRAM) from every client (default: 0)
+#   VIGIL_CLICKHOUSE_HTTPS_PORT    also serve HTTPS on this port, with a certificate from a local
+#                                  CA made once ($VIGIL_HOME/clickhouse/tls/ca.crt) (default: off)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -36,6 +38,7 @@ ch_inter=${VIGIL_CLICKHOUSE_INTERSERVER_PORT:-9009}
 # benchmarks only (a consumer resuming inside a record batch misses records).
 kafka_storage=${VIGIL_KAFKA_STORAGE:-sqlite://tansu.db}
 kafka_authentication=${VIGIL_KAFKA_AUTHENTICATION:-0}
+ch_https=${VIGIL_CLICKHOUSE_HTTPS_PORT:-}
 
 tansu_version=0.6.0
 tansu_root=$cache/tansu-$tansu_version
@@ -147,6 +150,21 @@ render_users() {
       "$(dirname "$ch_config")/users.xml" >"$dir/users.xml"
 }
 
+# A local CA and a certificate for 127.0.0.1 it signed, made once (clients trust ca.crt).
+make_certificates() {
+  local tls=$1
+  [ -f "$tls/server.crt" ] && return
+  mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=Vigil local CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/san.cnf"
+  openssl x509 -req -days 3650 -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+    -CAcreateserial -extfile "$tls/san.cnf" -out "$tls/server.crt" 2>/dev/null
+  chmod 600 "$tls/ca.key" "$tls/server.key"
+}
+
 start_clickhouse() {
   local pidfile=$home/clickhouse.pid dir=$home/clickhouse
   if pid_alive "$pidfile"; then
@@ -160,11 +178,18 @@ start_clickhouse() {
   # The server reads users.xml relative to the config file: keep both together in $dir.
   cp "$ch_config" "$dir/config.xml"
   render_users "$dir"
+  local https=()
+  if [ -n "$ch_https" ]; then
+    make_certificates "$dir/tls"
+    https=(--https_port="$ch_https" --openSSL.server.certificateFile="$dir/tls/server.crt"
+           --openSSL.server.privateKeyFile="$dir/tls/server.key")
+  fi
   (cd "$dir" && exec clickhouse-server --config-file="$dir/config.xml" -- \
       --path="$dir/data/" --tmp_path="$dir/tmp/" --user_files_path="$dir/user_files/" \
       --format_schema_path="$dir/format_schemas/" \
       --logger.log="$dir/clickhouse-server.log" --logger.errorlog="$dir/clickhouse-server.err.log" \
       --http_port="$ch_http" --tcp_port="$ch_tcp" --interserver_http_port="$ch_inter" \
+      "${https[@]}" \
       >"$dir/stdout.log" 2>&1) &
   echo $! >"$pidfile"
   wait_for "ClickHouse" 60 alive_and "$pidfile" "$dir/clickhouse-server.err.log" clickhouse_ready

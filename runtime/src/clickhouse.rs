@@ -5,6 +5,24 @@ use clickhouse::Client;
 use crate::config::ClickHouseConfig;
 use crate::RuntimeError;
 
+/// Checks that there are CA certificates to trust (the system's, or the file `SSL_CERT_FILE`
+/// names): the ClickHouse client loads them when it is made, HTTPS or not, and cannot start
+/// without any. Say so at start instead.
+pub fn check_trust_store() -> Result<(), RuntimeError> {
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        let why = found
+            .errors
+            .first()
+            .map_or_else(String::new, |e| format!(" ({e})"));
+        return Err(RuntimeError::Config(format!(
+            "no CA certificates to trust{why}: install the system's (Debian: ca-certificates) or \
+             name a PEM file in SSL_CERT_FILE"
+        )));
+    }
+    Ok(())
+}
+
 /// A client for the configured server and database.
 ///
 /// Schema validation is off: it needs `RowBinaryWithNamesAndTypes`, which ClickHouse 18.16 does

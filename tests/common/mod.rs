@@ -225,6 +225,20 @@ impl TestEnv {
         TestEnv::build_on(services, id, database, partitions, extra)
     }
 
+    /// Like `on_clickhouse`, with a database of a name the server's users were made for.
+    pub fn on_clickhouse_database(
+        name: &str,
+        database: &str,
+        partitions: i32,
+        url: &str,
+    ) -> TestEnv {
+        let services = Services {
+            clickhouse_url: url.to_string(),
+            ..services()
+        };
+        TestEnv::build_on(services, unique(name), database.to_string(), partitions, "")
+    }
+
     fn build(id: String, database: String, partitions: i32, extra: &str) -> TestEnv {
         TestEnv::build_on(services(), id, database, partitions, extra)
     }
@@ -672,15 +686,30 @@ pub struct OwnClickHouse {
     http_port: u16,
     tcp_port: u16,
     interserver_port: u16,
+    /// Also serving HTTPS here, with a certificate of a local CA.
+    https_port: Option<u16>,
+    /// The Vigil databases its users are made for (`VIGIL_CH_DATABASES`).
+    databases: String,
 }
 
 impl OwnClickHouse {
     pub fn start(name: &str) -> OwnClickHouse {
+        OwnClickHouse::start_with(name, None, "vigil")
+    }
+
+    /// A server that also serves HTTPS, its users made for `database`.
+    pub fn start_https(name: &str, database: &str) -> OwnClickHouse {
+        OwnClickHouse::start_with(name, Some(free_port()), database)
+    }
+
+    fn start_with(name: &str, https_port: Option<u16>, databases: &str) -> OwnClickHouse {
         let server = OwnClickHouse {
             home: std::env::temp_dir().join(format!("vigil-ch-{}", unique(name))),
             http_port: free_port(),
             tcp_port: free_port(),
             interserver_port: free_port(),
+            https_port,
+            databases: databases.to_string(),
         };
         server.start_again();
         server
@@ -688,6 +717,26 @@ impl OwnClickHouse {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn https_url(&self) -> Option<String> {
+        self.https_port
+            .map(|port| format!("https://127.0.0.1:{port}"))
+    }
+
+    /// The local CA that signed the HTTPS certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.home.join("clickhouse/tls/ca.crt")
+    }
+
+    /// The users' passwords services.sh generated (`VIGIL_CH_WRITER_PASSWORD`, ...).
+    pub fn credentials(&self) -> std::collections::HashMap<String, String> {
+        std::fs::read_to_string(self.home.join("clickhouse/credentials.env"))
+            .expect("credentials written")
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn script(&self, action: &str) {
@@ -703,6 +752,11 @@ impl OwnClickHouse {
                 "VIGIL_CLICKHOUSE_INTERSERVER_PORT",
                 self.interserver_port.to_string(),
             )
+            .env(
+                "VIGIL_CLICKHOUSE_HTTPS_PORT",
+                self.https_port.map(|p| p.to_string()).unwrap_or_default(),
+            )
+            .env("VIGIL_CH_DATABASES", &self.databases)
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .status()
