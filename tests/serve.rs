@@ -1325,3 +1325,111 @@ fn registration(enrolled_time_ms: i64) -> vigil_schemas::Payload {
         death_time_ms: None,
     })
 }
+
+#[test]
+fn the_dashboard_serves_https_when_given_a_certificate() {
+    let mut env = TestEnv::new("https", 1, "");
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+    let tls = env.path("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&tls)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(tls.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-extfile",
+        "san.cnf",
+        "-out",
+        "server.crt",
+    ]);
+    let port = common::free_port();
+    env.set_override("VIGIL_SERVE__LISTEN", &format!("127.0.0.1:{port}"));
+    env.set_override(
+        "VIGIL_SERVE__TLS_CERT_FILE",
+        tls.join("server.crt").to_str().unwrap(),
+    );
+    env.set_override(
+        "VIGIL_SERVE__TLS_KEY_FILE",
+        tls.join("server.key").to_str().unwrap(),
+    );
+    let token = env.mint_token("commission");
+    let _serve = env.spawn_vigil(&["serve"], "serve.log");
+
+    vigil_sinks::notify::delivery::install_crypto_provider();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(tls.join("ca.crt")).unwrap()).unwrap();
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{port}/api/v1/overview");
+    let answered = common::eventually(Duration::from_secs(30), || {
+        runtime.block_on(async {
+            trusting
+                .get(&url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+    });
+    assert!(answered, "no answer over HTTPS:\n{}", env.log("serve.log"));
+    // A client that does not trust the certificate gets nothing; plain HTTP gets no page.
+    let untrusting = reqwest::Client::builder().build().unwrap();
+    assert!(runtime.block_on(untrusting.get(&url).send()).is_err());
+    let (status, _) = runtime.block_on(async {
+        let plain = format!("http://127.0.0.1:{port}/healthz");
+        match untrusting.get(&plain).send().await {
+            Ok(response) => (response.status().as_u16(), ()),
+            Err(_) => (0, ()),
+        }
+    });
+    assert_eq!(status, 0, "plain HTTP was answered");
+}

@@ -26,6 +26,12 @@ pub struct ServeConfig {
     /// `secret_sha256`), beside those `vigil token add` stores; empty: none.
     #[serde(default)]
     pub tokens_file: String,
+    /// Serve HTTPS with this certificate chain (PEM) and its private key (PEM) rather than
+    /// plain HTTP; both empty: HTTP (behind a proxy that terminates TLS, or on loopback).
+    #[serde(default)]
+    pub tls_cert_file: String,
+    #[serde(default)]
+    pub tls_key_file: String,
 }
 
 /// New alerts reach an open page within this plus the writer's flush.
@@ -45,6 +51,8 @@ impl Default for ServeConfig {
             password: String::new(),
             refresh: default_refresh(),
             tokens_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
         }
     }
 }

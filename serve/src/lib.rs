@@ -20,6 +20,7 @@ mod error;
 mod live;
 pub mod metrics;
 mod queries;
+mod tls;
 pub mod worklist;
 
 use std::convert::Infallible;
@@ -188,11 +189,22 @@ pub async fn run(
     let address = listener
         .local_addr()
         .map_or_else(|_| config.listen.clone(), |a| a.to_string());
-    info!(url = %format!("http://{address}/"), "Dashboard serving.");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.requested().await })
-        .await
-        .map_err(|source| ServeError::Serve { source })
+    let stopped = async move { shutdown.requested().await };
+    let served = if config.tls_cert_file.is_empty() && config.tls_key_file.is_empty() {
+        info!(url = %format!("http://{address}/"), "Dashboard serving.");
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(stopped)
+            .await
+    } else {
+        let acceptor = tls::acceptor(&config.tls_cert_file, &config.tls_key_file)?;
+        let listener = tls::TlsListener::new(listener, acceptor)
+            .map_err(|source| ServeError::Serve { source })?;
+        info!(url = %format!("https://{address}/"), "Dashboard serving.");
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(stopped)
+            .await
+    };
+    served.map_err(|source| ServeError::Serve { source })
 }
 
 /// The valid tokens, read again every `refresh` (a revocation takes effect within it): those
