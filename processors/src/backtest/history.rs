@@ -88,18 +88,12 @@ pub async fn replay_partition(
         .await
         .map_err(query_error("backtest history"))?
     {
-        let position = (row.kafka_offset, row.event_id);
+        let position = (row.kafka_offset, row.event_id.clone());
         if previous.as_ref() == Some(&position) {
             continue; // the same record landed twice
         }
-        let (offset, event_id) = position;
-        let event = event(EventRow {
-            event_id: event_id.clone(),
-            kafka_offset: offset,
-            ..row
-        })?;
-        previous = Some((offset, event_id));
-        apply(event);
+        apply(event(row)?);
+        previous = Some(position);
         replayed += 1;
     }
     Ok(replayed)
