@@ -73,7 +73,10 @@ pub async fn run(config: &VigilConfig, args: BacktestArgs) -> anyhow::Result<()>
         window,
         hospital: args.hospital,
     };
-    let client = vigil_runtime::clickhouse::client(&config.clickhouse);
+    let writer = config
+        .clickhouse
+        .as_role(vigil_runtime::config::ClickHouseRole::Writer)?;
+    let client = vigil_runtime::clickhouse::client(&writer);
     let outcome = backtest::run(&client, &request).await.with_context(|| {
         format!(
             "cannot replay the history in ClickHouse at {}",

@@ -26,6 +26,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing::info;
 use vigil_processors::rules::RuleSet;
+use vigil_runtime::config::ClickHouseRole::{Admin, Writer};
 use vigil_runtime::Shutdown;
 
 use crate::config::VigilConfig;
@@ -362,6 +363,9 @@ async fn run(shutdown: Shutdown) -> anyhow::Result<()> {
         Command::Serve => serve(&config, shutdown).await?,
         Command::Bench(args) => {
             let key = pseudonym_key(&config)?;
+            // The benchmarks make and drop databases of their own.
+            let mut config = config;
+            config.clickhouse = config.clickhouse.as_role(Admin)?;
             tokio::task::spawn_blocking(move || bench::run(&config, &args, key))
                 .await
                 .context("the benchmark panicked")??;
@@ -428,7 +432,7 @@ fn print_rules(file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: &VigilConfig) -> anyhow::Result<()> {
-    let report = vigil_sinks::clickhouse::migrate::migrate(&config.clickhouse)
+    let report = vigil_sinks::clickhouse::migrate::migrate(&config.clickhouse.as_role(Admin)?)
         .await
         .with_context(|| {
             format!(
@@ -445,14 +449,14 @@ async fn migrate(config: &VigilConfig) -> anyhow::Result<()> {
 }
 
 async fn publish(config: &VigilConfig) -> anyhow::Result<()> {
+    let writer = config.clickhouse.as_role(Writer)?;
     let cells =
-        vigil_sinks::clickhouse::publish::publish(&config.clickhouse, config.sink.publish_min_cell)
-            .await?;
+        vigil_sinks::clickhouse::publish::publish(&writer, config.sink.publish_min_cell).await?;
     say!(
         "published {cells} outcome-metric cells to {}_insurance",
         config.clickhouse.database
     );
-    let client = vigil_runtime::clickhouse::client(&config.clickhouse);
+    let client = vigil_runtime::clickhouse::client(&writer);
     let frozen = vigil_sinks::clickhouse::freeze::freeze(
         &client,
         &config.clickhouse.database,
@@ -471,7 +475,7 @@ async fn publish(config: &VigilConfig) -> anyhow::Result<()> {
 
 async fn rollup(config: &VigilConfig) -> anyhow::Result<()> {
     use vigil_sinks::clickhouse::rollup;
-    let client = vigil_runtime::clickhouse::client(&config.clickhouse);
+    let client = vigil_runtime::clickhouse::client(&config.clickhouse.as_role(Writer)?);
     let database = &config.clickhouse.database;
     let offset = config.process.engine.reporting_utc_offset_minutes;
     let stale = rollup::landed(&client, database, rollup::Landings::All, offset)
@@ -584,6 +588,7 @@ async fn process(config: VigilConfig, until: UntilIdle, shutdown: Shutdown) -> a
 
 async fn sink(config: VigilConfig, until: UntilIdle, shutdown: Shutdown) -> anyhow::Result<()> {
     prepare_topics(&config.kafka).await?;
+    let writer = config.clickhouse.as_role(Writer)?;
     let handle = tokio::runtime::Handle::current();
     let stop = vigil_sinks::clickhouse::writer::StopWhen {
         idle_for: until.duration(),
@@ -593,7 +598,7 @@ async fn sink(config: VigilConfig, until: UntilIdle, shutdown: Shutdown) -> anyh
         vigil_sinks::clickhouse::writer::run(
             &config.sink,
             &config.kafka,
-            &config.clickhouse,
+            &writer,
             reporting(&config),
             &handle,
             token,
@@ -662,7 +667,7 @@ async fn up(mut config: VigilConfig, args: UpArgs, shutdown: Shutdown) -> anyhow
     if args.simulate {
         apply_simulate_args(&mut config, &args.simulation)?;
     }
-    let report = vigil_sinks::clickhouse::migrate::migrate(&config.clickhouse)
+    let report = vigil_sinks::clickhouse::migrate::migrate(&config.clickhouse.as_role(Admin)?)
         .await
         .with_context(|| {
             format!(
@@ -704,11 +709,12 @@ async fn up(mut config: VigilConfig, args: UpArgs, shutdown: Shutdown) -> anyhow
         after(&processed, false),
         tokio::runtime::Handle::current(),
     );
+    let writer = config.clickhouse.as_role(Writer)?;
     let sink = spawn_stage("sink", &shutdown, sunk, move |token| {
         vigil_sinks::clickhouse::writer::run(
             &c.sink,
             &c.kafka,
-            &c.clickhouse,
+            &writer,
             reporting(&c),
             &handle,
             token,

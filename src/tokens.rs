@@ -29,7 +29,10 @@ pub enum TokenCommand {
 }
 
 pub async fn run(config: &VigilConfig, command: TokenCommand) -> anyhow::Result<()> {
-    let client = vigil_runtime::clickhouse::server_client(&config.clickhouse);
+    let admin = config
+        .clickhouse
+        .as_role(vigil_runtime::config::ClickHouseRole::Admin)?;
+    let client = vigil_runtime::clickhouse::server_client(&admin);
     let database = &config.clickhouse.database;
     match command {
         TokenCommand::Add { role, name, quiet } => {

@@ -92,7 +92,14 @@ fn lag(env: &TestEnv, group: &str, topic: &str) -> i64 {
 fn every_stage_crashed_the_broker_crashed_and_clickhouse_down_still_equal_a_clean_run() {
     let broker = OwnBroker::start("chaos");
     let clickhouse = OwnClickHouse::start("chaos");
-    let env = TestEnv::on_own_services("chaos", 4, "", &broker.brokers(), &clickhouse.url());
+    let env = TestEnv::on_own_services(
+        "chaos",
+        4,
+        "",
+        &broker.brokers(),
+        &clickhouse.url(),
+        &clickhouse.credentials_file(),
+    );
     let reference = TestEnv::new("chaosref", 4, "");
     prepare(&env);
     prepare(&reference);

@@ -17,7 +17,7 @@ fn the_pipeline_lands_its_rows_over_https_and_an_untrusted_server_is_refused() {
     let server = OwnClickHouse::start_https("tls", DATABASE);
     let https = server.https_url().unwrap();
     // The test reads over plain HTTP; every vigil process over HTTPS.
-    let mut env = TestEnv::on_clickhouse_database("tls", DATABASE, 2, &server.url());
+    let mut env = TestEnv::on_clickhouse_database("tls", DATABASE, 2, &server);
     env.set_override("VIGIL_CLICKHOUSE__URL", &https);
 
     // Without the CA: the certificate is not trusted, nothing is sent.
@@ -31,9 +31,6 @@ fn the_pipeline_lands_its_rows_over_https_and_an_untrusted_server_is_refused() {
     env.set_override("SSL_CERT_FILE", server.ca_file().to_str().unwrap());
     env.run_vigil(&["migrate"], Duration::from_secs(60));
     env.run_vigil(&["topics"], Duration::from_secs(60));
-    let writer = server.credentials()["VIGIL_CH_WRITER_PASSWORD"].clone();
-    env.set_override("VIGIL_CLICKHOUSE__USER", "vigil_writer");
-    env.set_override("VIGIL_CLICKHOUSE__PASSWORD", &writer);
     env.run_vigil(
         &[
             "up",
@@ -59,4 +56,11 @@ fn the_pipeline_lands_its_rows_over_https_and_an_untrusted_server_is_refused() {
     assert_ne!(env.scalar("SELECT count() FROM {db}.patient_status"), "0");
     let output = env.run_vigil(&["publish"], Duration::from_secs(60));
     assert!(output.contains("outcome-metric cells"), "{output}");
+    // The rows were landed by the writer's role, not the administrator.
+    env.admin("SYSTEM FLUSH LOGS");
+    let landers = env.scalar(
+        "SELECT groupUniqArray(user) FROM system.query_log \
+         WHERE type = 2 AND query LIKE 'INSERT INTO%clinical_events%'",
+    );
+    assert_eq!(landers, "['vigil_writer']");
 }

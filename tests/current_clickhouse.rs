@@ -39,6 +39,18 @@ fn every_migration_runs_on_a_current_clickhouse_engine() {
         )),
         "{text}"
     );
+    // Every statement of grants.sql parses there, and every setting its profiles lock exists.
+    let grants =
+        std::fs::read_to_string(common::repo_path("deploy/clickhouse/grants.sql")).unwrap();
+    let statements = grants
+        .lines()
+        .filter(|l| l.trim_end().ends_with(';'))
+        .count();
+    assert!(statements > 20);
+    assert!(
+        text.contains(&format!("{statements} access statements parsed")),
+        "{text}"
+    );
 }
 
 /// Names of the statements whose rows may come in any order.

@@ -254,6 +254,7 @@ fn a_message_the_broker_did_not_take_is_refused_and_taken_when_sent_again() {
         "",
         &broker.brokers(),
         &services.clickhouse_url,
+        &services.clickhouse_credentials,
     );
     env.set_override("VIGIL_KAFKA__DELIVERY_TIMEOUT", "3s");
     env.run_vigil(&["migrate"], Duration::from_secs(60));

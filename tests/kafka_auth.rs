@@ -30,8 +30,14 @@ fn credentials(env: &mut TestEnv, password: &str) {
 fn the_pipeline_runs_authenticated_and_a_client_without_credentials_is_refused() {
     let broker = OwnBroker::start_with_users("sasl", &[(USER, PASSWORD)]);
     let services = common::services();
-    let mut env =
-        TestEnv::on_own_services("sasl", 2, "", &broker.brokers(), &services.clickhouse_url);
+    let mut env = TestEnv::on_own_services(
+        "sasl",
+        2,
+        "",
+        &broker.brokers(),
+        &services.clickhouse_url,
+        &services.clickhouse_credentials,
+    );
     env.run_vigil(&["migrate"], Duration::from_secs(60));
 
     // No credentials: refused, naming the broker.

@@ -688,10 +688,7 @@ fn the_newest_alerts_are_the_ten_newest_however_long_ago_they_were_raised() {
             rows.join(", ")
         ));
     };
-    let client = clickhouse::Client::default()
-        .with_url(&env.services.clickhouse_url)
-        .with_database(&env.database)
-        .with_validation(false);
+    let client = env.clickhouse();
     let newest = || -> Vec<String> {
         let overview = env
             .runtime

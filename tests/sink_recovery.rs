@@ -161,7 +161,7 @@ fn clickhouse_stopped_for_a_while_and_restarted_loses_nothing() {
         "sink_outage",
         2,
         &format!("{SMALL_BATCHES}max_retry_backoff = \"2s\"\n"),
-        &server.url(),
+        &server,
     );
     env.run_vigil(&["migrate"], Duration::from_secs(60));
     env.run_vigil(&["topics"], Duration::from_secs(60));

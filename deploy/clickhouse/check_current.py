@@ -93,6 +93,31 @@ def grafana_queries(db, directory):
     return run, refused
 
 
+def access_statements(db, path):
+    """Parses every statement of grants.sql on this engine (chDB has no users to run them as)
+    and checks that each setting a profile locks exists here; returns (parsed, refused)."""
+    with open(path, encoding="utf-8") as file:
+        sql = file.read()
+    known = set(db.query("SELECT name FROM system.settings", "CSV").data().replace('"', "").split())
+    parsed, refused = 0, 0
+    for statement in statements(sql, "vigil"):
+        try:
+            db.query("EXPLAIN AST " + statement)
+            parsed += 1
+        except Exception as error:  # chDB raises its own error type per release
+            refused += 1
+            print(f"grants.sql: {statement.splitlines()[0]}\n    {str(error)[:500]}")
+            continue
+        if statement.startswith("CREATE SETTINGS PROFILE"):
+            locked = statement.rsplit(" SETTINGS ", 1)[1].rstrip(";")
+            for constraint in locked.split(","):
+                name = constraint.split("=")[0].strip()
+                if name not in known:
+                    refused += 1
+                    print(f"grants.sql: {name} is not a setting of this engine")
+    return parsed, refused
+
+
 def compare(db, here, path, now):
     """Loads the comparison fixture dated at `now` (epoch seconds), runs the statements of the
     JSON file at `path` (a list of {"name", "sql"}, `{db}` for the database) and prints their
@@ -134,8 +159,10 @@ def main():
     failures += refused
     panels, refused = grafana_queries(db, os.path.join(here, "..", "grafana", "dashboards"))
     failures += refused
+    grants, refused = access_statements(db, os.path.join(here, "grants.sql"))
+    failures += refused
     print(f"ClickHouse {version}: {applied} statements applied, {queries} dashboard queries and "
-          f"{panels} Grafana statements run, {failures} refused")
+          f"{panels} Grafana statements run, {grants} access statements parsed, {failures} refused")
     if len(sys.argv) == 4 and sys.argv[1] == "--compare":
         compare(db, here, sys.argv[2], sys.argv[3])
     return 1 if failures else 0

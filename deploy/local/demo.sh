@@ -23,10 +23,10 @@ for arg in "$@"; do [ "$arg" = live ] && live=true; done
 until_idle=(--until-idle 5)
 $live && until_idle=()
 
-# The dashboard reads as the commission's read-only ClickHouse user.
+# Each part of Vigil connects to ClickHouse as its role's user, with the passwords services.sh
+# generated (clickhouse.credentials_file); what this script shows is read as the commission.
 # shellcheck disable=SC1090
-source "${VIGIL_TEST_CLICKHOUSE_CREDENTIALS:-.vigil/clickhouse/credentials.env}"
-export VIGIL_SERVE__USER=commission VIGIL_SERVE__PASSWORD="$VIGIL_CH_COMMISSION_PASSWORD"
+source "${VIGIL_CLICKHOUSE__CREDENTIALS_FILE:-.vigil/clickhouse/credentials.env}"
 # The page asks for a token with the commission's role: one for this demo, in the link below.
 ./target/release/vigil migrate >/dev/null
 token=$(./target/release/vigil token add --role commission --name "demo.sh" --quiet)
@@ -39,7 +39,10 @@ echo "==> running the pipeline: simulate -> Kafka -> process -> Kafka -> sink ->
 ./target/release/vigil up --simulate --defects 0.002 "${until_idle[@]}" "$@"
 
 port=${VIGIL_CLICKHOUSE_TCP_PORT:-9000}
-ch() { clickhouse-client --port "$port" --format PrettyCompactMonoBlock --query "$1"; }
+ch() {
+  clickhouse-client --port "$port" --user commission --password "$VIGIL_CH_COMMISSION_PASSWORD" \
+    --format PrettyCompactMonoBlock --query "$1"
+}
 
 echo
 echo "==> alerts raised for clinicians, by rule"
@@ -61,10 +64,12 @@ ch "SELECT hospital_id, count() AS patients, round(100 * avg(standardised), 1) A
 
 cat <<MSG
 
-Everything above is in ClickHouse (database 'vigil'). Look further with, for example:
-  clickhouse-client --port $port --query "SELECT * FROM vigil.alerts FINAL ORDER BY event_time DESC LIMIT 10 FORMAT Vertical"
-  clickhouse-client --port $port --query "SELECT kind, count() FROM vigil.clinical_events GROUP BY kind"
-or over HTTP: curl 'http://127.0.0.1:${VIGIL_CLICKHOUSE_HTTP_PORT:-8123}/?query=SELECT+count()+FROM+vigil.alerts'
+Everything above is in ClickHouse (database 'vigil'). Every ClickHouse user has a password; the
+local ones are in ${VIGIL_CLICKHOUSE__CREDENTIALS_FILE:-.vigil/clickhouse/credentials.env}
+(source it first). Look further, read-only, as the commission, for example:
+  clickhouse-client --port $port --user commission --password "\$VIGIL_CH_COMMISSION_PASSWORD" --query "SELECT * FROM vigil.alerts FINAL ORDER BY event_time DESC LIMIT 10 FORMAT Vertical"
+  clickhouse-client --port $port --user commission --password "\$VIGIL_CH_COMMISSION_PASSWORD" --query "SELECT kind, count() FROM vigil.clinical_events GROUP BY kind"
+or over HTTP: curl -u "commission:\$VIGIL_CH_COMMISSION_PASSWORD" 'http://127.0.0.1:${VIGIL_CLICKHOUSE_HTTP_PORT:-8123}/?query=SELECT+count()+FROM+vigil.alerts'
 
 The services keep running: deploy/local/services.sh stop  (or: reset, to delete their data too).
 MSG

@@ -12,6 +12,8 @@
 #   deploy/local/services.sh reset     stop both and delete their data (topics, tables, state)
 #   deploy/local/services.sh user NAME PASSWORD   add a SCRAM-SHA-512 user to the running Tansu
 #                                      (before it is started with VIGIL_KAFKA_AUTHENTICATION=1)
+#   deploy/local/services.sh install|start|stop zookeeper   ZooKeeper (Debian's package) for a replicated
+#                                      ClickHouse cluster on loopback (not part of plain start)
 #
 # Settings (environment):
 #   VIGIL_HOME                     data, logs and pid files        (default: <repo>/.vigil)
@@ -21,10 +23,16 @@
 #   VIGIL_CLICKHOUSE_TCP_PORT      ClickHouse native port          (default: 9000)
 #   VIGIL_CLICKHOUSE_INTERSERVER_PORT                              (default: 9009)
 #   VIGIL_KAFKA_STORAGE            Tansu storage engine            (default: sqlite://tansu.db)
-#   VIGIL_CH_DATABASES             Vigil databases the ClickHouse users may use (default: vigil)
+#   VIGIL_CH_DATABASES             Vigil databases the ClickHouse users may use, "*" for every
+#                                  one (a test server)             (default: vigil)
 #   VIGIL_KAFKA_AUTHENTICATION     1: Tansu requires SASL (SCRAM) from every client (default: 0)
 #   VIGIL_CLICKHOUSE_HTTPS_PORT    also serve HTTPS on this port, with a certificate from a local
 #                                  CA made once ($VIGIL_HOME/clickhouse/tls/ca.crt) (default: off)
+#   VIGIL_ZOOKEEPER_PORT           ZooKeeper's client port         (default: 2181)
+#   VIGIL_CLICKHOUSE_CLUSTER       make this ClickHouse a replica of this cluster (empty: standalone)
+#   VIGIL_CLICKHOUSE_REPLICA       its replica name                (default: r1)
+#   VIGIL_CLICKHOUSE_CLUSTER_HOSTS the cluster's replicas, "host:native_port ..." (one shard)
+#                                  (the replicas share one credentials.env: copy it before starting)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -39,6 +47,10 @@ ch_inter=${VIGIL_CLICKHOUSE_INTERSERVER_PORT:-9009}
 kafka_storage=${VIGIL_KAFKA_STORAGE:-sqlite://tansu.db}
 kafka_authentication=${VIGIL_KAFKA_AUTHENTICATION:-0}
 ch_https=${VIGIL_CLICKHOUSE_HTTPS_PORT:-}
+zk_port=${VIGIL_ZOOKEEPER_PORT:-2181}
+ch_cluster=${VIGIL_CLICKHOUSE_CLUSTER:-}
+ch_replica=${VIGIL_CLICKHOUSE_REPLICA:-r1}
+ch_cluster_hosts=${VIGIL_CLICKHOUSE_CLUSTER_HOSTS:-}
 
 tansu_version=0.6.0
 tansu_root=$cache/tansu-$tansu_version
@@ -68,6 +80,59 @@ install_clickhouse() {
     die "apt-get update failed; check that Debian's package mirror is reachable"
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null ||
     die "apt-get install clickhouse-server clickhouse-client failed; see the messages above"
+}
+
+zookeeper_jar=/usr/share/java/zookeeper.jar
+
+install_zookeeper() {
+  [ -f "$zookeeper_jar" ] && return
+  say "installing ZooKeeper from Debian's packages (zookeeper)"
+  as_root apt-get update -qq >/dev/null ||
+    die "apt-get update failed; check that Debian's package mirror is reachable"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends zookeeper >/dev/null ||
+    die "apt-get install zookeeper failed; see the messages above"
+}
+
+zookeeper_ready() {
+  [ "$( (exec 3<>"/dev/tcp/127.0.0.1/$zk_port" && printf ruok >&3 && timeout 2 cat <&3) 2>/dev/null)" = imok ]
+}
+
+start_zookeeper() {
+  local pidfile=$home/zookeeper.pid dir=$home/zookeeper
+  if pid_alive "$pidfile"; then
+    say "ZooKeeper already runs (pid $(cat "$pidfile")) on 127.0.0.1:$zk_port"
+    return
+  fi
+  port_open "$zk_port" && die "port $zk_port is taken by another program; set VIGIL_ZOOKEEPER_PORT to a free port"
+  mkdir -p "$dir/data"
+  printf '%s\n' "tickTime=2000" "dataDir=$dir/data" "clientPort=$zk_port" \
+    "clientPortAddress=127.0.0.1" "admin.enableServer=false" "maxClientCnxns=0" \
+    "4lw.commands.whitelist=ruok" >"$dir/zoo.cfg"
+  (cd "$dir" && exec java -Xmx256m -cp "$zookeeper_jar" -Dzookeeper.log.dir="$dir" \
+      org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" >"$dir/zookeeper.log" 2>&1) &
+  echo $! >"$pidfile"
+  wait_for "ZooKeeper" 60 alive_and "$pidfile" "$dir/zookeeper.log" zookeeper_ready
+  say "ZooKeeper runs on 127.0.0.1:$zk_port, data in $dir"
+}
+
+# This server as a replica of a one-shard cluster: ZooKeeper, its macros, the cluster's
+# replicas (Distributed DDL runs `ON CLUSTER` statements on each of them).
+render_cluster() {
+  local dir=$1 replicas="" host
+  mkdir -p "$dir/config.d"
+  rm -f "$dir/config.d/cluster.xml"
+  [ -n "$ch_cluster" ] || return 0
+  [ -n "$ch_cluster_hosts" ] || die "VIGIL_CLICKHOUSE_CLUSTER is set without VIGIL_CLICKHOUSE_CLUSTER_HOSTS"
+  for host in $ch_cluster_hosts; do
+    replicas="$replicas<replica><host>${host%:*}</host><port>${host##*:}</port><user>default</user><password>$VIGIL_CH_ADMIN_PASSWORD</password></replica>"
+  done
+  printf '%s\n' "<yandex>" \
+    "<zookeeper><node><host>127.0.0.1</host><port>$zk_port</port></node><session_timeout_ms>6000</session_timeout_ms></zookeeper>" \
+    "<macros><shard>1</shard><replica>$ch_replica</replica></macros>" \
+    "<remote_servers><$ch_cluster><shard><internal_replication>true</internal_replication>$replicas</shard></$ch_cluster></remote_servers>" \
+    "<distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>" \
+    "<interserver_http_host>127.0.0.1</interserver_http_host>" \
+    "</yandex>" >"$dir/config.d/cluster.xml"
 }
 
 install_tansu() {
@@ -120,31 +185,39 @@ clickhouse_ready() {
 }
 
 # Passwords of the ClickHouse users, generated once per installation and kept (mode 600) in
-# $dir/credentials.env; users.xml gets their SHA-256.
+# $dir/credentials.env (one VIGIL_CH_<ROLE>_PASSWORD line each, what vigil reads through
+# clickhouse.credentials_file); a role an older installation lacks gets one. users.xml gets
+# their SHA-256.
 render_users() {
-  local dir=$1 credentials=$1/credentials.env
-  if [ ! -f "$credentials" ]; then
-    (umask 077
-     for user in WRITER COMMISSION INSURANCE; do
-       printf 'VIGIL_CH_%s_PASSWORD=%s\n' "$user" "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-     done >"$credentials")
-  fi
+  local dir=$1 credentials=$1/credentials.env user
+  (umask 077
+   touch "$credentials"
+   for user in ADMIN WRITER READER COMMISSION INSURANCE; do
+     grep -q "^VIGIL_CH_${user}_PASSWORD=" "$credentials" ||
+       printf 'VIGIL_CH_%s_PASSWORD=%s\n' "$user" "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >>"$credentials"
+   done)
   # shellcheck disable=SC1090
   . "$credentials"
   local sha
   sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
   # Each served database, its published <db>_insurance companion and its <db>_audit (API
   # tokens and the access log: the writer's user serves the API's writes, the others never read it).
+  # "*": every database (a shared test server whose tests make databases of their own).
   local db main="" published="" audit=""
-  for db in ${VIGIL_CH_DATABASES:-vigil}; do
-    main="$main<database>$db</database>"
-    published="$published<database>${db}_insurance</database>"
-    audit="$audit<database>${db}_audit</database>"
-  done
-  sed -e "s/@WRITER_SHA256@/$(sha "$VIGIL_CH_WRITER_PASSWORD")/" \
+  if [ "${VIGIL_CH_DATABASES:-vigil}" != "*" ]; then
+    for db in ${VIGIL_CH_DATABASES:-vigil}; do
+      main="$main<database>$db</database>"
+      published="$published<database>${db}_insurance</database>"
+      audit="$audit<database>${db}_audit</database>"
+    done
+  fi
+  sed -e "s/@ADMIN_SHA256@/$(sha "$VIGIL_CH_ADMIN_PASSWORD")/" \
+      -e "s/@WRITER_SHA256@/$(sha "$VIGIL_CH_WRITER_PASSWORD")/" \
+      -e "s/@READER_SHA256@/$(sha "$VIGIL_CH_READER_PASSWORD")/" \
       -e "s/@COMMISSION_SHA256@/$(sha "$VIGIL_CH_COMMISSION_PASSWORD")/" \
       -e "s/@INSURANCE_SHA256@/$(sha "$VIGIL_CH_INSURANCE_PASSWORD")/" \
       -e "s|@WRITER_DATABASES@|$main$published$audit|" \
+      -e "s|@READER_DATABASES@|$main|" \
       -e "s|@COMMISSION_DATABASES@|$main|" \
       -e "s|@INSURANCE_DATABASES@|$published|" \
       "$(dirname "$ch_config")/users.xml" >"$dir/users.xml"
@@ -178,6 +251,7 @@ start_clickhouse() {
   # The server reads users.xml relative to the config file: keep both together in $dir.
   cp "$ch_config" "$dir/config.xml"
   render_users "$dir"
+  render_cluster "$dir"
   local https=()
   if [ -n "$ch_https" ]; then
     make_certificates "$dir/tls"
@@ -243,21 +317,25 @@ export VIGIL_KAFKA__BROKERS=127.0.0.1:$kafka_port
 export VIGIL_CLICKHOUSE__URL=http://127.0.0.1:$ch_http
 export VIGIL_TEST_KAFKA_BROKERS=127.0.0.1:$kafka_port
 export VIGIL_TEST_CLICKHOUSE_URL=http://127.0.0.1:$ch_http
+export VIGIL_CLICKHOUSE__CREDENTIALS_FILE=$home/clickhouse/credentials.env
 export VIGIL_TEST_CLICKHOUSE_CREDENTIALS=$home/clickhouse/credentials.env
 EOF
 }
 
 case "${1:-}" in
   install)
+    if [ "${2:-}" = zookeeper ]; then install_zookeeper; exit 0; fi
     install_clickhouse
     install_tansu
     ;;
   start)
     mkdir -p "$home"
+    if [ "${2:-}" = zookeeper ]; then install_zookeeper; start_zookeeper; exit 0; fi
     if [ "${2:-clickhouse}" = clickhouse ]; then install_clickhouse; start_clickhouse; fi
     if [ "${2:-tansu}" = tansu ]; then install_tansu; start_tansu; fi
     ;;
   stop)
+    if [ "${2:-}" = zookeeper ]; then stop_one ZooKeeper "$home/zookeeper.pid"; exit 0; fi
     if [ "${2:-tansu}" = tansu ]; then stop_one Tansu "$home/tansu.pid"; fi
     if [ "${2:-clickhouse}" = clickhouse ]; then stop_one ClickHouse "$home/clickhouse.pid"; fi
     ;;
@@ -278,11 +356,12 @@ case "${1:-}" in
   reset)
     stop_one Tansu "$home/tansu.pid"
     stop_one ClickHouse "$home/clickhouse.pid"
-    rm -rf "$home/tansu" "$home/clickhouse"
+    stop_one ZooKeeper "$home/zookeeper.pid"
+    rm -rf "$home/tansu" "$home/clickhouse" "$home/zookeeper"
     say "deleted the local services' data in $home"
     ;;
   *)
-    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

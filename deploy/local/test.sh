@@ -29,13 +29,17 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> starting the local services (first run on a new machine installs them)"
-# The access test owns vigil_access_test; the users must be allowed to use it.
-export VIGIL_CH_DATABASES="vigil vigil_access_test"
+# Every test makes a database of its own, and each stage connects as its role's user: those
+# users may use every database here (the access test checks the narrowed users on a server of
+# its own).
+export VIGIL_CH_DATABASES="*"
 deploy/local/services.sh start
 eval "$(deploy/local/services.sh env)"
+# The cluster test starts ZooKeeper and two ClickHouse replicas of its own.
+deploy/local/services.sh install zookeeper
 
-echo "==> installing chDB (a current ClickHouse engine in-process, for the SQL check) and hl7 (a real MLLP client)"
-python3 -m pip install --quiet --disable-pip-version-check chdb hl7==0.4.5
+echo "==> installing chDB (a current ClickHouse engine in-process, for the SQL check), hl7 (a real MLLP client) and PyYAML (the deployment check)"
+python3 -m pip install --quiet --disable-pip-version-check chdb hl7==0.4.5 pyyaml
 
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   echo "==> installing Debian's Chromium, its WebDriver and a CJK font (the dashboard's browser test)"

@@ -291,21 +291,95 @@ impl Default for TelemetryConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClickHouseConfig {
-    /// HTTP endpoint.
+    /// HTTP endpoint; in cluster mode the replicas of the shard, comma separated: the writer
+    /// moves to the next when one stops answering (the other commands use the first).
     #[serde(default = "default_clickhouse_url")]
     pub url: String,
+    /// The cluster (`remote_servers`) whose replicas hold Vigil's tables; empty: one server.
+    /// `vigil migrate` then creates every table as Replicated…MergeTree `ON CLUSTER`.
+    #[serde(default)]
+    pub cluster: String,
+    /// Replicas that must have an insert before it counts as landed (ClickHouse
+    /// `insert_quorum`; 0: the one written to). With a quorum, the writer's own reads (rollups,
+    /// publications) ask for sequential consistency, so a replica that has not caught up yet
+    /// refuses them and they are retried rather than computed from part of the rows.
+    #[serde(default)]
+    pub insert_quorum: u32,
     /// Database that holds Vigil's tables and views.
     #[serde(default = "default_database")]
     pub database: String,
-    /// User for writing and migrations.
-    #[serde(default = "default_user")]
-    pub user: String,
-    /// Password of `user`. Prefer the environment (VIGIL_CLICKHOUSE__PASSWORD) to the file.
+    /// The ClickHouse user of each role: every part of Vigil connects as the least it needs.
     #[serde(default)]
-    pub password: String,
+    pub users: ClickHouseUsers,
+    /// Where the roles' passwords are, as lines `VIGIL_CH_<ROLE>_PASSWORD=...` (what
+    /// deploy/local/services.sh writes; a deployment mounts its secret there). The environment
+    /// variable of the same name takes precedence. Neither: an empty password.
+    #[serde(default = "default_credentials_file")]
+    pub credentials_file: String,
     /// How long one request may take before it is abandoned and retried.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Who this copy connects as: set by [`ClickHouseConfig::as_role`], never read from a file,
+    /// so a client made without choosing a role is refused by a server whose users all have
+    /// passwords.
+    #[serde(skip)]
+    pub user: String,
+    #[serde(skip)]
+    pub password: String,
+}
+
+/// What a connection is for, and so which user it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClickHouseRole {
+    /// Schemas and the API's tokens: `vigil migrate`, `vigil token`, the benchmarks.
+    Admin,
+    /// Rows, rollups, publications, backtest reports and the API's audit log.
+    Writer,
+    /// The dashboard's and API's figures, read only.
+    Reader,
+}
+
+impl ClickHouseRole {
+    /// The name of the password's environment variable and credentials-file line.
+    pub fn password_variable(self) -> &'static str {
+        match self {
+            ClickHouseRole::Admin => "VIGIL_CH_ADMIN_PASSWORD",
+            ClickHouseRole::Writer => "VIGIL_CH_WRITER_PASSWORD",
+            ClickHouseRole::Reader => "VIGIL_CH_READER_PASSWORD",
+        }
+    }
+}
+
+/// The user names of the roles (deploy/clickhouse/server/users.xml and grants.sql create them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseUsers {
+    #[serde(default = "default_admin_user")]
+    pub admin: String,
+    #[serde(default = "default_writer_user")]
+    pub writer: String,
+    #[serde(default = "default_reader_user")]
+    pub reader: String,
+}
+
+fn default_admin_user() -> String {
+    "default".into()
+}
+fn default_writer_user() -> String {
+    "vigil_writer".into()
+}
+fn default_reader_user() -> String {
+    "vigil_reader".into()
+}
+
+impl Default for ClickHouseUsers {
+    fn default() -> Self {
+        ClickHouseUsers {
+            admin: default_admin_user(),
+            writer: default_writer_user(),
+            reader: default_reader_user(),
+        }
+    }
 }
 
 /// The local server of `deploy/local/services.sh`.
@@ -315,8 +389,9 @@ fn default_clickhouse_url() -> String {
 fn default_database() -> String {
     "vigil".into()
 }
-fn default_user() -> String {
-    "default".into()
+/// Where deploy/local/services.sh keeps the passwords it generated.
+fn default_credentials_file() -> String {
+    ".vigil/clickhouse/credentials.env".into()
 }
 /// Large inserts on a busy 2-core machine take seconds; a minute marks a hung server.
 fn default_request_timeout() -> Duration {
@@ -327,20 +402,77 @@ impl Default for ClickHouseConfig {
     fn default() -> Self {
         ClickHouseConfig {
             url: default_clickhouse_url(),
+            cluster: String::new(),
+            insert_quorum: 0,
             database: default_database(),
-            user: default_user(),
-            password: String::new(),
+            users: ClickHouseUsers::default(),
+            credentials_file: default_credentials_file(),
             request_timeout: default_request_timeout(),
+            user: String::new(),
+            password: String::new(),
         }
     }
 }
 
 impl ClickHouseConfig {
+    /// This configuration connecting as `role`'s user with its password.
+    pub fn as_role(&self, role: ClickHouseRole) -> Result<ClickHouseConfig, RuntimeError> {
+        let user = match role {
+            ClickHouseRole::Admin => &self.users.admin,
+            ClickHouseRole::Writer => &self.users.writer,
+            ClickHouseRole::Reader => &self.users.reader,
+        };
+        Ok(ClickHouseConfig {
+            user: user.clone(),
+            password: self.password(role)?,
+            ..self.clone()
+        })
+    }
+
+    fn password(&self, role: ClickHouseRole) -> Result<String, RuntimeError> {
+        let variable = role.password_variable();
+        if let Ok(password) = std::env::var(variable) {
+            return Ok(password);
+        }
+        let text = match std::fs::read_to_string(&self.credentials_file) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+            Err(error) => {
+                return Err(RuntimeError::Config(format!(
+                    "cannot read clickhouse.credentials_file '{}': {error}",
+                    self.credentials_file
+                )))
+            }
+        };
+        Ok(password_line(&text, variable).unwrap_or_default())
+    }
+
+    /// The servers of `url`, in order (one unless a cluster's replicas are listed).
+    pub fn urls(&self) -> Vec<&str> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .collect()
+    }
+
     pub fn validate(&self) -> Result<(), RuntimeError> {
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+        let urls = self.urls();
+        if urls.is_empty() {
+            return Err(RuntimeError::Config("clickhouse.url is empty".into()));
+        }
+        for url in urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(RuntimeError::Config(format!(
+                    "clickhouse.url must start with http:// or https://, not '{url}'"
+                )));
+            }
+        }
+        let name_ok = |name: &str| name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !name_ok(&self.cluster) {
             return Err(RuntimeError::Config(format!(
-                "clickhouse.url must start with http:// or https://, not '{}'",
-                self.url
+                "clickhouse.cluster '{}' must be letters, digits and underscores",
+                self.cluster
             )));
         }
         let legal = !self.database.is_empty()
@@ -358,9 +490,56 @@ impl ClickHouseConfig {
     }
 }
 
+/// The value of `NAME=value` in a credentials file (blank lines and `#` comments allowed).
+fn password_line(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|line| line.trim().split_once('='))
+        .find(|(key, _)| key.trim() == name)
+        .map(|(_, value)| value.trim().trim_matches(['"', '\'']).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_role_connects_as_its_user_with_the_password_from_the_file() {
+        let dir = std::env::temp_dir().join(format!("vigil-credentials-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("credentials.env");
+        std::fs::write(
+            &file,
+            "# generated\nVIGIL_CH_WRITER_PASSWORD=w1\nVIGIL_CH_READER_PASSWORD='r 2'\n",
+        )
+        .unwrap();
+        let config = ClickHouseConfig {
+            credentials_file: file.display().to_string(),
+            ..ClickHouseConfig::default()
+        };
+        let writer = config.as_role(ClickHouseRole::Writer).unwrap();
+        assert_eq!(
+            (writer.user.as_str(), writer.password.as_str()),
+            ("vigil_writer", "w1")
+        );
+        let reader = config.as_role(ClickHouseRole::Reader).unwrap();
+        assert_eq!(
+            (reader.user.as_str(), reader.password.as_str()),
+            ("vigil_reader", "r 2")
+        );
+        // A role the file does not name gets no password (a server whose user has none).
+        assert_eq!(config.as_role(ClickHouseRole::Admin).unwrap().password, "");
+        // A copy made without choosing a role names no user at all.
+        assert_eq!(config.user, "");
+        let missing = ClickHouseConfig {
+            credentials_file: dir.join("absent.env").display().to_string(),
+            ..ClickHouseConfig::default()
+        };
+        assert_eq!(
+            missing.as_role(ClickHouseRole::Writer).unwrap().password,
+            ""
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -11,13 +11,6 @@ pub struct ServeConfig {
     /// (TLS, single sign-on) in front and opens it.
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// ClickHouse user the dashboard reads as (a read-only one, e.g. `commission`); empty: the
-    /// `[clickhouse]` user.
-    #[serde(default)]
-    pub user: String,
-    /// Its password; prefer the environment (VIGIL_SERVE__PASSWORD).
-    #[serde(default)]
-    pub password: String,
     /// How often the figures are read again: once for every viewer, and pushed to open pages
     /// when they changed.
     #[serde(default = "default_refresh", with = "humantime_serde")]
@@ -47,8 +40,6 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             listen: default_listen(),
-            user: String::new(),
-            password: String::new(),
             refresh: default_refresh(),
             tokens_file: String::new(),
             tls_cert_file: String::new(),

@@ -145,14 +145,11 @@ pub async fn run(
     reporting: Reporting,
     shutdown: Shutdown,
 ) -> Result<(), ServeError> {
-    let mut reader = clickhouse.clone();
-    if !config.user.is_empty() {
-        reader.user = config.user.clone();
-        reader.password = config.password.clone();
-    }
-    let reader = vigil_runtime::clickhouse::client(&reader);
+    use vigil_runtime::config::ClickHouseRole;
+    let reader = vigil_runtime::clickhouse::client(&clickhouse.as_role(ClickHouseRole::Reader)?);
     // Tokens and the audit log live in <db>_audit, which the read-only users cannot read.
-    let keeper = vigil_runtime::clickhouse::server_client(clickhouse);
+    let keeper =
+        vigil_runtime::clickhouse::server_client(&clickhouse.as_role(ClickHouseRole::Writer)?);
     let latest = live::start(
         reader.clone(),
         reporting.utc_offset_minutes,

@@ -16,6 +16,9 @@ pub enum SinkError {
         #[source]
         source: vigil_runtime::RuntimeError,
     },
+    /// A statement cluster mode does not know how to run `ON CLUSTER`.
+    #[error("clickhouse.cluster is set, but this migration statement cannot be run on a cluster: '{statement}' (only CREATE DATABASE/TABLE/VIEW IF NOT EXISTS and ALTER TABLE are)")]
+    Cluster { statement: String },
     #[error("migration {version} ({name}) was changed after it was applied (checksum {applied} in the database, {now} now); add a new migration instead")]
     MigrationChanged {
         version: u32,
@@ -30,9 +33,10 @@ impl SinkError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SinkError::Runtime(e) | SinkError::Migration { source: e, .. } => e.is_retryable(),
-            SinkError::Config(_) | SinkError::Schema(_) | SinkError::MigrationChanged { .. } => {
-                false
-            }
+            SinkError::Config(_)
+            | SinkError::Schema(_)
+            | SinkError::MigrationChanged { .. }
+            | SinkError::Cluster { .. } => false,
         }
     }
 }

@@ -7,6 +7,7 @@
 // Test helpers: a panic is how they report a broken environment.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod receiver;
 pub mod webdriver;
 
 use std::io::{Read, Write};
@@ -24,9 +25,42 @@ const HOW_TO_START: &str = "start the local services first: `deploy/local/test.s
 or `deploy/local/services.sh start && eval \"$(deploy/local/services.sh env)\"` before `cargo nextest run`";
 
 /// Addresses of the real services.
+#[derive(Clone)]
 pub struct Services {
     pub brokers: String,
     pub clickhouse_url: String,
+    /// The ClickHouse users' passwords (`VIGIL_CH_<ROLE>_PASSWORD` lines) services.sh generated.
+    pub clickhouse_credentials: PathBuf,
+}
+
+impl Services {
+    /// A password from the credentials file, e.g. `password("ADMIN")`.
+    pub fn password(&self, role: &str) -> String {
+        let text = std::fs::read_to_string(&self.clickhouse_credentials).unwrap_or_else(|e| {
+            panic!("cannot read {}: {e}", self.clickhouse_credentials.display())
+        });
+        let name = format!("VIGIL_CH_{role}_PASSWORD=");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&name))
+            .unwrap_or_else(|| panic!("no {name} in {}", self.clickhouse_credentials.display()))
+            .to_string()
+    }
+
+    /// A client as the administrator (`default`, with its password).
+    pub fn admin_client(&self) -> clickhouse::Client {
+        clickhouse::Client::default()
+            .with_url(&self.clickhouse_url)
+            .with_user("default")
+            .with_password(self.password("ADMIN"))
+            .with_validation(false)
+    }
+}
+
+/// Where services.sh keeps the ClickHouse passwords of the shared test server.
+fn shared_credentials() -> PathBuf {
+    std::env::var("VIGIL_TEST_CLICKHOUSE_CREDENTIALS")
+        .unwrap_or_else(|_| panic!("VIGIL_TEST_CLICKHOUSE_CREDENTIALS is not set: {HOW_TO_START}"))
+        .into()
 }
 
 fn reachable(host_port: &str) -> bool {
@@ -59,6 +93,7 @@ pub fn services() -> Services {
     Services {
         brokers,
         clickhouse_url,
+        clickhouse_credentials: shared_credentials(),
     }
 }
 
@@ -204,22 +239,30 @@ impl TestEnv {
         extra: &str,
         brokers: &str,
         clickhouse_url: &str,
+        clickhouse_credentials: &Path,
     ) -> TestEnv {
         let id = unique(name);
         let database = format!("vigil_t_{id}");
         let services = Services {
             brokers: brokers.to_string(),
             clickhouse_url: clickhouse_url.to_string(),
+            clickhouse_credentials: clickhouse_credentials.to_path_buf(),
         };
         TestEnv::build_on(services, id, database, partitions, extra)
     }
 
     /// Like `new`, against a ClickHouse server of the test's own (one it may stop and start).
-    pub fn on_clickhouse(name: &str, partitions: i32, extra: &str, url: &str) -> TestEnv {
+    pub fn on_clickhouse(
+        name: &str,
+        partitions: i32,
+        extra: &str,
+        server: &OwnClickHouse,
+    ) -> TestEnv {
         let id = unique(name);
         let database = format!("vigil_t_{id}");
         let services = Services {
-            clickhouse_url: url.to_string(),
+            clickhouse_url: server.url(),
+            clickhouse_credentials: server.credentials_file(),
             ..services()
         };
         TestEnv::build_on(services, id, database, partitions, extra)
@@ -230,10 +273,11 @@ impl TestEnv {
         name: &str,
         database: &str,
         partitions: i32,
-        url: &str,
+        server: &OwnClickHouse,
     ) -> TestEnv {
         let services = Services {
-            clickhouse_url: url.to_string(),
+            clickhouse_url: server.url(),
+            clickhouse_credentials: server.credentials_file(),
             ..services()
         };
         TestEnv::build_on(services, unique(name), database.to_string(), partitions, "")
@@ -290,10 +334,23 @@ impl TestEnv {
 
     /// A second pipeline reading this one's input topics, writing everywhere else on its own.
     pub fn sibling(&mut self, name: &str) -> TestEnv {
+        self.sibling_from(name, false)
+    }
+
+    /// A second whole pipeline over this one's change events: its edge writes canonical events
+    /// of its own too.
+    pub fn sibling_with_own_edge(&mut self, name: &str) -> TestEnv {
+        self.sibling_from(name, true)
+    }
+
+    fn sibling_from(&mut self, name: &str, own_edge: bool) -> TestEnv {
         let id = format!("{}_{name}", self.id);
         let database = format!("vigil_t_{id}");
         let mut kafka = self.kafka.clone();
         let own = KafkaConfig::default().topics.with_suffix(&id);
+        if own_edge {
+            kafka.topics.clinical_events = own.clinical_events;
+        }
         kafka.topics.alerts = own.alerts;
         kafka.topics.patient_status = own.patient_status;
         kafka.topics.dead_letters = own.dead_letters;
@@ -313,10 +370,7 @@ impl TestEnv {
         );
         self.databases.push(database.clone());
         TestEnv {
-            services: Services {
-                brokers: self.services.brokers.clone(),
-                clickhouse_url: self.services.clickhouse_url.clone(),
-            },
+            services: self.services.clone(),
             dir: self.dir.clone(),
             config_path,
             database,
@@ -349,6 +403,13 @@ impl TestEnv {
             )
             // The configuration file names this test's services; the shell's may name others.
             .env("VIGIL_CLICKHOUSE__URL", &self.services.clickhouse_url)
+            .env(
+                "VIGIL_CLICKHOUSE__CREDENTIALS_FILE",
+                &self.services.clickhouse_credentials,
+            )
+            .env_remove("VIGIL_CH_ADMIN_PASSWORD")
+            .env_remove("VIGIL_CH_WRITER_PASSWORD")
+            .env_remove("VIGIL_CH_READER_PASSWORD")
             .env("VIGIL_KAFKA__BROKERS", &self.services.brokers)
             .env_remove("VIGIL_PSEUDONYM_KEY")
             .envs(self.overrides.iter().map(|(k, v)| (k, v)));
@@ -477,11 +538,9 @@ impl TestEnv {
         producer.flush().expect("acknowledged");
     }
 
+    /// A client as the administrator, on this test's database.
     pub fn clickhouse(&self) -> clickhouse::Client {
-        clickhouse::Client::default()
-            .with_url(&self.services.clickhouse_url)
-            .with_database(&self.database)
-            .with_validation(false)
+        self.services.admin_client().with_database(&self.database)
     }
 
     /// Runs a query and returns its rows as tab-separated text (one line per row).
@@ -516,9 +575,7 @@ impl TestEnv {
 
     /// Runs a statement as the administrator (`default`), failing the test if it fails.
     pub fn admin(&self, sql: &str) {
-        let client = clickhouse::Client::default()
-            .with_url(&self.services.clickhouse_url)
-            .with_validation(false);
+        let client = self.services.admin_client();
         let sql = sql.to_string();
         self.runtime
             .block_on(async move { client.query(&sql).execute().await })
@@ -527,12 +584,27 @@ impl TestEnv {
 
     /// Runs a query as `user`: its tab-separated rows, or ClickHouse's refusal.
     pub fn query_as(&self, user: &str, password: &str, sql: &str) -> Result<String, String> {
+        self.query_as_with(user, password, sql, &[])
+    }
+
+    /// Like `query_as`, sending `settings` with the request (as URL parameters, the way any
+    /// HTTP client may).
+    pub fn query_as_with(
+        &self,
+        user: &str,
+        password: &str,
+        sql: &str,
+        settings: &[(&str, &str)],
+    ) -> Result<String, String> {
         let sql = sql.replace("{db}", &self.database);
-        let client = clickhouse::Client::default()
+        let mut client = clickhouse::Client::default()
             .with_url(&self.services.clickhouse_url)
             .with_user(user)
             .with_password(password)
             .with_validation(false);
+        for (name, value) in settings {
+            client = client.with_setting(*name, *value);
+        }
         self.runtime.block_on(async move {
             let mut cursor = client
                 .query(&sql)
@@ -572,9 +644,7 @@ impl Drop for TestEnv {
             format!("{}_insurance", self.database),
             format!("{}_audit", self.database),
         ] {
-            let client = clickhouse::Client::default()
-                .with_url(&self.services.clickhouse_url)
-                .with_validation(false);
+            let client = self.services.admin_client();
             let sql = format!("DROP DATABASE IF EXISTS {db}");
             let _ = self
                 .runtime
@@ -598,6 +668,20 @@ impl ChildGuard {
     /// SIGKILL: no shutdown path runs.
     pub fn sigkill(&mut self) {
         self.kill();
+    }
+
+    /// SIGTERM, as a supervisor stops an instance it replaces; whether it exited cleanly
+    /// within `limit` (it is killed otherwise).
+    pub fn terminate(&mut self, limit: Duration) -> bool {
+        let Some(child) = self.0.as_ref() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let clean = self.wait_with_limit(limit);
+        self.kill();
+        clean
     }
 
     pub fn wait_with_limit(&mut self, limit: Duration) -> bool {
@@ -690,11 +774,89 @@ pub struct OwnClickHouse {
     https_port: Option<u16>,
     /// The Vigil databases its users are made for (`VIGIL_CH_DATABASES`).
     databases: String,
+    /// Its place in a replicated cluster, if it is a replica.
+    replica: Option<Replica>,
+}
+
+/// A replica's place in a one-shard cluster.
+#[derive(Clone)]
+struct Replica {
+    cluster: String,
+    name: String,
+    /// Every replica's native address, "host:port ...".
+    hosts: String,
+    zookeeper_port: u16,
 }
 
 impl OwnClickHouse {
+    /// `count` ClickHouse servers, replicas of one shard of cluster `cluster` sharing `zookeeper`,
+    /// with the same users and passwords, their users allowed every database.
+    pub fn replicas(
+        name: &str,
+        cluster: &str,
+        count: usize,
+        zookeeper: &OwnZooKeeper,
+    ) -> Vec<OwnClickHouse> {
+        let mut servers: Vec<OwnClickHouse> = (0..count)
+            .map(|i| OwnClickHouse {
+                home: std::env::temp_dir()
+                    .join(format!("vigil-ch-{}", unique(&format!("{name}{i}")))),
+                http_port: free_port(),
+                tcp_port: free_port(),
+                interserver_port: free_port(),
+                https_port: None,
+                databases: "*".to_string(),
+                replica: None,
+            })
+            .collect();
+        let hosts = servers
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.tcp_port))
+            .collect::<Vec<_>>()
+            .join(" ");
+        for (i, server) in servers.iter_mut().enumerate() {
+            server.replica = Some(Replica {
+                cluster: cluster.to_string(),
+                name: format!("r{}", i + 1),
+                hosts: hosts.clone(),
+                zookeeper_port: zookeeper.port,
+            });
+        }
+        servers[0].start_again();
+        for server in &servers[1..] {
+            std::fs::create_dir_all(server.home.join("clickhouse")).expect("server home");
+            std::fs::copy(servers[0].credentials_file(), server.credentials_file())
+                .expect("the same users on every replica");
+            server.start_again();
+        }
+        servers
+    }
+
+    /// Kills the server with SIGKILL (a crashed host): nothing is flushed or closed.
+    pub fn crash(&self) {
+        let pidfile = self.home.join("clickhouse.pid");
+        let pid = std::fs::read_to_string(&pidfile).expect("the server runs");
+        let status = Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "the server could not be killed");
+        let _ = std::fs::remove_file(pidfile);
+        let address = format!("127.0.0.1:{}", self.http_port);
+        assert!(
+            eventually(Duration::from_secs(10), || !reachable(&address)),
+            "the killed server still answers"
+        );
+    }
+
+    /// A server whose users may use every database (the tests make their own).
     pub fn start(name: &str) -> OwnClickHouse {
-        OwnClickHouse::start_with(name, None, "vigil")
+        OwnClickHouse::start_with(name, None, "*")
+    }
+
+    /// A server whose users are made for `database` (and its companions) only.
+    pub fn serving(name: &str, database: &str) -> OwnClickHouse {
+        OwnClickHouse::start_with(name, None, database)
     }
 
     /// A server that also serves HTTPS, its users made for `database`.
@@ -710,6 +872,7 @@ impl OwnClickHouse {
             interserver_port: free_port(),
             https_port,
             databases: databases.to_string(),
+            replica: None,
         };
         server.start_again();
         server
@@ -729,9 +892,14 @@ impl OwnClickHouse {
         self.home.join("clickhouse/tls/ca.crt")
     }
 
+    /// The file of the users' passwords services.sh generated.
+    pub fn credentials_file(&self) -> PathBuf {
+        self.home.join("clickhouse/credentials.env")
+    }
+
     /// The users' passwords services.sh generated (`VIGIL_CH_WRITER_PASSWORD`, ...).
     pub fn credentials(&self) -> std::collections::HashMap<String, String> {
-        std::fs::read_to_string(self.home.join("clickhouse/credentials.env"))
+        std::fs::read_to_string(self.credentials_file())
             .expect("credentials written")
             .lines()
             .filter_map(|line| line.split_once('='))
@@ -757,6 +925,14 @@ impl OwnClickHouse {
                 self.https_port.map(|p| p.to_string()).unwrap_or_default(),
             )
             .env("VIGIL_CH_DATABASES", &self.databases)
+            .envs(self.replica.iter().flat_map(|replica| {
+                [
+                    ("VIGIL_CLICKHOUSE_CLUSTER", replica.cluster.clone()),
+                    ("VIGIL_CLICKHOUSE_REPLICA", replica.name.clone()),
+                    ("VIGIL_CLICKHOUSE_CLUSTER_HOSTS", replica.hosts.clone()),
+                    ("VIGIL_ZOOKEEPER_PORT", replica.zookeeper_port.to_string()),
+                ]
+            }))
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .status()
@@ -783,6 +959,46 @@ impl OwnClickHouse {
 impl Drop for OwnClickHouse {
     fn drop(&mut self) {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// A ZooKeeper of one test's own (for a replicated ClickHouse cluster), started by
+/// `deploy/local/services.sh start zookeeper` on a free port; stopped and deleted when dropped.
+pub struct OwnZooKeeper {
+    home: PathBuf,
+    pub port: u16,
+}
+
+impl OwnZooKeeper {
+    pub fn start(name: &str) -> OwnZooKeeper {
+        let zookeeper = OwnZooKeeper {
+            home: std::env::temp_dir().join(format!("vigil-zk-{}", unique(name))),
+            port: free_port(),
+        };
+        zookeeper.script("start");
+        zookeeper
+    }
+
+    fn script(&self, action: &str) {
+        std::fs::create_dir_all(&self.home).expect("zookeeper home");
+        let output = Command::new(repo_path("deploy/local/services.sh"))
+            .args([action, "zookeeper"])
+            .env("VIGIL_HOME", &self.home)
+            .env("VIGIL_ZOOKEEPER_PORT", self.port.to_string())
+            .output()
+            .expect("services.sh runs");
+        assert!(
+            output.status.success(),
+            "services.sh {action} zookeeper failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for OwnZooKeeper {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.script("stop")));
         let _ = std::fs::remove_dir_all(&self.home);
     }
 }

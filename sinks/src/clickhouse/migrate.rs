@@ -88,8 +88,9 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
 /// Earlier texts of amended migrations, by version, whose result is the same: a database that
 /// applied one of them is current. 0002's `alert_rate` view got aliases for its joined subqueries,
 /// which current ClickHouse requires (18.16 accepted the view without them, and gives the same
-/// rows with them).
-const AMENDED: &[(u32, &str)] = &[(2, "f1af2d6262eca8d7")];
+/// rows with them). 0005 spells out `late_events`' columns and keys rather than copying
+/// `clinical_events` (`AS`), which in cluster mode would copy its replica path too.
+const AMENDED: &[(u32, &str)] = &[(2, "f1af2d6262eca8d7"), (5, "144d4bf79f73413d")];
 
 /// Whether a migration applied with checksum `applied` is the one whose text now sums to `now`.
 fn same_migration(version: u32, applied: &str, now: &str) -> bool {
@@ -126,6 +127,59 @@ pub fn statements(sql: &str, database: &str) -> Vec<String> {
         out.push(current.trim().replace("{db}", database));
     }
     out
+}
+
+/// What a statement starts with, before the name it creates.
+const NAMED: [&str; 3] = [
+    "CREATE DATABASE IF NOT EXISTS ",
+    "CREATE TABLE IF NOT EXISTS ",
+    "CREATE VIEW IF NOT EXISTS ",
+];
+
+/// A migration statement as a cluster runs it: `ON CLUSTER`, and every table replicated with
+/// the same engine and replacing keys (Replicated…MergeTree; its ZooKeeper path named by the
+/// database and table, `{shard}` and `{replica}` from each server's macros), so a row inserted
+/// on one replica reaches the others and the same block inserted again on any is dropped. An
+/// `ALTER TABLE` runs on one replica as it is: every table being replicated, the table carries
+/// it to the others (18.16's `ALTER … ON CLUSTER` of a replicated table can wait on itself past
+/// the distributed DDL timeout).
+pub fn for_cluster(statement: &str, cluster: &str) -> Result<String, SinkError> {
+    let unknown = || SinkError::Cluster {
+        statement: statement.lines().next().unwrap_or_default().to_string(),
+    };
+    if statement.starts_with("ALTER TABLE ") {
+        return Ok(statement.to_string());
+    }
+    let prefix = NAMED
+        .iter()
+        .find(|prefix| statement.starts_with(*prefix))
+        .ok_or_else(unknown)?;
+    let rest = &statement[prefix.len()..];
+    let name_len = rest
+        .find(|c: char| c.is_whitespace() || c == '(')
+        .unwrap_or(rest.len());
+    let name = &rest[..name_len];
+    let mut out = format!("{prefix}{name} ON CLUSTER {cluster}{}", &rest[name_len..]);
+    for engine in ["ReplacingMergeTree(", "MergeTree("] {
+        let plain = format!("ENGINE = {engine}");
+        if let Some(at) = out.find(&plain) {
+            let args_start = at + plain.len();
+            let args_end = args_start + out[args_start..].find(')').ok_or_else(unknown)?;
+            let args = out[args_start..args_end].trim().to_string();
+            let path = format!("'/clickhouse/tables/{{shard}}/{name}', '{{replica}}'");
+            let args = if args.is_empty() {
+                path
+            } else {
+                format!("{path}, {args}")
+            };
+            out.replace_range(
+                at..=args_end,
+                &format!("ENGINE = Replicated{engine}{args})"),
+            );
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// FNV-1a of the migration text: a change after applying it is refused.
@@ -183,17 +237,23 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrateReport, SinkErr
     config.validate()?;
     let client = vigil_runtime::clickhouse::server_client(config);
     let db = &config.database;
+    // Schema statements run on every server of a cluster; rows are replicated by the table.
+    let ddl = |sql: String| -> Result<String, SinkError> {
+        if config.cluster.is_empty() {
+            Ok(sql)
+        } else {
+            for_cluster(&sql, &config.cluster)
+        }
+    };
     let run = |sql: String| {
         let client = client.clone();
         async move {
-            client
-                .query(&sql)
-                .execute()
-                .await
-                .map_err(|source| RuntimeError::ClickHouse {
+            client.query(&sql).execute().await.map_err(|source| {
+                SinkError::from(RuntimeError::ClickHouse {
                     operation: "migration statement",
                     source,
                 })
+            })
         }
     };
     // A schema that is already current needs no DDL, so stages running as a user without DDL
@@ -203,11 +263,11 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrateReport, SinkErr
             return Ok(report);
         }
     }
-    run(format!("CREATE DATABASE IF NOT EXISTS {db}")).await?;
-    run(format!(
+    run(ddl(format!("CREATE DATABASE IF NOT EXISTS {db}"))?).await?;
+    run(ddl(format!(
         "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, checksum String, applied_at DateTime) \
          ENGINE = MergeTree() ORDER BY version"
-    ))
+    ))?)
     .await?;
     let applied = read_applied(&client, db).await?;
 
@@ -227,13 +287,14 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrateReport, SinkErr
             continue;
         }
         for statement in statements(sql, db) {
-            run(statement)
-                .await
-                .map_err(|source| SinkError::Migration {
+            run(ddl(statement)?).await.map_err(|error| match error {
+                SinkError::Runtime(source) => SinkError::Migration {
                     version: *version,
                     name,
                     source,
-                })?;
+                },
+                other => other,
+            })?;
         }
         run(format!(
             "INSERT INTO {db}.schema_migrations (version, name, checksum, applied_at) VALUES ({version}, '{name}', '{sum}', now())"
@@ -254,9 +315,63 @@ mod tests {
         assert!(same_migration(2, "f1af2d6262eca8d7", &now));
         assert!(!same_migration(3, "f1af2d6262eca8d7", &now));
         assert!(!same_migration(2, "0000000000000000", &now));
+        let late = checksum(MIGRATIONS[4].2);
+        assert!(same_migration(5, "144d4bf79f73413d", &late));
     }
 
     use super::*;
+
+    #[test]
+    fn a_cluster_replicates_every_table_on_every_server() {
+        let table = "CREATE TABLE IF NOT EXISTS v.alerts\n(\n    id String\n)\nENGINE = ReplacingMergeTree(version)\nORDER BY id";
+        assert_eq!(
+            for_cluster(table, "pilot").unwrap(),
+            "CREATE TABLE IF NOT EXISTS v.alerts ON CLUSTER pilot\n(\n    id String\n)\nENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/v.alerts', '{replica}', version)\nORDER BY id"
+        );
+        let plain =
+            "CREATE TABLE IF NOT EXISTS v_audit.log (x UInt8) ENGINE = MergeTree() ORDER BY x";
+        assert_eq!(
+            for_cluster(plain, "pilot").unwrap(),
+            "CREATE TABLE IF NOT EXISTS v_audit.log ON CLUSTER pilot (x UInt8) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/v_audit.log', '{replica}') ORDER BY x"
+        );
+        assert_eq!(
+            for_cluster(
+                "ALTER TABLE v.alerts ADD COLUMN m String DEFAULT ''",
+                "pilot"
+            )
+            .unwrap(),
+            "ALTER TABLE v.alerts ADD COLUMN m String DEFAULT ''"
+        );
+        assert_eq!(
+            for_cluster("CREATE DATABASE IF NOT EXISTS v_insurance", "pilot").unwrap(),
+            "CREATE DATABASE IF NOT EXISTS v_insurance ON CLUSTER pilot"
+        );
+        assert_eq!(
+            for_cluster("CREATE VIEW IF NOT EXISTS v.rate AS\nSELECT 1", "pilot").unwrap(),
+            "CREATE VIEW IF NOT EXISTS v.rate ON CLUSTER pilot AS\nSELECT 1"
+        );
+        assert!(matches!(
+            for_cluster("DROP TABLE v.alerts", "pilot"),
+            Err(SinkError::Cluster { .. })
+        ));
+        // Every statement of every migration has a cluster form.
+        for (_, _, sql) in MIGRATIONS {
+            for statement in statements(sql, "v") {
+                let clustered = for_cluster(&statement, "pilot").unwrap();
+                let alter = statement.starts_with("ALTER TABLE ");
+                assert_eq!(
+                    clustered.contains(" ON CLUSTER pilot"),
+                    !alter,
+                    "{clustered}"
+                );
+                assert!(
+                    !clustered.contains("= MergeTree")
+                        && !clustered.contains("= ReplacingMergeTree"),
+                    "{clustered}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn every_migration_file_is_listed_in_order() {

@@ -20,6 +20,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use serde::Serialize;
 use tokio::runtime::Handle;
 use tracing::{debug, error, info, warn};
+use vigil_runtime::clickhouse::Replicas;
 use vigil_runtime::config::{ClickHouseConfig, KafkaConfig, Topics};
 use vigil_runtime::kafka::{
     AssignmentChange, ConsumerTuning, DurableProducer, GroupConsumer, Positions, TopicPartition,
@@ -455,7 +456,8 @@ fn registry(topics: &Topics, config: &SinkConfig) -> Result<Vec<Registered>, Sin
 
 struct Writer<'a> {
     config: &'a SinkConfig,
-    client: Client,
+    /// The servers to land on: the one configured, or a cluster's replicas in turn.
+    replicas: Replicas,
     handle: &'a Handle,
     consumer: GroupConsumer,
     producer: DurableProducer,
@@ -464,6 +466,21 @@ struct Writer<'a> {
     tables: Vec<Registered>,
     summary: SinkSummary,
     rollups: Rollups,
+}
+
+/// The clients the writer lands with. With an insert quorum, its reads (rollups, publications)
+/// ask for sequential consistency: a replica that lacks an acknowledged insert refuses them.
+fn landing(clickhouse: &ClickHouseConfig) -> Replicas {
+    let quorum = clickhouse.insert_quorum;
+    Replicas::new(clickhouse, |client| {
+        let client = client.with_setting("max_insert_block_size", "1048576");
+        if quorum == 0 {
+            return client;
+        }
+        client
+            .with_setting("insert_quorum", quorum.to_string())
+            .with_setting("select_sequential_consistency", "1")
+    })
 }
 
 /// Runs the ClickHouse writer until shutdown (or the stop condition). The dashboard's rollups
@@ -495,8 +512,7 @@ pub fn run(
     info!(clickhouse = %clickhouse.url, version = %version, database = %clickhouse.database, "ClickHouse writer started.");
     let mut writer = Writer {
         config,
-        client: vigil_runtime::clickhouse::client(clickhouse)
-            .with_setting("max_insert_block_size", "1048576"),
+        replicas: landing(clickhouse),
         handle,
         consumer,
         producer: DurableProducer::new(kafka, "vigil-sink")?,
@@ -513,7 +529,7 @@ pub fn run(
     // What a writer stopped before recomputing (or everything, the first time).
     let caught_up = handle
         .block_on(rollup::catch_up(
-            &writer.client,
+            writer.replicas.current(),
             &clickhouse.database,
             reporting.utc_offset_minutes,
         ))
@@ -544,7 +560,11 @@ pub fn run(
         {
             last_publication = Instant::now();
             // A failed publication is retried next interval: it never holds up the writing.
-            match handle.block_on(super::publish::publish(clickhouse, config.publish_min_cell)) {
+            let current = ClickHouseConfig {
+                url: writer.replicas.current_url().to_string(),
+                ..clickhouse.clone()
+            };
+            match handle.block_on(super::publish::publish(&current, config.publish_min_cell)) {
                 Ok(cells) => {
                     tracing::debug!(cells, "Published the insurance bureau's outcome metrics.")
                 }
@@ -552,8 +572,12 @@ pub fn run(
                     warn!(%error, "Publishing outcome metrics failed; retrying next interval.")
                 }
             }
-            let frozen =
-                super::freeze::freeze(&writer.client, &clickhouse.database, &reporting, now_ms());
+            let frozen = super::freeze::freeze(
+                writer.replicas.current(),
+                &clickhouse.database,
+                &reporting,
+                now_ms(),
+            );
             match handle.block_on(frozen) {
                 Ok(frozen) if frozen != Default::default() => {
                     info!(
@@ -630,7 +654,10 @@ impl Writer<'_> {
     /// retried at the next interval (and by the next writer's catch-up): it never holds up the
     /// writing.
     fn recompute_rollups(&mut self, stopping: bool) {
-        match self.rollups.drive(&self.client, self.handle, stopping) {
+        match self
+            .rollups
+            .drive(self.replicas.current(), self.handle, stopping)
+        {
             Some(Ok(recomputed)) => debug!(recomputed, "The dashboard's rollups recomputed."),
             Some(Err(error)) => {
                 warn!(%error, "The dashboard's rollups could not be recomputed; retrying.")
@@ -660,14 +687,19 @@ impl Writer<'_> {
         let rejected = loop {
             let attempt = self
                 .handle
-                .block_on(self.tables[index].buffer.insert(&self.client));
+                .block_on(self.tables[index].buffer.insert(self.replicas.current()));
             match attempt {
                 Ok(rejected) => break rejected,
                 Err(source) => {
                     self.summary.retries += 1;
                     metrics::counter!("vigil_sink_insert_retries_total", "table" => table)
                         .increment(1);
-                    warn!(table, rows = self.tables[index].buffer.rows(), error = %source, retry_in = ?backoff,
+                    let failed = self.replicas.current_url().to_string();
+                    // The same rows go to the next replica: a replicated table drops an
+                    // identical block already inserted, and the tables replace by row id.
+                    self.replicas.fail_over();
+                    warn!(table, rows = self.tables[index].buffer.rows(), error = %source, server = %failed,
+                        next = %self.replicas.current_url(), retry_in = ?backoff,
                         "ClickHouse is unavailable; holding the batch and retrying.");
                     self.wait_while_paused(backoff)?;
                     backoff = (backoff * 2).min(self.config.max_retry_backoff);
