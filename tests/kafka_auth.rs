@@ -1,7 +1,10 @@
 //! Kafka with authentication: Tansu started to require SASL SCRAM-SHA-512 from every client. The
 //! whole pipeline runs with credentials given in the environment (librdkafka properties, one
 //! key each); a client without credentials, or with a wrong password, is refused and says which
-//! broker it could not use. (TLS to the broker is not tried: Tansu 0.6.0 serves plain TCP only.)
+//! broker it could not use. Then the same over TLS: Tansu 0.6.0's own TLS listener cannot be
+//! started, so deploy/local/services.sh puts a TLS terminator (socat, a local CA's certificate)
+//! in front of it and Tansu advertises that port; the pipeline runs over SASL_SSL trusting the
+//! CA, and a client that does not trust it, or speaks plain TCP, gets nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -14,9 +17,13 @@ const USER: &str = "vigil-stages";
 const PASSWORD: &str = "Pw-for-tests-0nly";
 
 fn credentials(env: &mut TestEnv, password: &str) {
+    credentials_over(env, "SASL_PLAINTEXT", password);
+}
+
+fn credentials_over(env: &mut TestEnv, protocol: &str, password: &str) {
     env.set_override(
         "VIGIL_KAFKA__CLIENT_PROPERTIES__SECURITY_PROTOCOL",
-        "SASL_PLAINTEXT",
+        protocol,
     );
     env.set_override(
         "VIGIL_KAFKA__CLIENT_PROPERTIES__SASL_MECHANISMS",
@@ -52,6 +59,40 @@ fn the_pipeline_runs_authenticated_and_a_client_without_credentials_is_refused()
 
     // The stages' own credentials: the whole pipeline, from change events to ClickHouse.
     credentials(&mut env, PASSWORD);
+    run_pipeline(&env);
+}
+
+#[test]
+fn the_pipeline_runs_over_tls_with_scram_and_an_untrusting_or_plain_client_is_refused() {
+    let broker = OwnBroker::start_tls_with_users("tls", &[(USER, PASSWORD)]);
+    let services = common::services();
+    let mut env = TestEnv::on_own_services(
+        "kafka_tls",
+        2,
+        "",
+        &broker.brokers(),
+        &services.clickhouse_url,
+        &services.clickhouse_credentials,
+    );
+    env.run_vigil(&["migrate"], Duration::from_secs(60));
+
+    // Plain TCP to the TLS port, even with the right credentials: nothing.
+    credentials_over(&mut env, "SASL_PLAINTEXT", PASSWORD);
+    let (ok, _, output) = env.try_command(env.vigil(&["topics"]), Duration::from_secs(60));
+    assert!(!ok, "a plain client was served over TLS:\n{output}");
+    // TLS without trusting the local CA: the certificate is refused.
+    credentials_over(&mut env, "SASL_SSL", PASSWORD);
+    let (ok, _, output) = env.try_command(env.vigil(&["topics"]), Duration::from_secs(60));
+    assert!(!ok, "an untrusted certificate was accepted:\n{output}");
+    // Trusting it, with the stages' credentials: the whole pipeline.
+    env.set_override(
+        "VIGIL_KAFKA__CLIENT_PROPERTIES__SSL_CA_LOCATION",
+        broker.ca_file().to_str().unwrap(),
+    );
+    run_pipeline(&env);
+}
+
+fn run_pipeline(env: &TestEnv) {
     env.run_vigil(&["topics"], Duration::from_secs(60));
     env.run_vigil(
         &[

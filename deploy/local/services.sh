@@ -28,6 +28,10 @@
 #   VIGIL_KAFKA_AUTHENTICATION     1: Tansu requires SASL (SCRAM) from every client (default: 0)
 #   VIGIL_CLICKHOUSE_HTTPS_PORT    also serve HTTPS on this port, with a certificate from a local
 #                                  CA made once ($VIGIL_HOME/clickhouse/tls/ca.crt) (default: off)
+#   VIGIL_KAFKA_TLS_PORT           serve Kafka over TLS on this port: a TLS terminator (socat) in
+#                                  front of Tansu, which then advertises this port, with a
+#                                  certificate of a local CA ($VIGIL_HOME/kafka-tls/ca.crt);
+#                                  clients must use TLS (default: off)
 #   VIGIL_ZOOKEEPER_PORT           ZooKeeper's client port         (default: 2181)
 #   VIGIL_CLICKHOUSE_CLUSTER       make this ClickHouse a replica of this cluster (empty: standalone)
 #   VIGIL_CLICKHOUSE_REPLICA       its replica name                (default: r1)
@@ -47,6 +51,7 @@ ch_inter=${VIGIL_CLICKHOUSE_INTERSERVER_PORT:-9009}
 kafka_storage=${VIGIL_KAFKA_STORAGE:-sqlite://tansu.db}
 kafka_authentication=${VIGIL_KAFKA_AUTHENTICATION:-0}
 ch_https=${VIGIL_CLICKHOUSE_HTTPS_PORT:-}
+kafka_tls_port=${VIGIL_KAFKA_TLS_PORT:-}
 zk_port=${VIGIL_ZOOKEEPER_PORT:-2181}
 ch_cluster=${VIGIL_CLICKHOUSE_CLUSTER:-}
 ch_replica=${VIGIL_CLICKHOUSE_REPLICA:-r1}
@@ -274,23 +279,51 @@ start_tansu() {
   local pidfile=$home/tansu.pid dir=$home/tansu
   if pid_alive "$pidfile"; then
     say "Tansu already runs (pid $(cat "$pidfile")) on 127.0.0.1:$kafka_port"
-    return
+    [ -n "$kafka_tls_port" ] && start_kafka_tls
+    return 0
   fi
   port_open "$kafka_port" && die "port $kafka_port is taken by another program; set VIGIL_KAFKA_PORT to a free port"
   mkdir -p "$dir"
   local authentication=()
   # Users are added before (services.sh user): an authenticating Tansu refuses the request too.
   [ "$kafka_authentication" = 1 ] && authentication=(--authentication)
+  # With TLS, clients reach Tansu through the terminator only: it advertises that port.
+  local advertised=$kafka_port
+  [ -n "$kafka_tls_port" ] && advertised=$kafka_tls_port
   # Tansu resolves a sqlite:// path against its working directory, so run it from $dir.
   (cd "$dir" && exec "$tansu_bin" broker \
       --storage-engine "$kafka_storage" \
       --listener-url "tcp://127.0.0.1:$kafka_port" \
-      --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
+      --advertised-listener-url "tcp://127.0.0.1:$advertised" \
       "${authentication[@]}" \
       >"$dir/tansu.log" 2>&1) &
   echo $! >"$pidfile"
   wait_for "Tansu" 30 alive_and_listening "$pidfile" "$kafka_port" "$dir/tansu.log"
   say "Tansu runs on 127.0.0.1:$kafka_port with $kafka_storage storage, data in $dir"
+  [ -n "$kafka_tls_port" ] && start_kafka_tls
+  return 0
+}
+
+# Tansu 0.6.0's own TLS listener cannot be started (its --cert and --key conflict), so TLS is
+# terminated in front of it: every connection to the TLS port is decrypted and passed to Tansu.
+start_kafka_tls() {
+  local pidfile=$home/kafka-tls.pid tls=$home/kafka-tls
+  pid_alive "$pidfile" && return
+  command -v socat >/dev/null 2>&1 || {
+    say "installing socat from Debian's packages (Kafka's TLS terminator)"
+    as_root apt-get update -qq >/dev/null || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends socat >/dev/null ||
+      die "apt-get install socat failed"
+  }
+  port_open "$kafka_tls_port" && die "port $kafka_tls_port is taken by another program; set VIGIL_KAFKA_TLS_PORT to a free port"
+  make_certificates "$tls"
+  [ -f "$tls/server.pem" ] || cat "$tls/server.key" "$tls/server.crt" >"$tls/server.pem"
+  chmod 600 "$tls/server.pem"
+  socat "OPENSSL-LISTEN:$kafka_tls_port,bind=127.0.0.1,reuseaddr,fork,cert=$tls/server.pem,verify=0" \
+    "TCP:127.0.0.1:$kafka_port" >"$tls/socat.log" 2>&1 &
+  echo $! >"$pidfile"
+  wait_for "Kafka's TLS terminator" 30 alive_and_listening "$pidfile" "$kafka_tls_port" "$tls/socat.log"
+  say "Kafka over TLS on 127.0.0.1:$kafka_tls_port (CA: $tls/ca.crt)"
 }
 
 stop_one() { # name, pidfile
@@ -336,7 +369,10 @@ case "${1:-}" in
     ;;
   stop)
     if [ "${2:-}" = zookeeper ]; then stop_one ZooKeeper "$home/zookeeper.pid"; exit 0; fi
-    if [ "${2:-tansu}" = tansu ]; then stop_one Tansu "$home/tansu.pid"; fi
+    if [ "${2:-tansu}" = tansu ]; then
+      stop_one "Kafka's TLS terminator" "$home/kafka-tls.pid"
+      stop_one Tansu "$home/tansu.pid"
+    fi
     if [ "${2:-clickhouse}" = clickhouse ]; then stop_one ClickHouse "$home/clickhouse.pid"; fi
     ;;
   status)
@@ -357,7 +393,8 @@ case "${1:-}" in
     stop_one Tansu "$home/tansu.pid"
     stop_one ClickHouse "$home/clickhouse.pid"
     stop_one ZooKeeper "$home/zookeeper.pid"
-    rm -rf "$home/tansu" "$home/clickhouse" "$home/zookeeper"
+    stop_one "Kafka's TLS terminator" "$home/kafka-tls.pid"
+    rm -rf "$home/tansu" "$home/clickhouse" "$home/zookeeper" "$home/kafka-tls"
     say "deleted the local services' data in $home"
     ;;
   *)

@@ -1011,6 +1011,8 @@ pub struct OwnBroker {
     port: u16,
     /// Whether clients must authenticate (SASL SCRAM).
     authentication: bool,
+    /// Served over TLS on this port (a TLS terminator in front of Tansu), if any.
+    tls_port: Option<u16>,
 }
 
 impl OwnBroker {
@@ -1019,9 +1021,24 @@ impl OwnBroker {
             home: std::env::temp_dir().join(format!("vigil-broker-{}", unique(name))),
             port: free_port(),
             authentication: false,
+            tls_port: None,
         };
         broker.start_again();
         broker
+    }
+
+    /// Like `start_with_users`, reachable over TLS only (with a certificate of a local CA).
+    pub fn start_tls_with_users(name: &str, users: &[(&str, &str)]) -> OwnBroker {
+        let mut broker = OwnBroker::start_with_users(name, users);
+        broker.script("stop");
+        broker.tls_port = Some(free_port());
+        broker.start_again();
+        broker
+    }
+
+    /// The CA that signed the TLS certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.home.join("kafka-tls/ca.crt")
     }
 
     /// A broker that requires every client to authenticate as one of `users` (name, password;
@@ -1037,8 +1054,9 @@ impl OwnBroker {
         broker
     }
 
+    /// Where clients bootstrap: the TLS port if it has one.
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.tls_port.unwrap_or(self.port))
     }
 
     fn script(&self, action: &str) {
@@ -1057,6 +1075,10 @@ impl OwnBroker {
             .env(
                 "VIGIL_KAFKA_AUTHENTICATION",
                 if self.authentication { "1" } else { "0" },
+            )
+            .env(
+                "VIGIL_KAFKA_TLS_PORT",
+                self.tls_port.map(|p| p.to_string()).unwrap_or_default(),
             )
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
