@@ -12,6 +12,7 @@
 #   deploy/local/services.sh reset     stop both and delete their data (topics, tables, state)
 #   deploy/local/services.sh user NAME PASSWORD   add a SCRAM-SHA-512 user to the running Tansu
 #                                      (before it is started with VIGIL_KAFKA_AUTHENTICATION=1)
+#   deploy/local/services.sh install socat   the TLS terminator VIGIL_KAFKA_TLS_PORT uses
 #   deploy/local/services.sh install|start|stop zookeeper   ZooKeeper (Debian's package) for a replicated
 #                                      ClickHouse cluster on loopback (not part of plain start)
 #
@@ -96,6 +97,15 @@ install_zookeeper() {
     die "apt-get update failed; check that Debian's package mirror is reachable"
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends zookeeper >/dev/null ||
     die "apt-get install zookeeper failed; see the messages above"
+}
+
+install_socat() {
+  command -v socat >/dev/null 2>&1 && return
+  say "installing socat from Debian's packages (Kafka's TLS terminator)"
+  as_root apt-get update -qq >/dev/null ||
+    die "apt-get update failed; check that Debian's package mirror is reachable"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends socat >/dev/null ||
+    die "apt-get install socat failed; see the messages above"
 }
 
 zookeeper_ready() {
@@ -309,12 +319,7 @@ start_tansu() {
 start_kafka_tls() {
   local pidfile=$home/kafka-tls.pid tls=$home/kafka-tls
   pid_alive "$pidfile" && return
-  command -v socat >/dev/null 2>&1 || {
-    say "installing socat from Debian's packages (Kafka's TLS terminator)"
-    as_root apt-get update -qq >/dev/null || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends socat >/dev/null ||
-      die "apt-get install socat failed"
-  }
+  install_socat
   port_open "$kafka_tls_port" && die "port $kafka_tls_port is taken by another program; set VIGIL_KAFKA_TLS_PORT to a free port"
   make_certificates "$tls"
   [ -f "$tls/server.pem" ] || cat "$tls/server.key" "$tls/server.crt" >"$tls/server.pem"
@@ -358,6 +363,7 @@ EOF
 case "${1:-}" in
   install)
     if [ "${2:-}" = zookeeper ]; then install_zookeeper; exit 0; fi
+    if [ "${2:-}" = socat ]; then install_socat; exit 0; fi
     install_clickhouse
     install_tansu
     ;;
@@ -398,7 +404,7 @@ case "${1:-}" in
     say "deleted the local services' data in $home"
     ;;
   *)
-    sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

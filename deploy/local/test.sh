@@ -35,8 +35,10 @@ echo "==> starting the local services (first run on a new machine installs them)
 export VIGIL_CH_DATABASES="*"
 deploy/local/services.sh start
 eval "$(deploy/local/services.sh env)"
-# The cluster test starts ZooKeeper and two ClickHouse replicas of its own.
+# The cluster test starts ZooKeeper and two ClickHouse replicas of its own; the Kafka TLS test
+# a TLS terminator (socat) in front of a broker of its own.
 deploy/local/services.sh install zookeeper
+deploy/local/services.sh install socat
 
 echo "==> installing chDB (a current ClickHouse engine in-process, for the SQL check), hl7 (a real MLLP client) and PyYAML (the deployment check)"
 python3 -m pip install --quiet --disable-pip-version-check chdb hl7==0.4.5 pyyaml
