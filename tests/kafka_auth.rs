@@ -84,6 +84,10 @@ fn the_pipeline_runs_over_tls_with_scram_and_an_untrusting_or_plain_client_is_re
     credentials_over(&mut env, "SASL_SSL", PASSWORD);
     let (ok, _, output) = env.try_command(env.vigil(&["topics"]), Duration::from_secs(60));
     assert!(!ok, "an untrusted certificate was accepted:\n{output}");
+    assert!(
+        output.contains("certificate verify failed"),
+        "the refusal says why: {output}"
+    );
     // Trusting it, with the stages' credentials: the whole pipeline.
     env.set_override(
         "VIGIL_KAFKA__CLIENT_PROPERTIES__SSL_CA_LOCATION",

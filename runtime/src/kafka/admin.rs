@@ -1,10 +1,12 @@
 //! Topic administration.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tracing::{info, warn};
@@ -34,19 +36,61 @@ impl TopicSpec {
 /// Asks the brokers for their metadata within `timeout`, so a stage pointed at the wrong address
 /// says so at once instead of retrying silently for a minute.
 pub fn check_reachable(kafka: &KafkaConfig, timeout: Duration) -> Result<(), RuntimeError> {
-    let consumer: BaseConsumer = client_config(kafka, "vigil-healthcheck")
-        .create()
+    let consumer: BaseConsumer<ProbeContext> = client_config(kafka, "vigil-healthcheck")
+        .create_with_context(ProbeContext::default())
         .map_err(kafka_err("healthcheck client creation"))?;
     consumer
         .fetch_metadata(None, timeout)
         .map(|_| ())
-        .map_err(|source| RuntimeError::Unreachable {
-            service: "Kafka",
-            address: kafka.brokers.clone(),
-            waited: timeout,
-            cause: source.to_string(),
+        .map_err(|source| {
+            // The metadata error says only that no broker answered; the client's own last
+            // error says why (a certificate not trusted, a SASL handshake refused). Errors
+            // reach the context when the client is polled.
+            let _ = consumer.poll(Duration::from_millis(200));
+            let why = consumer.context().last_error();
+            RuntimeError::Unreachable {
+                service: "Kafka",
+                address: kafka.brokers.clone(),
+                waited: timeout,
+                cause: why.map_or_else(|| source.to_string(), |why| format!("{source}; {why}")),
+            }
         })
 }
+
+/// Remembers the last error the client reported while it tried the brokers.
+#[derive(Default)]
+struct ProbeContext {
+    last_error: Mutex<Option<String>>,
+}
+
+impl ProbeContext {
+    fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|last| last.clone())
+    }
+}
+
+impl ClientContext for ProbeContext {
+    fn log(&self, level: RDKafkaLogLevel, _facility: &str, message: &str) {
+        use RDKafkaLogLevel::{Alert, Critical, Emerg, Error, Warning};
+        if matches!(level, Emerg | Alert | Critical | Error | Warning) {
+            self.remember(message.to_string());
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.remember(format!("{error}: {reason}"));
+    }
+}
+
+impl ProbeContext {
+    fn remember(&self, what: String) {
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(what);
+        }
+    }
+}
+
+impl ConsumerContext for ProbeContext {}
 
 /// Creates the topics that do not exist yet and waits until the broker lists them. Existing
 /// topics are left alone; one with a different partition count is reported, since patient state
