@@ -559,38 +559,7 @@ pub fn run(
             && (last_publication.elapsed() >= config.publish_interval || stopping)
         {
             last_publication = Instant::now();
-            // A failed publication is retried next interval: it never holds up the writing.
-            let current = ClickHouseConfig {
-                url: writer.replicas.current_url().to_string(),
-                ..clickhouse.clone()
-            };
-            match handle.block_on(super::publish::publish(&current, config.publish_min_cell)) {
-                Ok(cells) => {
-                    tracing::debug!(cells, "Published the insurance bureau's outcome metrics.")
-                }
-                Err(error) => {
-                    warn!(%error, "Publishing outcome metrics failed; retrying next interval.")
-                }
-            }
-            let frozen = super::freeze::freeze(
-                writer.replicas.current(),
-                &clickhouse.database,
-                &reporting,
-                now_ms(),
-            );
-            match handle.block_on(frozen) {
-                Ok(frozen) if frozen != Default::default() => {
-                    info!(
-                        published = frozen.published,
-                        restated = frozen.restated,
-                        "Final periods' outcome figures published or restated."
-                    )
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    warn!(%error, "Publishing final periods failed; retrying next interval.")
-                }
-            }
+            writer.publish(clickhouse, &reporting);
         }
         if last_report.elapsed() >= Duration::from_secs(10) {
             last_report = Instant::now();
@@ -612,6 +581,47 @@ pub fn run(
 }
 
 impl Writer<'_> {
+    /// Publishes the bureau's outcome metrics and the final periods' figures, on the replica
+    /// the writer lands on. A failed publication is retried next interval: it never holds up
+    /// the writing.
+    fn publish(&self, clickhouse: &ClickHouseConfig, reporting: &Reporting) {
+        let current = ClickHouseConfig {
+            url: self.replicas.current_url().to_string(),
+            ..clickhouse.clone()
+        };
+        let minimum = self.config.publish_min_cell;
+        match self
+            .handle
+            .block_on(super::publish::publish(&current, minimum))
+        {
+            Ok(cells) => {
+                tracing::debug!(cells, "Published the insurance bureau's outcome metrics.")
+            }
+            Err(error) => {
+                warn!(%error, "Publishing outcome metrics failed; retrying next interval.")
+            }
+        }
+        let frozen = super::freeze::freeze(
+            self.replicas.current(),
+            &clickhouse.database,
+            reporting,
+            now_ms(),
+        );
+        match self.handle.block_on(frozen) {
+            Ok(frozen) if frozen != Default::default() => {
+                info!(
+                    published = frozen.published,
+                    restated = frozen.restated,
+                    "Final periods' outcome figures published or restated."
+                )
+            }
+            Ok(_) => {}
+            Err(error) => {
+                warn!(%error, "Publishing final periods failed; retrying next interval.")
+            }
+        }
+    }
+
     /// Polls one batch into the table buffers; returns how many records arrived.
     fn poll_once(&mut self) -> Result<usize, SinkError> {
         let batch = self.consumer.poll_batch(10_000, Duration::from_millis(50));
