@@ -162,7 +162,7 @@ fn every_instance_replaced_one_at_a_time_under_a_live_feed_loses_and_repeats_not
         assert!(!expected.is_empty(), "{query}");
         // The upgraded pipeline's last rows may still be landing.
         if !common::eventually(Duration::from_secs(60), || env.query(query) == expected) {
-            common::assert_same(query, &expected, &env.query(query));
+            explain_difference(&env, uninterrupted, query, &expected);
         }
     }
 
@@ -231,4 +231,34 @@ fn every_instance_replaced_one_at_a_time_under_a_live_feed_loses_and_repeats_not
         "deliveries stopped for {longest:?}"
     );
     let _ = std::fs::remove_dir_all(&files);
+}
+
+/// Fails with the rows that differ and, for the first patient whose alerts differ, that
+/// patient's events (partition, offset) and each run's alerts: what the next reader needs to
+/// find where the two runs parted.
+fn explain_difference(env: &TestEnv, uninterrupted: &TestEnv, query: &str, expected: &[String]) {
+    let actual = env.query(query);
+    let differing = expected
+        .iter()
+        .filter(|row| !actual.contains(row))
+        .chain(actual.iter().filter(|row| !expected.contains(row)))
+        .find_map(|row| row.split('\t').nth(5).map(str::to_string));
+    if let (Some(patient), true) = (differing, query == ALERTS) {
+        let events = format!(
+            "SELECT kafka_partition, kafka_offset, kind, toString(event_time), event_time_ms, code, \
+             ifNull(toString(value), '') FROM {{db}}.clinical_events \
+             WHERE patient_pseudonym = '{patient}' ORDER BY kafka_partition, kafka_offset"
+        );
+        let alerts = format!(
+            "SELECT rule_id, status, sequence, event_time_ms, episode_id FROM {{db}}.alerts FINAL \
+             WHERE patient_pseudonym = '{patient}' ORDER BY event_time_ms, rule_id, sequence"
+        );
+        eprintln!(
+            "patient {patient}\nevents:\n{}\nalerts, upgraded run:\n{}\nalerts, uninterrupted run:\n{}",
+            env.query(&events).join("\n"),
+            env.query(&alerts).join("\n"),
+            uninterrupted.query(&alerts).join("\n")
+        );
+    }
+    common::assert_same(query, expected, &actual);
 }
