@@ -73,39 +73,37 @@ pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"
   elif command -v sudo >/dev/null 2>&1; then sudo "$@"
-  else die "installing ClickHouse needs root: run '$*' as root, then try again"
+  else die "installing packages needs root: run '$*' as root, then try again"
   fi
+}
+
+# Installs Debian packages: apt_install WHAT [apt-get install arguments...].
+apt_install() {
+  local what=$1; shift
+  say "installing $what from Debian's packages ($*)"
+  as_root apt-get update -qq >/dev/null ||
+    die "apt-get update failed; check that Debian's package mirror is reachable"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null ||
+    die "apt-get install $* failed; see the messages above"
 }
 
 install_clickhouse() {
   if command -v clickhouse-server >/dev/null 2>&1 && command -v clickhouse-client >/dev/null 2>&1; then
     return
   fi
-  say "installing ClickHouse from Debian's packages (clickhouse-server, clickhouse-client)"
-  as_root apt-get update -qq >/dev/null ||
-    die "apt-get update failed; check that Debian's package mirror is reachable"
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null ||
-    die "apt-get install clickhouse-server clickhouse-client failed; see the messages above"
+  apt_install ClickHouse clickhouse-server clickhouse-client
 }
 
 zookeeper_jar=/usr/share/java/zookeeper.jar
 
 install_zookeeper() {
   [ -f "$zookeeper_jar" ] && return
-  say "installing ZooKeeper from Debian's packages (zookeeper)"
-  as_root apt-get update -qq >/dev/null ||
-    die "apt-get update failed; check that Debian's package mirror is reachable"
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends zookeeper >/dev/null ||
-    die "apt-get install zookeeper failed; see the messages above"
+  apt_install ZooKeeper --no-install-recommends zookeeper
 }
 
 install_socat() {
   command -v socat >/dev/null 2>&1 && return
-  say "installing socat from Debian's packages (Kafka's TLS terminator)"
-  as_root apt-get update -qq >/dev/null ||
-    die "apt-get update failed; check that Debian's package mirror is reachable"
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends socat >/dev/null ||
-    die "apt-get install socat failed; see the messages above"
+  apt_install "socat (Kafka's TLS terminator)" --no-install-recommends socat
 }
 
 zookeeper_ready() {
