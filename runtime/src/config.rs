@@ -417,6 +417,15 @@ impl Default for ClickHouseConfig {
 impl ClickHouseConfig {
     /// This configuration connecting as `role`'s user with its password.
     pub fn as_role(&self, role: ClickHouseRole) -> Result<ClickHouseConfig, RuntimeError> {
+        self.as_role_with(role, |name| std::env::var(name).ok())
+    }
+
+    /// `as_role` with the environment given (`env` answers a variable's value).
+    fn as_role_with(
+        &self,
+        role: ClickHouseRole,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ClickHouseConfig, RuntimeError> {
         let user = match role {
             ClickHouseRole::Admin => &self.users.admin,
             ClickHouseRole::Writer => &self.users.writer,
@@ -424,14 +433,18 @@ impl ClickHouseConfig {
         };
         Ok(ClickHouseConfig {
             user: user.clone(),
-            password: self.password(role)?,
+            password: self.password(role, env)?,
             ..self.clone()
         })
     }
 
-    fn password(&self, role: ClickHouseRole) -> Result<String, RuntimeError> {
+    fn password(
+        &self,
+        role: ClickHouseRole,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<String, RuntimeError> {
         let variable = role.password_variable();
-        if let Ok(password) = std::env::var(variable) {
+        if let Some(password) = env(variable) {
             return Ok(password);
         }
         let text = match std::fs::read_to_string(&self.credentials_file) {
@@ -502,6 +515,11 @@ fn password_line(text: &str, name: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// No environment: the developer's shell must not change what the tests see.
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
     #[test]
     fn each_role_connects_as_its_user_with_the_password_from_the_file() {
         let dir = std::env::temp_dir().join(format!("vigil-credentials-{}", std::process::id()));
@@ -516,18 +534,24 @@ mod tests {
             credentials_file: file.display().to_string(),
             ..ClickHouseConfig::default()
         };
-        let writer = config.as_role(ClickHouseRole::Writer).unwrap();
+        let writer = config.as_role_with(ClickHouseRole::Writer, no_env).unwrap();
         assert_eq!(
             (writer.user.as_str(), writer.password.as_str()),
             ("vigil_writer", "w1")
         );
-        let reader = config.as_role(ClickHouseRole::Reader).unwrap();
+        let reader = config.as_role_with(ClickHouseRole::Reader, no_env).unwrap();
         assert_eq!(
             (reader.user.as_str(), reader.password.as_str()),
             ("vigil_reader", "r 2")
         );
         // A role the file does not name gets no password (a server whose user has none).
-        assert_eq!(config.as_role(ClickHouseRole::Admin).unwrap().password, "");
+        assert_eq!(
+            config
+                .as_role_with(ClickHouseRole::Admin, no_env)
+                .unwrap()
+                .password,
+            ""
+        );
         // A copy made without choosing a role names no user at all.
         assert_eq!(config.user, "");
         let missing = ClickHouseConfig {
@@ -535,9 +559,19 @@ mod tests {
             ..ClickHouseConfig::default()
         };
         assert_eq!(
-            missing.as_role(ClickHouseRole::Writer).unwrap().password,
+            missing
+                .as_role_with(ClickHouseRole::Writer, no_env)
+                .unwrap()
+                .password,
             ""
         );
+        // The environment's variable of the same name comes first.
+        let from_env = config
+            .as_role_with(ClickHouseRole::Writer, |name| {
+                (name == "VIGIL_CH_WRITER_PASSWORD").then(|| "from-env".to_string())
+            })
+            .unwrap();
+        assert_eq!(from_env.password, "from-env");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
