@@ -77,6 +77,8 @@ def variables(texts, config, problems):
 
 
 def mounts(compose, secrets_dir, problems):
+    if not os.path.exists(os.path.join(secrets_dir, "secrets", "clickhouse", "credentials.env")):
+        problems.append(f"{secrets_dir} holds no secrets: run make-secrets.sh there first")
     for service, spec in compose["services"].items():
         env_files = spec.get("env_file", [])
         paths = [env_files] if isinstance(env_files, str) else list(env_files)
@@ -116,10 +118,14 @@ def topics(texts, config, problems):
         problems.append("kubernetes/kafka.yaml: the changelog is deleted by age")
     users_script = set(re.findall(r"^user (\S+)", texts["kafka/setup.sh"], re.M))
     users_strimzi = {d["metadata"]["name"] for d in documents if d["kind"] == "KafkaUser"}
+    if not users_script:
+        problems.append("kafka/setup.sh: no Kafka user found (the check would prove nothing)")
     if users_script != users_strimzi:
         problems.append(f"Kafka users differ: setup.sh {sorted(users_script)}, kafka.yaml {sorted(users_strimzi)}")
     named = set(re.findall(r"SASL_USERNAME\W+(?:value: \")?([a-z-]+)", texts["kubernetes/vigil.yaml"]))
     named |= set(re.findall(r"\"(vigil-[a-z]+)\" \"\$VIGIL_KAFKA", texts["make-secrets.sh"]))
+    if not named:
+        problems.append("no stage's Kafka user found in kubernetes/vigil.yaml or make-secrets.sh")
     for user in named - users_strimzi:
         problems.append(f"a stage signs in as {user}, a Kafka user nobody creates")
 
