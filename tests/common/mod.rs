@@ -959,7 +959,12 @@ impl OwnClickHouse {
 impl Drop for OwnClickHouse {
     fn drop(&mut self) {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
-        let _ = std::fs::remove_dir_all(&self.home);
+        if std::thread::panicking() {
+            // The server's logs say what it did when the test failed.
+            eprintln!("kept ClickHouse files and logs in {}", self.home.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.home);
+        }
     }
 }
 

@@ -1,11 +1,14 @@
 //! `vigil migrate`: applies the versioned DDL in `deploy/clickhouse/migrations/` in order, once
 //! each, and records what it applied (with a checksum) in `<db>.schema_migrations`. Re-running is
-//! a no-op; every statement is idempotent too, so a migration interrupted half-way can simply be
-//! run again. The SQL keeps to what ClickHouse 18.16 and current releases both accept.
+//! a no-op; every statement may run twice (`IF NOT EXISTS`; a column an interrupted run already
+//! added counts as added), so a migration interrupted half-way can simply be run again, and a
+//! statement the server did not answer is sent again. The SQL keeps to what ClickHouse 18.16 and
+//! current releases both accept.
 
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
-use tracing::info;
+use tracing::{info, warn};
+use vigil_runtime::clickhouse::is_transient;
 use vigil_runtime::config::ClickHouseConfig;
 use vigil_runtime::RuntimeError;
 
@@ -233,6 +236,42 @@ fn already_current(applied: &[Applied]) -> Result<Option<MigrateReport>, SinkErr
     Ok(Some(report))
 }
 
+/// How often a statement is sent when the server does not answer it (a keep-alive connection
+/// the server closed as the request went out, a replica restarting).
+const ATTEMPTS: u32 = 5;
+
+/// Runs one statement, sending it again while the failure is transient: every statement may
+/// run twice.
+async fn run_statement(client: &clickhouse::Client, sql: &str) -> Result<(), RuntimeError> {
+    let mut attempt = 1;
+    loop {
+        match client.query(sql).execute().await {
+            Ok(()) => return Ok(()),
+            Err(error) if already_applied(sql, &error) => return Ok(()),
+            Err(error) if is_transient(&error) && attempt < ATTEMPTS => {
+                warn!(attempt, %error, "A migration statement failed; sending it again.");
+                tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(source) => {
+                return Err(RuntimeError::ClickHouse {
+                    operation: "migration statement",
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Whether a statement failed only because an earlier run of it took effect: `ADD COLUMN` of a
+/// column that is there. The code differs (18.16: ILLEGAL_COLUMN, 44; current releases:
+/// DUPLICATE_COLUMN, 15), the words do not.
+fn already_applied(sql: &str, error: &clickhouse::error::Error) -> bool {
+    let duplicate_column = matches!(error, clickhouse::error::Error::BadResponse(text)
+        if text.contains("Cannot add column") && text.contains("column with this name already exists"));
+    duplicate_column && sql.starts_with("ALTER TABLE ") && sql.contains(" ADD COLUMN ")
+}
+
 pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrateReport, SinkError> {
     config.validate()?;
     let client = vigil_runtime::clickhouse::server_client(config);
@@ -247,14 +286,7 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrateReport, SinkErr
     };
     let run = |sql: String| {
         let client = client.clone();
-        async move {
-            client.query(&sql).execute().await.map_err(|source| {
-                SinkError::from(RuntimeError::ClickHouse {
-                    operation: "migration statement",
-                    source,
-                })
-            })
-        }
+        async move { run_statement(&client, &sql).await.map_err(SinkError::from) }
     };
     // A schema that is already current needs no DDL, so stages running as a user without DDL
     // rights (vigil_writer) can call this at start-up as a check.
@@ -320,6 +352,24 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn only_a_column_already_added_counts_as_applied() {
+        use clickhouse::error::Error;
+        let alter = "ALTER TABLE v.alerts ADD COLUMN source String DEFAULT ''";
+        let old = Error::BadResponse("Code: 44, e.displayText() = DB::Exception: Cannot add column source: column with this name already exists, e.what() = DB::Exception".into());
+        let current = Error::BadResponse("Code: 15. DB::Exception: Cannot add column `source`: column with this name already exists. (DUPLICATE_COLUMN)".into());
+        let other =
+            Error::BadResponse("Code: 150, e.displayText() = DB::Exception: something else".into());
+        assert!(already_applied(alter, &old));
+        assert!(already_applied(alter, &current));
+        assert!(!already_applied(alter, &other));
+        assert!(!already_applied(alter, &Error::TimedOut));
+        assert!(!already_applied(
+            "CREATE TABLE IF NOT EXISTS v.x (a UInt8) ENGINE = Memory",
+            &old
+        ));
+    }
 
     #[test]
     fn a_cluster_replicates_every_table_on_every_server() {
