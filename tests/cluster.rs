@@ -177,3 +177,42 @@ fn a_replica_killed_mid_run_and_brought_back_holds_every_row_once_and_equal_figu
         assert_eq!(first, other, "{table}: the same rows on both replicas");
     }
 }
+
+#[test]
+fn migrate_waits_for_a_zookeeper_started_after_the_servers() {
+    // Servers started before their ZooKeeper serves have no session; ClickHouse 18.16 crashed
+    // on the first ON CLUSTER statement sent then. `vigil migrate` waits for every server to
+    // reach ZooKeeper instead, and the schema lands on both.
+    let zookeeper = OwnZooKeeper::not_started("late_zk");
+    let replicas = OwnClickHouse::replicas("late_zk", CLUSTER, 2, &zookeeper);
+    let mut env = TestEnv::on_clickhouse("late_zk", 1, "", &replicas[0]);
+    env.set_override(
+        "VIGIL_CLICKHOUSE__URL",
+        &format!("{},{}", replicas[0].url(), replicas[1].url()),
+    );
+    env.set_override("VIGIL_CLICKHOUSE__CLUSTER", CLUSTER);
+    let second = TestEnv::on_clickhouse_database("late_zk_r2", &env.database, 1, &replicas[1]);
+    let (ok, _, output) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(4));
+            zookeeper.start_again();
+        });
+        env.try_command(env.vigil(&["migrate"]), Duration::from_secs(120))
+    });
+    assert!(ok, "{output}");
+    assert!(
+        output.contains("no ZooKeeper session yet"),
+        "migrate started before ZooKeeper and waited: {output}"
+    );
+    let tables = |on: &TestEnv| {
+        on.scalar(
+            "SELECT count() FROM system.tables WHERE database = '{db}' AND engine LIKE 'Replicated%'",
+        )
+    };
+    assert_ne!(tables(&env), "0");
+    assert_eq!(
+        tables(&env),
+        tables(&second),
+        "the same tables on both replicas"
+    );
+}

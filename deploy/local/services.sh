@@ -106,8 +106,12 @@ install_socat() {
   apt_install "socat (Kafka's TLS terminator)" --no-install-recommends socat
 }
 
+# Serving sessions, not only running: `ruok` answers `imok` before the server takes sessions,
+# and a ClickHouse 18.16 whose first ZooKeeper handshake failed crashes on its first ON CLUSTER
+# statement. `srvr` names the mode only once the server serves.
 zookeeper_ready() {
-  [ "$( (exec 3<>"/dev/tcp/127.0.0.1/$zk_port" && printf ruok >&3 && timeout 2 cat <&3) 2>/dev/null)" = imok ]
+  (exec 3<>"/dev/tcp/127.0.0.1/$zk_port" && printf srvr >&3 && timeout 2 cat <&3) 2>/dev/null |
+    grep -q '^Mode: '
 }
 
 start_zookeeper() {
@@ -120,7 +124,7 @@ start_zookeeper() {
   mkdir -p "$dir/data"
   printf '%s\n' "tickTime=2000" "dataDir=$dir/data" "clientPort=$zk_port" \
     "clientPortAddress=127.0.0.1" "admin.enableServer=false" "maxClientCnxns=0" \
-    "4lw.commands.whitelist=ruok" >"$dir/zoo.cfg"
+    "4lw.commands.whitelist=srvr" >"$dir/zoo.cfg"
   (cd "$dir" && exec java -Xmx256m -cp "$zookeeper_jar" -Dzookeeper.log.dir="$dir" \
       org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" >"$dir/zookeeper.log" 2>&1) &
   echo $! >"$pidfile"

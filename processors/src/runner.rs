@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::CommitMode;
 use rdkafka::message::{BorrowedMessage, Message};
 use rustc_hash::FxHashMap;
-use tracing::info;
+use tracing::{info, warn};
 use vigil_runtime::config::KafkaConfig;
 use vigil_runtime::kafka::{
     AssignmentChange, ConsumerTuning, DurableProducer, GroupConsumer, Positions, RangeReader,
@@ -66,9 +66,34 @@ struct Owned {
     /// When each hospital's events last arrived here (since the partition was assigned).
     heard_from: FxHashMap<String, Instant>,
     assigned_at: Instant,
-    /// Changelog end offset right after our last checkpoint: if unchanged when the partition
-    /// comes back after a rebalance, nobody else wrote and the state is still good.
+    /// Where our last checkpoint left the partition; `None` before the first.
+    checkpointed: Option<Checkpointed>,
+}
+
+/// Where a checkpoint of ours left a partition: if the partition comes back after a rebalance
+/// with its changelog ending there and the group's committed offsets still ours, nobody else
+/// checkpointed it meanwhile and the parked state is still good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Checkpointed {
+    changelog_end: i64,
+    /// Next offset of events and of acks, as committed for the group.
+    inputs: (Option<i64>, Option<i64>),
+}
+
+/// What the group and the changelog say of a partition now, to compare with [`Checkpointed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Found {
     changelog_end: Option<i64>,
+    inputs: (Option<i64>, Option<i64>),
+}
+
+impl Checkpointed {
+    /// Both must match: another owner's checkpoint moves the changelog's end before the
+    /// group's offsets, so either alone could be read before it moved (a broker answering a
+    /// stale watermark, an offset commit still in flight).
+    fn still_current(&self, found: Found) -> bool {
+        found.changelog_end == Some(self.changelog_end) && found.inputs == self.inputs
+    }
 }
 
 struct Codecs {
@@ -221,12 +246,19 @@ impl<'a> Processor<'a> {
         // fetching them meanwhile, so the broker serves the restore first.
         consumer.pause(list);
         let mut to_restore = Vec::new();
-        for partition in partitions_of(list, &self.kafka.topics.clinical_events) {
+        let partitions = partitions_of(list, &self.kafka.topics.clinical_events);
+        let committed = self.committed_inputs(consumer, &partitions);
+        for partition in partitions {
             if self.owned.contains_key(&partition) {
                 continue;
             }
             let kept = self.parked.remove(&partition).filter(|parked| {
-                still_current(self.kafka, &self.changelog.topic, partition, parked)
+                parked.checkpointed.is_some_and(|at| {
+                    at.still_current(Found {
+                        changelog_end: changelog_end(self.kafka, &self.changelog.topic, partition),
+                        inputs: committed.get(&partition).copied().unwrap_or_default(),
+                    })
+                })
             });
             match kept {
                 Some(state) => {
@@ -256,6 +288,34 @@ impl<'a> Processor<'a> {
         consumer.resume(list);
         self.last_input = Instant::now();
         Ok(())
+    }
+
+    /// The group's committed next offsets of events and acks per partition of `partitions`;
+    /// empty when the group coordinator does not answer (nothing parked is then reused).
+    fn committed_inputs(
+        &self,
+        consumer: &GroupConsumer,
+        partitions: &[i32],
+    ) -> BTreeMap<i32, (Option<i64>, Option<i64>)> {
+        let topics = &self.kafka.topics;
+        let wanted = [topics.clinical_events.as_str(), topics.alert_acks.as_str()];
+        let committed = match consumer.committed_offsets(&wanted, partitions) {
+            Ok(committed) => committed,
+            Err(error) => {
+                warn!(%error, "Cannot read the group's committed offsets; parked partitions are restored from the changelog.");
+                return BTreeMap::new();
+            }
+        };
+        partitions
+            .iter()
+            .map(|&partition| {
+                let of = |topic: &str| committed.get(&(topic.to_string(), partition)).copied();
+                (
+                    partition,
+                    (of(&topics.clinical_events), of(&topics.alert_acks)),
+                )
+            })
+            .collect()
     }
 
     fn on_batch(&mut self, batch: &[BorrowedMessage<'_>]) -> Result<(), ProcessorError> {
@@ -559,10 +619,13 @@ impl<'a> Processor<'a> {
         }
         self.producer.flush()?;
         for (&partition, part) in self.owned.iter_mut() {
-            part.changelog_end = self
+            part.checkpointed = self
                 .producer
                 .last_offset(&self.changelog.topic, partition)
-                .map(|o| o + 1);
+                .map(|last| Checkpointed {
+                    changelog_end: last + 1,
+                    inputs: (part.next_events, part.next_acks),
+                });
         }
         // 3. Only then may the input offsets move.
         let mode = if final_checkpoint {
@@ -656,7 +719,7 @@ fn restore_all(
                             replaying: false,
                             heard_from: FxHashMap::default(),
                             assigned_at: Instant::now(),
-                            changelog_end: None,
+                            checkpointed: None,
                         };
                         Ok((partition, owned))
                     })
@@ -678,14 +741,12 @@ fn restore_all(
     Ok(out)
 }
 
-/// Whether a partition's parked state is still the latest: nobody wrote to its changelog since
-/// our last checkpoint (the partition came back to us in the same rebalance).
-fn still_current(kafka: &KafkaConfig, changelog: &str, partition: i32, parked: &Owned) -> bool {
-    let end = RangeReader::new(kafka, "vigil-process-probe", changelog, partition)
+/// The changelog partition's end offset now; `None` when the broker does not say.
+fn changelog_end(kafka: &KafkaConfig, changelog: &str, partition: i32) -> Option<i64> {
+    RangeReader::new(kafka, "vigil-process-probe", changelog, partition)
         .and_then(|reader| reader.watermarks())
         .map(|(_, high)| high)
-        .ok();
-    parked.changelog_end.is_some() && end == parked.changelog_end
+        .ok()
 }
 
 fn partitions_of(list: &[TopicPartition], topic: &str) -> Vec<i32> {
@@ -725,4 +786,45 @@ fn dead_letter(
         offset: message.offset(),
     };
     DeadLetter::new("process", at, reason_code, reason_detail, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parked_state_is_reused_only_when_neither_the_changelog_nor_the_group_moved() {
+        let ours = Checkpointed {
+            changelog_end: 120,
+            inputs: (Some(5_000), Some(7)),
+        };
+        let unchanged = Found {
+            changelog_end: Some(120),
+            inputs: (Some(5_000), Some(7)),
+        };
+        assert!(ours.still_current(unchanged));
+        // Another owner checkpointed: its records moved the changelog's end...
+        let written = Found {
+            changelog_end: Some(131),
+            ..unchanged
+        };
+        assert!(!ours.still_current(written));
+        // ...and its offsets moved the group's, even if the broker answers a stale end.
+        let stale_end = Found {
+            inputs: (Some(5_400), Some(7)),
+            ..unchanged
+        };
+        assert!(!ours.still_current(stale_end));
+        let acks_moved = Found {
+            inputs: (Some(5_000), Some(9)),
+            ..unchanged
+        };
+        assert!(!ours.still_current(acks_moved));
+        // Nothing known is nothing proven.
+        let unknown = Found {
+            changelog_end: None,
+            inputs: (None, None),
+        };
+        assert!(!ours.still_current(unknown));
+    }
 }

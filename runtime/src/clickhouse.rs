@@ -40,6 +40,15 @@ pub fn server_client(config: &ClickHouseConfig) -> Client {
     client_at(config, config.urls().first().copied().unwrap_or_default())
 }
 
+/// One client per server of `clickhouse.url`, without a default database, with its URL.
+pub fn server_clients(config: &ClickHouseConfig) -> Vec<(&str, Client)> {
+    config
+        .urls()
+        .into_iter()
+        .map(|url| (url, client_at(config, url)))
+        .collect()
+}
+
 fn client_at(config: &ClickHouseConfig, url: &str) -> Client {
     Client::default()
         .with_url(url)

@@ -985,6 +985,18 @@ impl OwnZooKeeper {
         zookeeper
     }
 
+    /// A ZooKeeper whose port is chosen but which is not started yet ([`Self::start_again`]).
+    pub fn not_started(name: &str) -> OwnZooKeeper {
+        OwnZooKeeper {
+            home: std::env::temp_dir().join(format!("vigil-zk-{}", unique(name))),
+            port: free_port(),
+        }
+    }
+
+    pub fn start_again(&self) {
+        self.script("start");
+    }
+
     fn script(&self, action: &str) {
         std::fs::create_dir_all(&self.home).expect("zookeeper home");
         let output = Command::new(repo_path("deploy/local/services.sh"))
@@ -1004,7 +1016,11 @@ impl OwnZooKeeper {
 impl Drop for OwnZooKeeper {
     fn drop(&mut self) {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.script("stop")));
-        let _ = std::fs::remove_dir_all(&self.home);
+        if std::thread::panicking() {
+            eprintln!("kept ZooKeeper files and logs in {}", self.home.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.home);
+        }
     }
 }
 

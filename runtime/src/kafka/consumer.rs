@@ -404,6 +404,34 @@ impl GroupConsumer {
         Ok(out)
     }
 
+    /// The group's committed next offset of each partition of `partitions` in each of
+    /// `topics`, asked of the group coordinator (not this member's cache); a partition without
+    /// a committed offset is absent.
+    pub fn committed_offsets(
+        &self,
+        topics: &[&str],
+        partitions: &[i32],
+    ) -> Result<std::collections::BTreeMap<(String, i32), i64>, RuntimeError> {
+        let mut wanted = TopicPartitionList::new();
+        for topic in topics {
+            for &partition in partitions {
+                wanted.add_partition(topic, partition);
+            }
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(wanted, Duration::from_secs(10))
+            .map_err(kafka_err("read committed offsets"))?;
+        Ok(committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(next) => Some(((e.topic().to_string(), e.partition()), next)),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Whether this member has read everything its assigned partitions hold right now. No input
     /// for a while does not mean that: a broker may serve some partitions only after others
     /// are drained. A member without partitions is not caught up: it has not started.

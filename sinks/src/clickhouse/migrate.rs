@@ -263,6 +263,38 @@ async fn run_statement(client: &clickhouse::Client, sql: &str) -> Result<(), Run
     }
 }
 
+/// How long `migrate` waits for the servers of a cluster to reach ZooKeeper.
+const COORDINATION_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits until every server of `clickhouse.url` has a ZooKeeper session. An `ON CLUSTER`
+/// statement needs one, and ClickHouse 18.16 crashes on it when its session failed at start
+/// (ZooKeeper not yet serving); asking `system.zookeeper` makes a server connect again.
+async fn wait_for_coordination(config: &ClickHouseConfig) -> Result<(), SinkError> {
+    let deadline = tokio::time::Instant::now() + COORDINATION_WAIT;
+    for (url, client) in vigil_runtime::clickhouse::server_clients(config) {
+        loop {
+            let probe = client
+                .query("SELECT count() FROM system.zookeeper WHERE path = '/'")
+                .fetch_one::<u64>()
+                .await;
+            match probe {
+                Ok(_) => break,
+                Err(error) if is_transient(&error) && tokio::time::Instant::now() < deadline => {
+                    warn!(url, %error, "This ClickHouse server has no ZooKeeper session yet; waiting before any ON CLUSTER statement.");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(source) => {
+                    return Err(SinkError::from(RuntimeError::ClickHouse {
+                        operation: "reach ZooKeeper from every server of the cluster",
+                        source,
+                    }))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether a statement failed only because an earlier run of it took effect: `ADD COLUMN` of a
 /// column that is there. The code differs (18.16: ILLEGAL_COLUMN, 44; current releases:
 /// DUPLICATE_COLUMN, 15), the words do not.
@@ -294,6 +326,9 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<MigrateReport, SinkErr
         if let Some(report) = already_current(&applied)? {
             return Ok(report);
         }
+    }
+    if !config.cluster.is_empty() {
+        wait_for_coordination(config).await?;
     }
     run(ddl(format!("CREATE DATABASE IF NOT EXISTS {db}"))?).await?;
     run(ddl(format!(
