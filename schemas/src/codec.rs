@@ -14,6 +14,7 @@ use apache_avro::Schema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::direct::Malformation;
 use crate::error::SchemaError;
 use crate::records::{
     Alert, AlertAck, AlertDelivery, ClinicalEvent, DeadLetter, PatientStatus, PipelineStat,
@@ -29,6 +30,11 @@ pub trait WireRecord: Serialize + DeserializeOwned {
     const NAME: &'static str;
     /// The parsed current schema and every older writer schema still readable.
     fn schemas() -> Result<&'static RecordSchemas, SchemaError>;
+    /// A direct decoder of a datum written under the current schema, where one exists
+    /// (`direct.rs`); `None` leaves it to apache-avro.
+    fn decode_current(_datum: &[u8]) -> Option<Result<Self, Malformation>> {
+        None
+    }
 }
 
 /// The parsed schemas of one record type.
@@ -79,8 +85,13 @@ fn fingerprint(schema: &Schema) -> u64 {
 }
 
 macro_rules! wire_record {
-    ($ty:ty, $file:literal, [$($old:literal),* $(,)?]) => {
+    ($ty:ty, $file:literal, [$($old:literal),* $(,)?] $(, direct = $direct:path)?) => {
         impl WireRecord for $ty {
+            $(
+                fn decode_current(datum: &[u8]) -> Option<Result<Self, Malformation>> {
+                    Some($direct(datum))
+                }
+            )?
             const NAME: &'static str = stringify!($ty);
             fn schemas() -> Result<&'static RecordSchemas, SchemaError> {
                 static CELL: OnceLock<RecordSchemas> = OnceLock::new();
@@ -101,7 +112,8 @@ macro_rules! wire_record {
 wire_record!(
     ClinicalEvent,
     "clinical_event.avsc",
-    ["clinical_event.v1.avsc", "clinical_event.v2.avsc"]
+    ["clinical_event.v1.avsc", "clinical_event.v2.avsc"],
+    direct = crate::direct::clinical_event
 );
 wire_record!(Alert, "alert.avsc", ["alert.v1.avsc"]);
 wire_record!(
@@ -181,6 +193,31 @@ impl<T: WireRecord> AvroCodec<T> {
 
     /// Decodes one message written under the current or any older schema of `T`.
     pub fn decode(&self, bytes: &[u8]) -> Result<T, SchemaError> {
+        let fingerprint = self.fingerprint(bytes)?;
+        if self
+            .readers
+            .first()
+            .is_some_and(|(current, _)| *current == fingerprint)
+        {
+            if let Some(decoded) = T::decode_current(&bytes[HEADER_LEN..]) {
+                return decoded.map_err(|reason| SchemaError::Malformed {
+                    record: T::NAME,
+                    reason,
+                });
+            }
+        }
+        self.decode_with_avro(fingerprint, &bytes[HEADER_LEN..])
+    }
+
+    /// Decodes one message through apache-avro whatever its writer schema, never the direct
+    /// decoder: the reference and baseline the direct decoder is measured against.
+    pub fn decode_with_apache_avro(&self, bytes: &[u8]) -> Result<T, SchemaError> {
+        let fingerprint = self.fingerprint(bytes)?;
+        self.decode_with_avro(fingerprint, &bytes[HEADER_LEN..])
+    }
+
+    /// The writer schema's fingerprint from the single-object header.
+    fn fingerprint(&self, bytes: &[u8]) -> Result<u64, SchemaError> {
         if bytes.len() < HEADER_LEN {
             return Err(SchemaError::NotSingleObject(
                 "shorter than the 10-byte header",
@@ -193,7 +230,11 @@ impl<T: WireRecord> AvroCodec<T> {
         }
         let mut fp = [0u8; 8];
         fp.copy_from_slice(&bytes[2..HEADER_LEN]);
-        let fingerprint = u64::from_le_bytes(fp);
+        Ok(u64::from_le_bytes(fp))
+    }
+
+    /// Decodes through apache-avro's reader for the writer schema `fingerprint` names.
+    fn decode_with_avro(&self, fingerprint: u64, datum: &[u8]) -> Result<T, SchemaError> {
         let reader = self
             .readers
             .iter()
@@ -203,7 +244,7 @@ impl<T: WireRecord> AvroCodec<T> {
                 record: T::NAME,
                 fingerprint,
             })?;
-        let mut body = &bytes[HEADER_LEN..];
+        let mut body = datum;
         reader
             .read_deser::<T>(&mut body)
             .map_err(|e| SchemaError::Decode {

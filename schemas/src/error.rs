@@ -26,6 +26,13 @@ pub enum SchemaError {
         #[source]
         source: Box<apache_avro::Error>,
     },
+    /// The bytes do not decode under the writer schema they claim (the direct decoder's
+    /// finding; its reason quotes nothing of the data).
+    #[error("malformed {record} datum: {reason}")]
+    Malformed {
+        record: &'static str,
+        reason: crate::direct::Malformation,
+    },
     /// The value does not fit the schema (a programming error in the producer).
     #[error("cannot encode {record}: {source}")]
     Encode {

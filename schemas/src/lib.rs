@@ -11,6 +11,7 @@
 
 mod codec;
 mod dead_letter;
+mod direct;
 mod error;
 pub mod ids;
 mod records;
