@@ -6,7 +6,21 @@
 #
 #   deploy/local/bench.sh                         everything, figures also in target/bench.json
 #   deploy/local/bench.sh --runs 1 --events 200000   extra arguments go to `vigil bench`
+#   deploy/local/bench.sh --only engine,stages    some of them (restore runs on the SQLite broker)
 set -euo pipefail
+# --only is split here: restore needs the SQLite broker, everything else the memory broker.
+only="engine,stages,e2e,latency,backfill,restore"
+args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --only) only=${2:?--only needs a list}; shift 2 ;;
+    --only=*) only=${1#--only=}; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+[ "$only" = all ] && only="engine,spool,stages,e2e,latency,backfill,restore,dashboard,backtest"
+memory_only=$(tr ',' '\n' <<<"$only" | grep -vx restore | paste -sd, - || true)
+restore=$(tr ',' '\n' <<<"$only" | grep -x restore || true)
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo"
 
@@ -32,7 +46,11 @@ VIGIL_HOME=$memory_home VIGIL_KAFKA_PORT=$memory_port VIGIL_KAFKA_STORAGE=memory
 echo "==> $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "==> throughput, latency, memory (Tansu memory:// on port $memory_port)"
 # The memory broker answers at once: a short fetch wait is what makes it fast (BENCHMARKS.md).
-VIGIL_KAFKA__FETCH_WAIT_MAX=10ms VIGIL_KAFKA__BROKERS=127.0.0.1:$memory_port "$vigil" bench \
-  --only engine,stages,e2e,latency,backfill --json target/bench.json "$@"
-echo "==> restore after SIGKILL (Tansu sqlite://)"
-"$vigil" bench --only restore --json target/bench-restore.json "$@"
+if [ -n "$memory_only" ]; then
+  VIGIL_KAFKA__FETCH_WAIT_MAX=10ms VIGIL_KAFKA__BROKERS=127.0.0.1:$memory_port "$vigil" bench \
+    --only "$memory_only" --json target/bench.json ${args[@]+"${args[@]}"}
+fi
+if [ -n "$restore" ]; then
+  echo "==> restore after SIGKILL (Tansu sqlite://)"
+  "$vigil" bench --only restore --json target/bench-restore.json ${args[@]+"${args[@]}"}
+fi
