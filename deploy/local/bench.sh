@@ -20,6 +20,18 @@ while [ $# -gt 0 ]; do
 done
 [ "$only" = all ] && only="engine,spool,stages,e2e,latency,backfill,restore,dashboard,backtest"
 memory_only=$(tr ',' '\n' <<<"$only" | grep -vx restore | paste -sd, - || true)
+# The peer (PyFlink 2.3 on a local mini-cluster; it brings its own Flink runtime and needs Java
+# 17): installed into a cached virtualenv the first time.
+if tr ',' '\n' <<<"$only" | grep -qx peer; then
+  command -v java >/dev/null || { echo "bench.sh: the Flink peer needs Java 17 (apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
+  flink_venv=${XDG_CACHE_HOME:-$HOME/.cache}/vigil/flink-venv
+  if ! "$flink_venv/bin/python" -c 'import pyflink' 2>/dev/null; then
+    echo "==> installing PyFlink 2.3 into $flink_venv (about 850 MB, once)"
+    python3 -m venv "$flink_venv"
+    "$flink_venv/bin/pip" install -q "apache-flink==2.3.0"
+  fi
+  export VIGIL_PEER_PYTHON=$flink_venv/bin/python
+fi
 restore=$(tr ',' '\n' <<<"$only" | grep -x restore || true)
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo"

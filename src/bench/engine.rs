@@ -155,28 +155,48 @@ pub(super) fn pre_encoded(
     key: PseudonymKey,
     events: u64,
 ) -> anyhow::Result<Vec<Vec<u8>>> {
+    let codec = AvroCodec::<ClinicalEvent>::new()?;
+    let mut history = history(config, key, events)?;
+    with_positions(&mut history);
+    history
+        .iter()
+        .map(|event| Ok(codec.encode(event)?))
+        .collect()
+}
+
+/// A simulated region's history of `events` canonical events, as the simulator makes them.
+pub(super) fn history(
+    config: &VigilConfig,
+    key: PseudonymKey,
+    events: u64,
+) -> anyhow::Result<Vec<ClinicalEvent>> {
     let mut simulate = config.simulate.clone();
     simulate.max_events = events;
     simulate.patients = patients_for(events);
     simulate.span = std::time::Duration::from_secs(540 * 86_400);
     simulate.validate()?;
     let renderer = CanonicalRenderer::new(key, simulate.seed);
-    let codec = AvroCodec::<ClinicalEvent>::new()?;
     let ingest = now_ms();
-    let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(events as usize);
+    let mut out = Vec::with_capacity(events as usize);
     let mut simulation = Simulation::new(&simulate);
     while let Some(event) = simulation.next() {
-        if encoded.len() as u64 >= events {
+        if out.len() as u64 >= events {
             break;
         }
-        let mut canonical = renderer.render(&simulation, &event, ingest);
-        let n = encoded.len() as i64;
-        canonical.source = Some(SourcePosition {
+        out.push(renderer.render(&simulation, &event, ingest));
+    }
+    Ok(out)
+}
+
+/// Input positions as an edge gives them, in the order of `history` (four input partitions,
+/// offsets rising): the engine recognises a position at or below one applied as a replay.
+pub(super) fn with_positions(history: &mut [ClinicalEvent]) {
+    for (n, event) in history.iter_mut().enumerate() {
+        let n = n as i64;
+        event.source = Some(SourcePosition {
             topic: "vigil.his.changes".into(),
             partition: (n % 4) as i32,
             offset: n / 4,
         });
-        encoded.push(codec.encode(&canonical)?);
     }
-    Ok(encoded)
 }

@@ -5,6 +5,7 @@
 mod backtest;
 mod dashboard;
 mod engine;
+mod peer;
 mod pipeline;
 mod receiver;
 mod spool;
@@ -19,7 +20,9 @@ use crate::config::VigilConfig;
 #[derive(clap::Args, Clone)]
 pub struct BenchArgs {
     /// Which benchmarks: engine, spool (an initial snapshot held and released), stages (= consume, process, sink, ingest: each stage on a
-    /// pre-filled topic beside its baseline), e2e, latency, backfill, restore, dashboard, backtest;
+    /// pre-filled topic beside its baseline), e2e, latency, backfill, restore, dashboard, backtest,
+    /// peer (Vigil's engine beside an Apache Flink job doing the core of its work: PyFlink; only
+    /// when named, not in "all");
     /// comma-separated, or "all".
     #[arg(long, default_value = "engine,stages,e2e,latency,restore")]
     pub only: String,
@@ -163,6 +166,10 @@ pub fn run(
     );
     if want("engine") {
         engine::run(config, key.clone(), args.events, args.runs, &mut report)?;
+    }
+    // Only when named: it needs PyFlink, which deploy/local/bench.sh installs for it.
+    if wanted.contains(&"peer") {
+        peer::run(config, key.clone(), args.events, args.runs, &mut report)?;
     }
     if want("spool") {
         let history = engine::pre_encoded(config, key.clone(), args.events)?;
