@@ -67,7 +67,7 @@ pub fn run(
         std::fs::metadata(&all)?.len() as f64 / 1e6
     );
 
-    let (vigil_rates, vigil_episodes) = vigil_runs(config, &input, runs)?;
+    let vigil = vigil_runs(config, &input, runs)?;
     let start_up = flink(&python, &job, &few, &dir.join("out-start-up"))?;
     let mut flink_rates = Vec::new();
     let mut marginal_rates = Vec::new();
@@ -80,14 +80,14 @@ pub fn run(
         last = Some(out);
     }
     let flink_run = last.ok_or_else(|| anyhow::anyhow!("--runs must be at least 1"))?;
-    compare(&vigil_episodes, &flink_run.episodes)?;
+    compare(&vigil.episodes, &flink_run.episodes)?;
 
-    let vigil_rate = median(&vigil_rates);
+    let vigil_rate = median(&vigil.rates);
     let flink_rate = median(&flink_rates);
     let flink_marginal = median(&marginal_rates);
     report.figure(
         "peer: crisis episodes, found alike by both",
-        vigil_episodes.len() as f64,
+        vigil.episodes.len() as f64,
         "episodes",
     );
     report.figure(
@@ -119,6 +119,11 @@ pub fn run(
         "peer: Flink start-up (a 1,000-event run)",
         start_up.cpu_seconds,
         "CPU s",
+    );
+    report.figure(
+        "peer: Vigil's state on the heap (every patient, 18 months)",
+        vigil.state_bytes as f64 / (1024.0 * 1024.0),
+        "MiB",
     );
     report.figure(
         "peer: peak RSS, Vigil bench process (its input held too)",
@@ -169,13 +174,20 @@ fn write_lines(path: &Path, events: &[ClinicalEvent]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Vigil's engine over the events' Avro encodings, `runs` times: events per CPU-second of this
-/// thread, and the crisis episodes of the last run.
+/// What Vigil's runs found: events per CPU-second of each, and of the last its crisis episodes
+/// and the bytes its state holds on the heap.
+struct VigilRuns {
+    rates: Vec<f64>,
+    episodes: Vec<Episode>,
+    state_bytes: usize,
+}
+
+/// Vigil's engine over the events' Avro encodings, `runs` times.
 fn vigil_runs(
     config: &VigilConfig,
     input: &[ClinicalEvent],
     runs: usize,
-) -> anyhow::Result<(Vec<f64>, Vec<Episode>)> {
+) -> anyhow::Result<VigilRuns> {
     let codec = AvroCodec::<ClinicalEvent>::new()?;
     let encoded = input
         .iter()
@@ -185,6 +197,7 @@ fn vigil_runs(
     let engine = Engine::new(rules, config.process.engine.clone());
     let mut rates = Vec::new();
     let mut episodes = Vec::new();
+    let mut state_bytes = 0;
     for _ in 0..runs {
         let mut state = PartitionState::new();
         let (mut alerts, mut status) = (Vec::new(), Vec::new());
@@ -204,8 +217,13 @@ fn vigil_runs(
         keep_crisis(&mut alerts, &mut raised);
         rates.push(encoded.len() as f64 / cpu.max(0.01));
         episodes = episodes_of(&raised);
+        state_bytes = state.heap_bytes();
     }
-    Ok((rates, episodes))
+    Ok(VigilRuns {
+        rates,
+        episodes,
+        state_bytes,
+    })
 }
 
 /// Moves the crisis rule's raised and resolved alerts out of `alerts` (the rest is dropped).
