@@ -39,7 +39,13 @@ cd "$repo"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 cargo build --release --locked --bin vigil
+# Every run makes a database of its own, which the stages' ClickHouse users must be allowed.
+export VIGIL_CH_DATABASES="*"
 deploy/local/services.sh start
+if grep -q "<allow_databases><database>" "${VIGIL_HOME:-$repo/.vigil}/clickhouse/users.xml"; then
+  echo "bench.sh: ClickHouse already runs with its users limited to Vigil's own databases; the bench makes one per run. Restart it: deploy/local/services.sh stop clickhouse, then run the bench again." >&2
+  exit 1
+fi
 eval "$(deploy/local/services.sh env)"
 
 memory_home=$(mktemp -d "${TMPDIR:-/tmp}/vigil-bench-broker.XXXXXX")
@@ -58,6 +64,9 @@ VIGIL_HOME=$memory_home VIGIL_KAFKA_PORT=$memory_port VIGIL_KAFKA_STORAGE=memory
 echo "==> $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "==> throughput, latency, memory (Tansu memory:// on port $memory_port)"
 # The memory broker answers at once: a short fetch wait is what makes it fast (BENCHMARKS.md).
+# The end-to-end run says where each CPU-second went, the broker's and ClickHouse's too.
+export VIGIL_BENCH_BROKER_PID=$(cat "$memory_home/tansu.pid")
+export VIGIL_BENCH_CLICKHOUSE_PID=$(cat "${VIGIL_HOME:-$repo/.vigil}/clickhouse.pid")
 if [ -n "$memory_only" ]; then
   VIGIL_KAFKA__FETCH_WAIT_MAX=10ms VIGIL_KAFKA__BROKERS=127.0.0.1:$memory_port "$vigil" bench \
     --only "$memory_only" --json target/bench.json ${args[@]+"${args[@]}"}

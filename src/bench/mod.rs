@@ -133,6 +133,17 @@ pub fn status_field(status: &str, name: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// CPU seconds (user and system) a process or thread has used, from its `/proc/.../stat`;
+/// `None` once it is gone.
+pub fn cpu_seconds(stat_path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    // Fields after the command name: utime and stime are the 12th and 13th, in clock ticks
+    // (100 per second on Linux).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 fn own_status(name: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -247,21 +247,10 @@ fn episodes_of(alerts: &[Alert]) -> Vec<Episode> {
     open.into_iter().map(|((p, s), e)| (p, s, e)).collect()
 }
 
-/// This thread's CPU time so far (user and system), from /proc.
+/// This thread's CPU time so far (user and system).
 fn thread_cpu_seconds() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields
-            .get(i)
-            .ok_or_else(|| anyhow::anyhow!("/proc/thread-self/stat has no field {i}"))?
-            .parse::<f64>()?)
-    };
-    // utime and stime, in clock ticks (100 per second on Linux).
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
+    super::cpu_seconds("/proc/thread-self/stat")
+        .ok_or_else(|| anyhow::anyhow!("/proc/thread-self/stat cannot be read"))
 }
 
 fn flink(python: &str, job: &Path, input: &Path, output: &Path) -> anyhow::Result<FlinkRun> {

@@ -82,21 +82,7 @@ impl Stage {
                 self.peak_rss_kib = self.peak_rss_kib.max(kib);
             }
         }
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            // Fields after the command name: utime and stime are the 12th and 13th (clock ticks).
-            let fields: Vec<&str> = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .collect();
-            let ticks = |i: usize| {
-                fields
-                    .get(i)
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or(0.0)
-            };
-            let cpu = (ticks(11) + ticks(12)) / 100.0;
+        if let Some(cpu) = super::cpu_seconds(&format!("/proc/{pid}/stat")) {
             if cpu > 0.0 {
                 self.cpu_seconds = cpu;
             }
@@ -459,6 +445,7 @@ impl Pipeline<'_> {
             self.run_once("simulate", &path, &["simulate"], Duration::from_secs(7200))?;
             let topics = config.kafka.topics.clone();
             let his = end_offsets(&config.kafka, &topics.his_changes)?;
+            let services_before = ServicesCpu::now();
             let mut ingest = Stage::spawn("ingest", &path, &["ingest"], &self.dir)?;
             let mut process = Stage::spawn("process", &path, &["process"], &self.dir)?;
             let mut sink = Stage::spawn("sink", &path, &["sink"], &self.dir)?;
@@ -489,6 +476,8 @@ impl Pipeline<'_> {
                 stage.stop()?;
                 report.stage_rss(&format!("{} (end to end)", stage.name), stage.peak_rss_kib);
             }
+            let services = ServicesCpu::now().since(&services_before);
+            report_cpu(report, his, &[&ingest, &process, &sink], &services);
             rates.push(his as f64 / track.elapsed());
             report.figure(
                 &format!("e2e run {run}: {his} change events, wall time incl. start-up"),
@@ -844,4 +833,69 @@ async fn raw_insert(config: &VigilConfig, rows: &[EventRow]) -> anyhow::Result<f
         .execute()
         .await?;
     Ok(rate)
+}
+
+/// CPU seconds the broker and ClickHouse have used, from the pids `deploy/local/bench.sh`
+/// exports (`VIGIL_BENCH_BROKER_PID`, `VIGIL_BENCH_CLICKHOUSE_PID`); `None` where not given.
+struct ServicesCpu {
+    broker: Option<f64>,
+    clickhouse: Option<f64>,
+}
+
+impl ServicesCpu {
+    fn now() -> ServicesCpu {
+        let of = |variable: &str| {
+            let pid = std::env::var(variable).ok()?;
+            super::cpu_seconds(&format!("/proc/{}/stat", pid.trim()))
+        };
+        ServicesCpu {
+            broker: of("VIGIL_BENCH_BROKER_PID"),
+            clickhouse: of("VIGIL_BENCH_CLICKHOUSE_PID"),
+        }
+    }
+
+    fn since(&self, before: &ServicesCpu) -> ServicesCpu {
+        let delta = |now: Option<f64>, then: Option<f64>| Some(now? - then?);
+        ServicesCpu {
+            broker: delta(self.broker, before.broker),
+            clickhouse: delta(self.clickhouse, before.clickhouse),
+        }
+    }
+}
+
+/// Where the CPU of an end-to-end run went: microseconds per HIS change event for each stage,
+/// the broker and ClickHouse, and each one's share of the whole.
+fn report_cpu(report: &mut Report, events: i64, stages: &[&Stage], services: &ServicesCpu) {
+    let mut parts: Vec<(String, f64)> = stages
+        .iter()
+        .map(|stage| (stage.name.to_string(), stage.cpu_seconds))
+        .collect();
+    parts.extend(
+        services
+            .broker
+            .map(|cpu| ("broker (Tansu)".to_string(), cpu)),
+    );
+    parts.extend(
+        services
+            .clickhouse
+            .map(|cpu| ("ClickHouse".to_string(), cpu)),
+    );
+    let total: f64 = parts.iter().map(|(_, cpu)| cpu).sum();
+    for (name, cpu) in &parts {
+        report.figure(
+            &format!("e2e CPU: {name}, per change event"),
+            cpu * 1e6 / events.max(1) as f64,
+            "µs",
+        );
+        report.figure(
+            &format!("e2e CPU: {name}, share"),
+            100.0 * cpu / total.max(f64::EPSILON),
+            "%",
+        );
+    }
+    report.figure(
+        "e2e CPU: all of it, per change event",
+        total * 1e6 / events.max(1) as f64,
+        "µs",
+    );
 }
