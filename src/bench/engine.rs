@@ -7,7 +7,7 @@ use vigil_processors::engine::{Engine, PartitionState};
 use vigil_producers::pseudonym::PseudonymKey;
 use vigil_producers::simulator::{CanonicalRenderer, Simulation};
 use vigil_runtime::time::now_ms;
-use vigil_schemas::{AvroCodec, ClinicalEvent, SourcePosition};
+use vigil_schemas::{AvroCodec, ClinicalEvent, PatientStatus, SourcePosition};
 
 use super::{median, peak_rss_kib, Report};
 use crate::config::VigilConfig;
@@ -125,10 +125,66 @@ pub fn run(
         resident_per_patient,
         "bytes",
     );
+    status_encoding(&engine, &encoded, runs, report)?;
     report.figure(
         "engine: peak RSS of the bench",
         peak_rss_kib() as f64 / 1024.0,
         "MiB",
+    );
+    Ok(())
+}
+
+/// Encoding the status rows the engine makes of the history: apache-avro's writer (the
+/// baseline) against the direct encoder the processor uses, the same rows into a reused buffer.
+fn status_encoding(
+    engine: &Engine,
+    encoded: &[Vec<u8>],
+    runs: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let codec = AvroCodec::<ClinicalEvent>::new()?;
+    let mut state = PartitionState::new();
+    let (mut alerts, mut rows) = (Vec::new(), Vec::new());
+    for (i, bytes) in encoded.iter().enumerate() {
+        engine.apply_event(&mut state, &codec.decode(bytes)?, &mut alerts);
+        alerts.clear();
+        if i % 20_000 == 19_999 {
+            engine.drain_status(&mut state, &mut rows);
+        }
+    }
+    engine.drain_status(&mut state, &mut rows);
+    anyhow::ensure!(!rows.is_empty(), "the history made no status rows");
+    let status = AvroCodec::<PatientStatus>::new()?;
+    let (mut generic, mut direct) = (Vec::new(), Vec::new());
+    let mut buffer = Vec::with_capacity(512);
+    for _ in 0..runs {
+        let started = Instant::now();
+        for row in &rows {
+            buffer.clear();
+            status.encode_with_apache_avro(row, &mut buffer)?;
+        }
+        generic.push(rows.len() as f64 / started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        for row in &rows {
+            buffer.clear();
+            status.encode_into(row, &mut buffer)?;
+        }
+        direct.push(rows.len() as f64 / started.elapsed().as_secs_f64());
+    }
+    say!(
+        "engine: {} status rows from {} events",
+        rows.len(),
+        encoded.len()
+    );
+    report.rate(
+        "engine: status rows encoded, apache-avro (baseline)",
+        median(&generic),
+        "rows/s/core",
+    );
+    report.rate(
+        "engine: status rows encoded",
+        median(&direct),
+        "rows/s/core",
     );
     Ok(())
 }
