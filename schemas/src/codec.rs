@@ -132,6 +132,7 @@ wire_record!(
     PatientStatus,
     "patient_status.avsc",
     ["patient_status.v1.avsc"],
+    direct = crate::direct::patient_status_from,
     direct_encode = crate::direct::patient_status
 );
 wire_record!(DeadLetter, "dead_letter.avsc", []);

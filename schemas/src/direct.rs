@@ -12,8 +12,8 @@
 
 use crate::records::{
     ClinicalEvent, Condition, Diagnosis, Encounter, EncounterType, FollowUpVisit, LabResult,
-    Operation, PatientMerge, PatientRegistration, Payload, Prescription, ProgrammeEnrolment, Sex,
-    SourcePosition, VisitMode, VitalSign,
+    Operation, PatientMerge, PatientRegistration, PatientStatus, Payload, PeriodKind, Prescription,
+    ProgrammeEnrolment, RiskLevel, Sex, SourcePosition, VisitMode, VitalSign,
 };
 
 /// Why bytes are not a datum of the schema.
@@ -258,11 +258,56 @@ fn payload(r: &mut Reader<'_>) -> Read<Payload> {
     })
 }
 
+const PERIOD_KINDS: [PeriodKind; 3] = [PeriodKind::Month, PeriodKind::Quarter, PeriodKind::Year];
+const RISK_LEVELS: [RiskLevel; 5] = [
+    RiskLevel::NotAssessed,
+    RiskLevel::Low,
+    RiskLevel::Medium,
+    RiskLevel::High,
+    RiskLevel::VeryHigh,
+];
+
+/// Decodes one `PatientStatus` datum written under the current `patient_status.avsc`: the
+/// writer reads one per changed period of every changed patient.
+pub fn patient_status_from(datum: &[u8]) -> Result<PatientStatus, Malformation> {
+    let r = &mut Reader { bytes: datum };
+    Ok(PatientStatus {
+        status_id: r.string()?,
+        version: r.long()?,
+        definition: r.string()?,
+        patient_pseudonym: r.string()?,
+        hospital_id: r.string()?,
+        region_code: r.string()?,
+        department_code: r.string()?,
+        condition: r.symbol(&CONDITIONS)?,
+        period_kind: r.symbol(&PERIOD_KINDS)?,
+        period_start: r.int()?,
+        managed: r.boolean()?,
+        managed_since_ms: r.long()?,
+        managed_days: r.int()?,
+        follow_ups: r.int()?,
+        follow_ups_ytd: r.int()?,
+        standardised: r.boolean()?,
+        controlled: r.boolean()?,
+        last_follow_up_ms: r.optional(Reader::long)?,
+        last_systolic_mmhg: r.optional(Reader::double)?,
+        last_diastolic_mmhg: r.optional(Reader::double)?,
+        last_fasting_glucose_mmol_l: r.optional(Reader::double)?,
+        new_complications: r.int()?,
+        has_complications: r.boolean()?,
+        bp_grade: r.int()?,
+        risk_level: r.symbol(&RISK_LEVELS)?,
+        age_band: r.string()?,
+        sex: r.symbol(&SEXES)?,
+        event_time_ms: r.long()?,
+    })
+}
+
 /// Appends the Avro binary encoding of a `PatientStatus` under the current
 /// `patient_status.avsc` (the datum, after the single-object header): byte for byte what
 /// apache-avro writes (a differential test holds it to that). The processor writes one per
 /// changed period of every changed patient at each checkpoint.
-pub fn patient_status(status: &crate::records::PatientStatus, out: &mut Vec<u8>) {
+pub fn patient_status(status: &PatientStatus, out: &mut Vec<u8>) {
     let w = &mut Writer { out };
     w.string(&status.status_id);
     w.long(status.version);

@@ -293,3 +293,38 @@ fn the_direct_status_encoder_writes_the_bytes_apache_avro_writes() {
         assert_eq!(direct, reference, "{row:?}");
     }
 }
+
+#[test]
+fn status_rows_and_their_mutations_decode_alike_by_both_decoders() {
+    let codec = AvroCodec::<PatientStatus>::new().unwrap();
+    let mut mutations = Mutations(0x5DEE_CE66_D1CE_4E5B);
+    let canonical = |row: Option<PatientStatus>| row.map(|r| codec.encode(&r).unwrap());
+    let (mut values, mut errors) = (0, 0);
+    for row in status_rows().into_iter().step_by(50) {
+        let bytes = codec.encode(&row).unwrap();
+        let back = codec.decode(&bytes).unwrap();
+        assert_eq!(codec.encode(&back).unwrap(), bytes, "{row:?}");
+        let (header, datum) = bytes.split_at(HEADER);
+        for _ in 0..400 {
+            let mut mutated = header.to_vec();
+            mutated.extend_from_slice(&mutations.mutate(datum));
+            let expected = canonical(codec.decode_with_apache_avro(&mutated).ok());
+            let got = match codec.decode(&mutated) {
+                Ok(row) => Some(row),
+                Err(SchemaError::Malformed { .. }) => None,
+                Err(other) => panic!("the direct decoder was not used: {other}"),
+            };
+            let got = canonical(got);
+            assert_eq!(got, expected, "bytes {mutated:02x?}");
+            if got.is_some() {
+                values += 1;
+            } else {
+                errors += 1;
+            }
+        }
+    }
+    assert!(
+        values > 5_000 && errors > 5_000,
+        "{values} values, {errors} errors"
+    );
+}
