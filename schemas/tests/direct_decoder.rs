@@ -10,48 +10,75 @@ use std::path::Path;
 
 use vigil_schemas::{
     AvroCodec, ClinicalEvent, Condition, PatientStatus, Payload, PeriodKind, ProgrammeEnrolment,
-    RiskLevel, SchemaError, Sex,
+    RiskLevel, SchemaError, Sex, WireRecord,
 };
 
 const HEADER: usize = 10;
 
 /// apache-avro's answer for a datum of the current schema: Some(value), or None for an error.
-fn by_apache_avro(
-    codec: &AvroCodec<ClinicalEvent>,
-    header: &[u8],
-    datum: &[u8],
-) -> Option<ClinicalEvent> {
+fn by_apache_avro<T: WireRecord>(codec: &AvroCodec<T>, header: &[u8], datum: &[u8]) -> Option<T> {
     let mut bytes = header.to_vec();
     bytes.extend_from_slice(datum);
     codec.decode_with_apache_avro(&bytes).ok()
 }
 
 /// The codec's answer (the direct decoder, for the current schema).
-fn by_codec(
-    codec: &AvroCodec<ClinicalEvent>,
-    header: &[u8],
-    datum: &[u8],
-) -> Option<ClinicalEvent> {
+fn by_codec<T: WireRecord>(codec: &AvroCodec<T>, header: &[u8], datum: &[u8]) -> Option<T> {
     let mut bytes = header.to_vec();
     bytes.extend_from_slice(datum);
     match codec.decode(&bytes) {
-        Ok(event) => Some(event),
+        Ok(value) => Some(value),
         Err(SchemaError::Malformed { .. }) => None,
         Err(other) => panic!("the direct decoder was not used: {other}"),
     }
 }
 
+/// The example payloads of a record type (`examples/<dir>/*.json`).
+fn examples_of<T: WireRecord>(dir: &str) -> Vec<T> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(dir);
+    let out: Vec<T> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+        .collect();
+    assert!(!out.is_empty());
+    out
+}
+
 fn examples() -> Vec<ClinicalEvent> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/clinical_event");
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) == Some("json") {
-            out.push(serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap());
-        }
-    }
+    let out = examples_of::<ClinicalEvent>("clinical_event");
     assert!(out.len() >= 8, "every payload kind has an example");
     out
+}
+
+/// Mutates the datum of `value`'s encoding `times` times and asks both decoders each time:
+/// they must agree (compared encoded again: a NaN read from changed bytes is not equal to
+/// itself). Returns how many mutations decoded to a value and how many to an error.
+fn agree_under_mutation<T: WireRecord>(
+    codec: &AvroCodec<T>,
+    value: &T,
+    times: usize,
+    mutations: &mut Mutations,
+) -> (usize, usize) {
+    let bytes = codec.encode(value).unwrap();
+    let (header, datum) = bytes.split_at(HEADER);
+    let canonical = |decoded: Option<T>| decoded.map(|v| codec.encode(&v).unwrap());
+    let (mut values, mut errors) = (0, 0);
+    for _ in 0..times {
+        let mutated = mutations.mutate(datum);
+        let expected = canonical(by_apache_avro(codec, header, &mutated));
+        let got = canonical(by_codec(codec, header, &mutated));
+        assert_eq!(got, expected, "bytes {mutated:02x?}");
+        if got.is_some() {
+            values += 1;
+        } else {
+            errors += 1;
+        }
+    }
+    (values, errors)
 }
 
 /// Examples, and the same with multi-byte text and a field of two megabytes.
@@ -197,39 +224,20 @@ impl Mutations {
 fn mutated_bytes_get_the_same_answer_from_both_decoders() {
     let codec = AvroCodec::<ClinicalEvent>::new().unwrap();
     let mut mutations = Mutations(0x9E37_79B9_7F4A_7C15);
-    let (mut agreed_values, mut agreed_errors) = (0, 0);
+    let (mut values, mut errors) = (0, 0);
     for value in examples() {
-        let bytes = codec.encode(&value).unwrap();
-        let (header, datum) = bytes.split_at(HEADER);
-        for _ in 0..20_000 {
-            let mutated = mutations.mutate(datum);
-            // Compared as encoded again: a NaN read from changed bytes is not equal to itself.
-            let canonical = |event: Option<ClinicalEvent>| event.map(|e| codec.encode(&e).unwrap());
-            let expected = canonical(by_apache_avro(&codec, header, &mutated));
-            let got = canonical(by_codec(&codec, header, &mutated));
-            assert_eq!(got, expected, "bytes {mutated:02x?}");
-            if got.is_some() {
-                agreed_values += 1;
-            } else {
-                agreed_errors += 1;
-            }
-        }
+        let (v, e) = agree_under_mutation(&codec, &value, 20_000, &mut mutations);
+        values += v;
+        errors += e;
     }
     // Both outcomes were exercised, not only one.
-    assert!(agreed_values > 10_000, "{agreed_values} values");
-    assert!(agreed_errors > 10_000, "{agreed_errors} errors");
+    assert!(values > 10_000, "{values} values");
+    assert!(errors > 10_000, "{errors} errors");
 }
 
 /// Patient-status rows: the examples, and rows drawn from every field's extremes.
 fn status_rows() -> Vec<PatientStatus> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/patient_status");
-    let mut rows: Vec<PatientStatus> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))
-        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
-        .collect();
-    assert!(!rows.is_empty());
+    let mut rows = examples_of::<PatientStatus>("patient_status");
     let mut mutations = Mutations(0x0123_4567_89AB_CDEF);
     let texts = ["", "x", "高血压·é·🩺", "60-69"];
     let template = rows[0].clone();
@@ -298,30 +306,17 @@ fn the_direct_status_encoder_writes_the_bytes_apache_avro_writes() {
 fn status_rows_and_their_mutations_decode_alike_by_both_decoders() {
     let codec = AvroCodec::<PatientStatus>::new().unwrap();
     let mut mutations = Mutations(0x5DEE_CE66_D1CE_4E5B);
-    let canonical = |row: Option<PatientStatus>| row.map(|r| codec.encode(&r).unwrap());
     let (mut values, mut errors) = (0, 0);
     for row in status_rows().into_iter().step_by(50) {
         let bytes = codec.encode(&row).unwrap();
-        let back = codec.decode(&bytes).unwrap();
-        assert_eq!(codec.encode(&back).unwrap(), bytes, "{row:?}");
-        let (header, datum) = bytes.split_at(HEADER);
-        for _ in 0..400 {
-            let mut mutated = header.to_vec();
-            mutated.extend_from_slice(&mutations.mutate(datum));
-            let expected = canonical(codec.decode_with_apache_avro(&mutated).ok());
-            let got = match codec.decode(&mutated) {
-                Ok(row) => Some(row),
-                Err(SchemaError::Malformed { .. }) => None,
-                Err(other) => panic!("the direct decoder was not used: {other}"),
-            };
-            let got = canonical(got);
-            assert_eq!(got, expected, "bytes {mutated:02x?}");
-            if got.is_some() {
-                values += 1;
-            } else {
-                errors += 1;
-            }
-        }
+        assert_eq!(
+            by_codec(&codec, &bytes[..HEADER], &bytes[HEADER..]).map(|r| codec.encode(&r).unwrap()),
+            Some(bytes),
+            "{row:?}"
+        );
+        let (v, e) = agree_under_mutation(&codec, &row, 400, &mut mutations);
+        values += v;
+        errors += e;
     }
     assert!(
         values > 5_000 && errors > 5_000,
