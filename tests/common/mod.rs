@@ -985,16 +985,12 @@ impl OwnZooKeeper {
         zookeeper
     }
 
-    /// A ZooKeeper whose port is chosen but which is not started yet ([`Self::start_again`]).
-    pub fn not_started(name: &str) -> OwnZooKeeper {
-        OwnZooKeeper {
-            home: std::env::temp_dir().join(format!("vigil-zk-{}", unique(name))),
-            port: free_port(),
-        }
-    }
-
     pub fn start_again(&self) {
         self.script("start");
+    }
+
+    pub fn stop(&self) {
+        self.script("stop");
     }
 
     fn script(&self, action: &str) {
