@@ -325,7 +325,7 @@ pub fn advance_periods(engine: &Engine, state: &mut PartitionState, hospital: &A
     let managed_here = state
         .patients
         .iter()
-        .filter(|(_, p)| p.hospital == *hospital);
+        .filter(|(_, p)| Arc::ptr_eq(&p.hospital, hospital) || p.hospital == *hospital);
     for (key, patient) in managed_here {
         for (condition, _) in patient.programmes() {
             for &(start, kind) in &opened {
@@ -382,18 +382,22 @@ pub fn facts(engine: &Engine, patient: &Patient, period: PeriodRef) -> StatusFac
     let (managed, managed_days) = span.within(condition, start_ms, end_ms);
 
     let in_period = |t: i64| t >= start_ms && t < end_ms;
-    let follow_ups = patient
-        .follow_ups_for(condition)
-        .filter(|f| f.face_to_face && in_period(f.time_ms))
-        .count() as i32;
-    let follow_ups_ytd = patient
-        .follow_ups_for(condition)
-        .filter(|f| f.face_to_face && f.time_ms >= year_start_ms && f.time_ms < end_ms)
-        .count() as i32;
+    // One pass over the follow-ups (time order): the period's, the year's up to the period's
+    // end, and the period's latest.
+    let (mut follow_ups, mut follow_ups_ytd, mut latest) = (0, 0, None);
+    for follow_up in patient.follow_ups_for(condition) {
+        if in_period(follow_up.time_ms) {
+            latest = Some(follow_up);
+            follow_ups += i32::from(follow_up.face_to_face);
+        }
+        if follow_up.face_to_face
+            && follow_up.time_ms >= year_start_ms
+            && follow_up.time_ms < end_ms
+        {
+            follow_ups_ytd += 1;
+        }
+    }
     let standardised = managed && follow_ups_ytd >= required_follow_ups(period.kind, end_day);
-    let latest = patient
-        .follow_ups_for(condition)
-        .rfind(|f| in_period(f.time_ms));
     let controlled = latest.is_some_and(|f| match condition {
         Condition::Hypertension => f
             .bp()
@@ -401,20 +405,7 @@ pub fn facts(engine: &Engine, patient: &Patient, period: PeriodRef) -> StatusFac
         Condition::Diabetes => f.glucose().is_some_and(|g| g < FPG_TARGET),
     });
 
-    let complications = patient
-        .complications
-        .iter()
-        .filter_map(|c| c.kind().map(|k| (k, c.time_ms)));
-    let new_complications = complications
-        .clone()
-        .filter(|(k, t)| relevant(condition, *k) && in_period(*t))
-        .count() as i32;
-    let known_by_end: Vec<Complication> = complications
-        .filter(|(_, t)| *t < end_ms)
-        .map(|(k, _)| k)
-        .collect();
-    let has_complications = known_by_end.iter().any(|k| relevant(condition, *k));
-
+    let known = KnownComplications::of(patient, condition, start_ms, end_ms);
     let bp = patient
         .latest_bp_before(end_ms)
         .map(|r| (r.systolic, r.diastolic));
@@ -431,8 +422,8 @@ pub fn facts(engine: &Engine, patient: &Patient, period: PeriodRef) -> StatusFac
             diabetes: patient
                 .managed_since(Condition::Diabetes)
                 .is_some_and(|t| t < end_ms),
-            diabetic_complications: known_by_end.iter().any(|k| !k.is_cardiovascular()),
-            cardiovascular_disease: known_by_end.iter().any(|k| k.is_cardiovascular()),
+            diabetic_complications: known.diabetic_by_end,
+            cardiovascular_disease: known.cardiovascular_by_end,
             egfr: patient
                 .egfr
                 .iter()
@@ -458,13 +449,50 @@ pub fn facts(engine: &Engine, patient: &Patient, period: PeriodRef) -> StatusFac
         last_follow_up_ms: latest.map(|f| f.time_ms),
         last_bp: latest.and_then(|f| f.bp()),
         last_fasting_glucose: latest.and_then(|f| f.glucose()),
-        new_complications,
-        has_complications,
+        new_complications: known.new_in_period,
+        has_complications: known.relevant_by_end,
         bp_grade: grade as i32,
         risk_level,
         age_band: age.map(age_band).unwrap_or_default(),
         sex: patient.sex.unwrap_or(Sex::Unknown),
         event_time_ms: patient.last_event_ms,
+    }
+}
+
+/// What the complications recorded say about one condition and period.
+struct KnownComplications {
+    /// First diagnoses in the period relevant to the condition.
+    new_in_period: i32,
+    /// Known by the period's end: relevant to the condition, diabetic, cardiovascular.
+    relevant_by_end: bool,
+    diabetic_by_end: bool,
+    cardiovascular_by_end: bool,
+}
+
+impl KnownComplications {
+    fn of(patient: &Patient, condition: Condition, start_ms: i64, end_ms: i64) -> Self {
+        let mut known = KnownComplications {
+            new_in_period: 0,
+            relevant_by_end: false,
+            diabetic_by_end: false,
+            cardiovascular_by_end: false,
+        };
+        for (kind, time) in patient
+            .complications
+            .iter()
+            .filter_map(|c| c.kind().map(|k| (k, c.time_ms)))
+        {
+            let relevant = relevant(condition, kind);
+            if relevant && time >= start_ms && time < end_ms {
+                known.new_in_period += 1;
+            }
+            if time < end_ms {
+                known.relevant_by_end |= relevant;
+                known.cardiovascular_by_end |= kind.is_cardiovascular();
+                known.diabetic_by_end |= !kind.is_cardiovascular();
+            }
+        }
+        known
     }
 }
 

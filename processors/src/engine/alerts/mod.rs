@@ -19,7 +19,7 @@ mod triggers;
 
 use std::sync::Arc;
 
-use vigil_schemas::ids::stable_id;
+use vigil_schemas::ids::{stable_id, stable_id_bytes};
 use vigil_schemas::{Alert, AlertStatus, ClinicalEvent, Condition, Payload};
 
 pub use acks::apply_ack;
@@ -154,28 +154,48 @@ pub fn threshold_text(trigger: &Trigger) -> String {
     }
 }
 
+/// The rule's message with its placeholders (`{value}`, `{sbp}`, ...) filled in; a missing
+/// fact reads "?", and braces around anything else stay as written.
 fn render_message(rule: &Rule, facts: &Facts) -> String {
-    let mut text = rule.message.clone();
-    let mut put = |name: &str, value: Option<String>| {
-        let key = format!("{{{name}}}");
-        if text.contains(&key) {
-            text = text.replace(&key, value.as_deref().unwrap_or("?"));
+    let mut text = String::with_capacity(rule.message.len() + 32);
+    let mut rest = rule.message.as_str();
+    while let Some(open) = rest.find('{') {
+        text.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let filled = after
+            .find('}')
+            .and_then(|close| Some((close, placeholder(&after[..close], rule, facts)?)));
+        match filled {
+            Some((close, value)) => {
+                text.push_str(value.as_deref().unwrap_or("?"));
+                rest = &after[close + 1..];
+            }
+            None => {
+                text.push('{');
+                rest = after;
+            }
         }
-    };
-    put("value", facts.value.map(number));
-    put("sbp", facts.sbp.map(number));
-    put("dbp", facts.dbp.map(number));
-    put("days", facts.days.map(|d| d.to_string()));
-    put("stage", facts.stage.map(str::to_string));
-    put("baseline", facts.baseline.map(number));
-    put("condition", facts.condition.map(|c| c.as_str().to_string()));
-    put(
-        "complication",
-        facts.complication.map(|c| c.name().to_string()),
-    );
-    put("criterion", facts.criterion.clone());
-    put("threshold", Some(threshold_text(&rule.trigger)));
+    }
+    text.push_str(rest);
     text
+}
+
+/// The value of a message placeholder: `None` when `name` is not one, `Some(None)` when the
+/// fact is not known.
+fn placeholder(name: &str, rule: &Rule, facts: &Facts) -> Option<Option<String>> {
+    Some(match name {
+        "value" => facts.value.map(number),
+        "sbp" => facts.sbp.map(number),
+        "dbp" => facts.dbp.map(number),
+        "days" => facts.days.map(|d| d.to_string()),
+        "stage" => facts.stage.map(str::to_string),
+        "baseline" => facts.baseline.map(number),
+        "condition" => facts.condition.map(|c| c.as_str().to_string()),
+        "complication" => facts.complication.map(|c| c.name().to_string()),
+        "criterion" => facts.criterion.clone(),
+        "threshold" => Some(threshold_text(&rule.trigger)),
+        _ => return None,
+    })
 }
 
 fn pseudonym(key: &PatientKey) -> String {
@@ -227,17 +247,13 @@ fn episode_id(
     opened_ms: i64,
     trigger: &str,
 ) -> [u8; 16] {
-    let hex_id = stable_id(&[
+    stable_id_bytes(&[
         key,
         rule_id.as_bytes(),
         &[subject],
         &opened_ms.to_le_bytes(),
         trigger.as_bytes(),
-    ]);
-    let mut id = [0u8; 16];
-    // stable_id returns 32 hex characters; decoding cannot fail.
-    let _ = hex::decode_to_slice(hex_id, &mut id);
-    id
+    ])
 }
 
 /// Every episode decision about one patient: the rules, the partition, the patient, and where
@@ -594,5 +610,38 @@ fn new_complication(episodes: &mut Episodes<'_>, complication: Complication, cau
             ..Facts::default()
         };
         episodes.evaluate(rule, complication as u8, Some(facts), false, cause);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::RuleSet;
+
+    #[test]
+    fn messages_fill_known_placeholders_and_keep_other_braces() {
+        let rules = RuleSet::defaults().unwrap();
+        let crisis = rules
+            .rules()
+            .iter()
+            .find(|r| r.message.contains("{sbp}"))
+            .unwrap();
+        let facts = Facts {
+            sbp: Some(182.0),
+            dbp: None,
+            ..Facts::default()
+        };
+        let text = render_message(crisis, &facts);
+        assert!(text.contains("BP 182/? mmHg"), "{text}");
+        assert!(text.contains(&threshold_text(&crisis.trigger)), "{text}");
+        assert!(!text.contains('{'), "{text}");
+
+        let mut odd = crisis.clone();
+        odd.message = "{unknown} {value {days}} {血压}{".into();
+        let facts = Facts {
+            days: Some(31),
+            ..Facts::default()
+        };
+        assert_eq!(render_message(&odd, &facts), "{unknown} {value 31} {血压}{");
     }
 }
