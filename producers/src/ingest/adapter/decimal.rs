@@ -25,7 +25,8 @@ pub fn scales(
             == Some("org.apache.kafka.connect.data.Decimal");
         let column = field.get("field").and_then(Value::as_str);
         let scale = field
-            .pointer("/parameters/scale")
+            .get("parameters")
+            .and_then(|v| v.get("scale"))
             .and_then(|s| s.as_str().and_then(|t| t.parse().ok()).or(s.as_u64()))
             .and_then(|s| u32::try_from(s).ok());
         if let (true, Some(column), Some(scale)) = (is_decimal, column, scale) {

@@ -20,6 +20,7 @@ pub(crate) mod values;
 mod vitals;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde_json::Value;
 use vigil_runtime::time::{local_day, local_day_start_ms};
@@ -78,7 +79,7 @@ impl SnapshotMark {
         if payload.get("op").and_then(Value::as_str) != Some("r") {
             return SnapshotMark::Live;
         }
-        match payload.pointer("/source/snapshot") {
+        match payload.get("source").and_then(|v| v.get("snapshot")) {
             Some(Value::String(marker)) if marker == "last" => SnapshotMark::Last,
             Some(Value::String(marker)) if marker == "incremental" => SnapshotMark::Live,
             _ => SnapshotMark::Row,
@@ -197,7 +198,8 @@ fn check_time(ms: i64, now_ms: i64, column: &str) -> Result<i64, Reject> {
 /// The columns of the event's table that its dead-letter copy may show.
 fn copyable_columns(profile: &HospitalProfile, payload: &Value) -> Vec<String> {
     let table = payload
-        .pointer("/source/table")
+        .get("source")
+        .and_then(|v| v.get("table"))
         .and_then(Value::as_str)
         .unwrap_or_default();
     profile
@@ -278,7 +280,8 @@ impl Adapter<'_> {
         payload: &Value,
     ) -> (Outcome, Option<Box<ClinicalEvent>>) {
         let server = payload
-            .pointer("/source/name")
+            .get("source")
+            .and_then(|v| v.get("name"))
             .and_then(Value::as_str)
             .unwrap_or_default();
         let Some(profile) = self.catalog.by_server(server) else {
@@ -495,11 +498,17 @@ fn event_id(
     change_ms: i64,
     source: &Value,
 ) -> String {
-    let position = ["file", "pos", "row", "lsn", "scn"]
+    // The connector's position fields present, as JSON, joined by ':'.
+    let mut position = String::new();
+    for value in ["file", "pos", "row", "lsn", "scn"]
         .iter()
-        .filter_map(|k| source.get(*k).map(|v| v.to_string()))
-        .collect::<Vec<_>>()
-        .join(":");
+        .filter_map(|k| source.get(*k))
+    {
+        if !position.is_empty() {
+            position.push(':');
+        }
+        let _ = write!(position, "{value}");
+    }
     stable_id(&[
         profile.id.as_bytes(),
         table.as_bytes(),

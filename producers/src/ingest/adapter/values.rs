@@ -13,7 +13,8 @@ pub type Row = Map<String, Value>;
 pub fn column_schemas<'a>(event: &'a Value, image: &str) -> impl Iterator<Item = &'a Value> {
     let image = image.to_string();
     event
-        .pointer("/schema/fields")
+        .get("schema")
+        .and_then(|v| v.get("fields"))
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
