@@ -125,7 +125,8 @@ wire_record!(
     ClinicalEvent,
     "clinical_event.avsc",
     ["clinical_event.v1.avsc", "clinical_event.v2.avsc"],
-    direct = crate::direct::clinical_event
+    direct = crate::direct::clinical_event,
+    direct_encode = crate::direct::clinical_event_into
 );
 wire_record!(Alert, "alert.avsc", ["alert.v1.avsc"]);
 wire_record!(

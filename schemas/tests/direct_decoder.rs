@@ -1,16 +1,18 @@
 //! The direct `ClinicalEvent` decoder against apache-avro's, on the same bytes: every example,
 //! values with multi-byte text and megabyte fields, arrays written in byte-sized blocks, and
 //! hundreds of thousands of mutated encodings (bytes changed, cut, inserted, removed). Both
-//! must give the same value, or both an error. And the direct `PatientStatus` encoder against
-//! apache-avro's writer: the same bytes for every example and for rows at every field's extremes.
+//! must give the same value, or both an error. And the direct `ClinicalEvent` and `PatientStatus`
+//! encoders against apache-avro's writer: the same bytes for every example and for records at
+//! every field's extremes and every enum symbol.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 
 use vigil_schemas::{
-    AvroCodec, ClinicalEvent, Condition, PatientStatus, Payload, PeriodKind, ProgrammeEnrolment,
-    RiskLevel, SchemaError, Sex, WireRecord,
+    AvroCodec, ClinicalEvent, Condition, EncounterType, Operation, PatientStatus, Payload,
+    PeriodKind, ProgrammeEnrolment, RiskLevel, SchemaError, Sex, SourcePosition, VisitMode,
+    WireRecord,
 };
 
 const HEADER: usize = 10;
@@ -299,6 +301,117 @@ fn the_direct_status_encoder_writes_the_bytes_apache_avro_writes() {
         codec.encode_into(&row, &mut direct).unwrap();
         codec.encode_with_apache_avro(&row, &mut reference).unwrap();
         assert_eq!(direct, reference, "{row:?}");
+    }
+}
+
+/// Every example and value above, then each with every symbol of each of its enums, times and
+/// numbers at their extremes, optional fields both ways, empty and multi-byte text.
+fn events_at_extremes() -> Vec<ClinicalEvent> {
+    let operations = [
+        Operation::Create,
+        Operation::Update,
+        Operation::Delete,
+        Operation::Snapshot,
+    ];
+    let times = [i64::MIN, -1, 0, 1, 63, 64, 8191, 8192, i64::MAX];
+    let numbers = [
+        f64::NAN,
+        f64::NEG_INFINITY,
+        -0.0,
+        0.0,
+        1e-300,
+        120.5,
+        f64::MAX,
+    ];
+    let mut out = Vec::new();
+    for (n, base) in values().into_iter().enumerate() {
+        out.push(base.clone());
+        let mut event = base.clone();
+        event.operation = operations[n % operations.len()];
+        event.event_time_ms = times[n % times.len()];
+        event.ingest_time_ms = times[(n + 3) % times.len()];
+        event.schema_version = [i32::MIN, 0, 3, i32::MAX][n % 4];
+        event.record_id = ["", "é", "病历-001"][n % 3].to_string();
+        event.source = match n % 3 {
+            0 => None,
+            _ => Some(SourcePosition {
+                topic: "vigil.his.changes".into(),
+                partition: [0, i32::MAX][n % 2],
+                offset: times[(n + 5) % times.len()],
+            }),
+        };
+        for i in 0..4 {
+            let mut variant = event.clone();
+            variant.operation = operations[i];
+            let number = numbers[(n + i) % numbers.len()];
+            let time = times[(n + i) % times.len()];
+            let on = i % 2 == 0;
+            match &mut variant.payload {
+                Payload::PatientRegistration(r) => {
+                    r.sex = [Sex::Male, Sex::Female, Sex::Unknown][i % 3];
+                    r.death_time_ms = on.then_some(time);
+                    r.birth_year = [i32::MIN, 1950, 0, i32::MAX][i];
+                    r.programmes.truncate(i);
+                }
+                Payload::Encounter(e) => {
+                    e.encounter_type = [
+                        EncounterType::Outpatient,
+                        EncounterType::Inpatient,
+                        EncounterType::Emergency,
+                        EncounterType::HomeVisit,
+                    ][i];
+                    e.end_time_ms = on.then_some(time);
+                    e.start_time_ms = time;
+                }
+                Payload::Diagnosis(d) => {
+                    d.is_primary = i % 2 == 0;
+                    d.encounter_id = on.then_some("门诊-7".to_string());
+                }
+                Payload::LabResult(l) => {
+                    l.value = number;
+                    l.encounter_id = on.then_some(String::new());
+                }
+                Payload::VitalSign(v) => {
+                    v.systolic_mmhg = on.then_some(number);
+                    v.height_cm = (!on).then_some(number);
+                }
+                Payload::Prescription(p) => {
+                    p.dose = number;
+                    p.days_supply = [i32::MIN, -1, 0, i32::MAX][i];
+                }
+                Payload::FollowUpVisit(f) => {
+                    f.visit_mode = [
+                        VisitMode::Clinic,
+                        VisitMode::Home,
+                        VisitMode::Phone,
+                        VisitMode::Online,
+                    ][i];
+                    f.condition = [Condition::Hypertension, Condition::Diabetes][i % 2];
+                    f.fasting_glucose_mmol_l = on.then_some(number);
+                    f.next_visit_time_ms = on.then_some(time);
+                }
+                Payload::PatientMerge(m) => {
+                    m.surviving_pseudonym = "ab".repeat(i * 16);
+                }
+            }
+            out.push(variant);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_direct_event_encoder_writes_the_bytes_apache_avro_writes() {
+    let codec = AvroCodec::<ClinicalEvent>::new().unwrap();
+    let events = events_at_extremes();
+    assert!(events.len() > 40, "{} events", events.len());
+    for event in events {
+        let (mut direct, mut reference) = (Vec::new(), Vec::new());
+        codec.encode_into(&event, &mut direct).unwrap();
+        codec
+            .encode_with_apache_avro(&event, &mut reference)
+            .unwrap();
+        assert_eq!(direct, reference, "{event:?}");
     }
 }
 
