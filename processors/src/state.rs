@@ -476,7 +476,18 @@ pub fn upsert<T: Timed>(history: &mut Vec<T>, entry: T, capacity: usize) -> Stor
         _ => {}
     }
     history.retain(|e| e.record() != entry.record());
-    let at = history.partition_point(|e| e.time_ms() <= entry.time_ms());
+    let mut at = history.partition_point(|e| e.time_ms() <= entry.time_ms());
+    // A full history drops its oldest before the insert rather than after, and grows its
+    // allocation only up to its bound: a `Vec` doubling past it held up to 60% more than the
+    // entries kept, for every patient in memory.
+    if history.len() >= capacity && at > 0 {
+        history.remove(0);
+        at -= 1;
+    }
+    if history.len() == history.capacity() {
+        let target = (history.len() * 2).max(4).min(capacity);
+        history.reserve_exact(target.saturating_sub(history.len()));
+    }
     history.insert(at, entry);
     if history.len() > capacity {
         let excess = history.len() - capacity;
@@ -517,6 +528,54 @@ mod tests {
     fn latest(stored: Stored) -> bool {
         assert!(stored.changed);
         stored.latest
+    }
+
+    /// What `upsert` kept before it bounded its allocation: insert, then drop the oldest.
+    fn upsert_by_insert_then_drop(history: &mut Vec<Reading>, entry: Reading, capacity: usize) {
+        history.retain(|e| e.record != entry.record);
+        let at = history.partition_point(|e| e.time_ms <= entry.time_ms);
+        history.insert(at, entry);
+        let excess = history.len().saturating_sub(capacity);
+        history.drain(..excess);
+    }
+
+    #[test]
+    fn bounded_histories_keep_the_same_entries_in_no_more_room_than_their_bound() {
+        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for capacity in [1, 3, 4, 6, 40] {
+            let (mut bounded, mut reference) = (Vec::new(), Vec::new());
+            for step in 0..5_000u32 {
+                // Mostly newer readings, some late, some corrections of a recent record.
+                let time = i64::from(step) * 10 - next(200) as i64;
+                let record = if next(5) == 0 {
+                    step.saturating_sub(next(8) as u32)
+                } else {
+                    step
+                };
+                let entry = r(time, step as f32, record);
+                let stored = upsert(&mut bounded, entry, capacity);
+                let before = reference.clone();
+                upsert_by_insert_then_drop(&mut reference, entry, capacity);
+                if stored.changed {
+                    assert_eq!(bounded, reference, "capacity {capacity}, step {step}");
+                } else {
+                    // Nothing to change: the reference, which always rewrites, agrees.
+                    assert_eq!(before, reference, "capacity {capacity}, step {step}");
+                    reference = before;
+                }
+                assert!(
+                    bounded.capacity() <= capacity.max(4),
+                    "{}",
+                    bounded.capacity()
+                );
+            }
+        }
     }
 
     #[test]
