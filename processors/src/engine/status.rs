@@ -17,7 +17,7 @@
 //! Rows are emitted when something about the patient changes and, for every managed patient, when
 //! the watermark opens a new month, quarter or year, so a period's denominator is complete.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use vigil_runtime::time::{civil_from_days, days_from_civil, local_day, local_day_start_ms};
 use vigil_schemas::ids::stable_id;
@@ -86,6 +86,58 @@ pub struct StatusFacts {
 
 /// [start, end) days of the period of `kind` that contains `day`.
 pub fn period_bounds(day: i32, kind: PeriodKind) -> (i32, i32) {
+    // Every event marks several periods: a table of month starts spares the calendar
+    // arithmetic for the dates a pilot sees (1900-2199); others take the arithmetic.
+    let starts = month_starts();
+    let Some(month) = month_of(starts, day) else {
+        return period_bounds_by_calendar(day, kind);
+    };
+    let first = match kind {
+        PeriodKind::Month => month,
+        PeriodKind::Quarter => month - month % 12 % 3,
+        PeriodKind::Year => month - month % 12,
+    };
+    let length = match kind {
+        PeriodKind::Month => 1,
+        PeriodKind::Quarter => 3,
+        PeriodKind::Year => 12,
+    };
+    (starts[first], starts[first + length])
+}
+
+/// The months the table covers, from January 1900.
+const TABLE_FIRST_YEAR: i32 = 1900;
+const TABLE_MONTHS: usize = 300 * 12;
+
+/// First days of the months the table covers, and of the year after (so that every period of
+/// a covered month ends inside the table).
+fn month_starts() -> &'static [i32] {
+    static STARTS: OnceLock<Vec<i32>> = OnceLock::new();
+    STARTS.get_or_init(|| {
+        (0..=TABLE_MONTHS as i32 + 12)
+            .map(|m| days_from_civil(TABLE_FIRST_YEAR + m / 12, (m % 12 + 1) as u32, 1))
+            .collect()
+    })
+}
+
+/// The table index of the month containing `day`, if the table covers its year.
+fn month_of(starts: &[i32], day: i32) -> Option<usize> {
+    if day < starts[0] || day >= starts[TABLE_MONTHS] {
+        return None;
+    }
+    // 4,800 months in 146,097 days (the Gregorian cycle): a guess off by at most one.
+    let mut month = (i64::from(day - starts[0]) * 4_800 / 146_097) as usize;
+    while starts[month] > day {
+        month -= 1;
+    }
+    while starts[month + 1] <= day {
+        month += 1;
+    }
+    Some(month)
+}
+
+/// [`period_bounds`] by calendar arithmetic, for any day.
+fn period_bounds_by_calendar(day: i32, kind: PeriodKind) -> (i32, i32) {
     let (year, month, _) = civil_from_days(day);
     match kind {
         PeriodKind::Month => {
@@ -536,5 +588,32 @@ pub fn row(engine: &Engine, key: &PatientKey, dirty: &DirtyPeriod) -> PatientSta
         age_band: facts.age_band.to_string(),
         sex: facts.sex,
         event_time_ms: facts.event_time_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn period_bounds_from_the_table_are_the_calendars_for_every_day() {
+        let table_from = days_from_civil(TABLE_FIRST_YEAR, 1, 1);
+        let table_to = days_from_civil(TABLE_FIRST_YEAR + 300, 1, 1);
+        let edges = [i32::MIN / 2, -1_000_000, -1, 0, 1, 1_000_000, i32::MAX / 2];
+        let days = (table_from - 800..table_to + 800).chain(edges);
+        for day in days {
+            for kind in PeriodKind::ALL {
+                let bounds = period_bounds(day, kind);
+                assert_eq!(
+                    bounds,
+                    period_bounds_by_calendar(day, kind),
+                    "{day} {kind:?}"
+                );
+                assert!(
+                    bounds.0 <= day && day < bounds.1,
+                    "{day} {kind:?} {bounds:?}"
+                );
+            }
+        }
     }
 }
