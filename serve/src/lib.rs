@@ -137,6 +137,9 @@ fn access(method: &str, path: &str) -> Access {
 #[derive(Debug, Clone, Copy)]
 struct Rows(u64);
 
+/// How long serve waits for its first reading of the figures before it listens.
+const FIRST_READING_WAIT: Duration = Duration::from_secs(10);
+
 /// Serves until shutdown is requested.
 pub async fn run(
     config: &ServeConfig,
@@ -156,6 +159,16 @@ pub async fn run(
         config.refresh,
         shutdown.clone(),
     );
+    // The first reading comes before the first request, so an API call or a page opened as soon
+    // as serve listens gets figures, not a 503; a ClickHouse that does not answer in time leaves
+    // the API saying so (503, "not read yet") until it does.
+    let mut first_reading = latest.clone();
+    if tokio::time::timeout(FIRST_READING_WAIT, first_reading.changed())
+        .await
+        .is_err()
+    {
+        warn!("No figures read from ClickHouse yet; serving, and answering 503 until they are.");
+    }
     let tokens = watch_tokens(
         keeper.clone(),
         clickhouse.database.clone(),
